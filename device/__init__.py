@@ -1,0 +1,1 @@
+"""The emulated thermodynamic co-processor: analog physics core and the device daemon."""

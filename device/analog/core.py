@@ -1,0 +1,419 @@
+"""The analog core: N coupled noisy RC / RLC cells, as the firmware sees them.
+
+Physics (DESIGN.md §2), per active cell i, with f = b − A x:
+
+    overdamped:   dx = M f dt + sqrt(2 κ_i M) dW
+    underdamped:  dx = v dt,  dv = (M f − Γ v) dt + sqrt(2 κ_i Γ M) dW
+
+so every mix of cells shares the equilibrium x ~ N(A⁻¹b, κA⁻¹), v ~ N(0, κM) (κ_i = κ·noise_gain_i).
+
+The core works in physical units (volts, 1/τ0) and does not quantise: DAC/ADC codes belong to
+the firmware. It owns the analog non-idealities of its :class:`Profile`: coupling-gain mismatch
+(symmetric per resistor pair), per-cell offsets, capacitance (mobility) mismatch — all fixed by
+the chip ``serial`` — plus offset drift, rail saturation and ADC input noise, drawn from ``seed``.
+
+Matrices in :class:`CoreParams` may be given full size (n_cells) or already cut to ``active``;
+per-cell vectors are always full length n_cells (the firmware's memory windows).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from device.analog import kernels
+from device.analog.profiles import Profile
+
+F64 = NDArray[np.float64]
+
+NOISE_BLOCK = 1 << 20
+"""Normal draws per noise block (8 MiB): bounds memory and keeps the GIL-free kernel calls long."""
+
+DEFAULT_STABILITY = 0.02
+"""dt·rate for the automatic substep. The EM stationary variance of a mode λ is
+κ/(λ(1 − dt·λ/2)), so the worst (stiffest) mode is biased by at most stability/2 = 1 % and modes
+ten times softer by 0.1 %, an order of magnitude below the statistical tolerances of the tests
+(and below a 12-bit ADC). Means carry no EM bias (the fixed point of the drift is exact)."""
+
+MAX_DT = 1.0
+"""Upper bound on the automatic substep (τ0), for couplings with no stiffness at all."""
+
+SYMMETRY_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class CoreParams:
+    """One complete parameter set, installed atomically by :meth:`AnalogCore.program`.
+
+    Optional vectors default to: lam, bias = 0; mobility, friction, noise_gain = 1;
+    underdamped = False.
+    """
+
+    active: int
+    coupling: str = "dense"
+    A: ArrayLike | None = None
+    J: ArrayLike | None = None
+    H: ArrayLike | None = None
+    lam: ArrayLike | None = None
+    bias: ArrayLike | None = None
+    mobility: ArrayLike | None = None
+    friction: ArrayLike | None = None
+    underdamped: ArrayLike | None = None
+    temperature: float = 0.0
+    noise_gain: ArrayLike | None = None
+
+
+@dataclass(frozen=True)
+class EffectiveParams:
+    """What the kernels actually integrate (mismatch applied, cut to the active cells)."""
+
+    active: int
+    coupling: str
+    A: F64 | None
+    J: F64 | None
+    H: F64 | None
+    lam: F64
+    bias: F64
+    mobility: F64
+    friction: F64
+    underdamped: NDArray[np.uint8]
+    kappa: F64
+    """Per-cell temperature κ·noise_gain (V²)."""
+    rate: float
+    """Upper bound on the stiffest rate of the dynamics (1/τ0), sets the automatic substep."""
+
+    def dense(self) -> F64:
+        """The coupling as an active×active matrix (forms JᵀHJ + diag(lam) in low-rank mode)."""
+        if self.coupling == "dense":
+            assert self.A is not None
+            return self.A.copy()
+        assert self.J is not None and self.H is not None
+        return self.J.T @ self.H @ self.J + np.diag(self.lam)
+
+    @property
+    def noise_scale(self) -> F64:
+        """Noise amplitude per sqrt(dt): sqrt(2κM) overdamped, sqrt(2κΓM) underdamped."""
+        damping = np.where(self.underdamped == 1, self.friction, 1.0)
+        return np.sqrt(2.0 * self.kappa * self.mobility * damping)
+
+
+class Mismatch:
+    """Fixed-pattern non-idealities of one chip, a pure function of (serial, shape, profile).
+
+    Each pattern has its own child stream of ``SeedSequence(serial)`` so that generating one
+    (e.g. the N×N dense gain, made lazily) never shifts another.
+    """
+
+    def __init__(self, n_cells: int, max_rank: int, profile: Profile, serial: int) -> None:
+        self.n, self.r, self.p = n_cells, max_rank, profile
+        self._seeds = np.random.SeedSequence(serial).spawn(5)
+        self.offset = profile.offset_sigma * self._normal(2, (n_cells,))
+        self.capacitance = np.clip(1.0 + profile.cap_sigma * self._normal(3, (n_cells,)), 0.1, None)
+        self._dense_gain: F64 | None = None
+
+    def _normal(self, stream: int, shape: tuple[int, ...]) -> F64:
+        return np.random.default_rng(self._seeds[stream]).standard_normal(shape)
+
+    def dense_gain(self) -> F64:
+        """1 + g·G with G symmetric: one resistor per cell pair (made on first use, N² memory)."""
+        if self._dense_gain is None:
+            g = self._normal(0, (self.n, self.n))
+            g = np.triu(g) + np.triu(g, 1).T
+            self._dense_gain = 1.0 + self.p.gain_sigma * g
+        return self._dense_gain
+
+    def lowrank_gain(self) -> tuple[F64, F64, F64]:
+        """Gains of the J array (r×N), the H array (r×r, symmetric) and the diagonal (N)."""
+        rng = np.random.default_rng(self._seeds[1])
+        gj = rng.standard_normal((self.r, self.n))
+        gh = rng.standard_normal((self.r, self.r))
+        gh = np.triu(gh) + np.triu(gh, 1).T
+        gl = rng.standard_normal(self.n)
+        s = self.p.gain_sigma
+        return 1.0 + s * gj, 1.0 + s * gh, 1.0 + s * gl
+
+    def apply(self, eff: dict, coupling: str, a: int) -> None:
+        """Scale the nominal coupling and mobility in ``eff`` (active cells ``:a``) in place."""
+        if self.p.gain_sigma > 0:
+            if coupling == "dense":
+                eff["A"] = eff["A"] * self.dense_gain()[:a, :a]
+            else:
+                gj, gh, gl = self.lowrank_gain()
+                r = eff["J"].shape[0]
+                eff["J"] = eff["J"] * gj[:r, :a]
+                eff["H"] = eff["H"] * gh[:r, :r]
+                eff["lam"] = eff["lam"] * gl[:a]
+        eff["mobility"] = eff["mobility"] * self.capacitance[:a]
+
+
+def stiffness_bound(eff: EffectiveParams) -> float:
+    """Cheap upper bound on the fastest rate (1/τ0) of the active dynamics.
+
+    ρ bounds the spectral radius of M·A: dense by Gershgorin, max_i M_i Σ_j |A_ij|; low-rank via
+    the similar matrix M^½AM^½, ‖H‖₂·λmax(J M Jᵀ) + max_i M_i|λ_i| (exact r×r norms, O(r²N)).
+    Overdamped cells need dt·ρ small; underdamped ones dt·(sqrt(ρ) + Γmax) (ω² ≤ ρ).
+    """
+    if eff.active == 0:
+        return 0.0
+    m = eff.mobility
+    if eff.coupling == "dense":
+        assert eff.A is not None
+        rho = float(np.max(m * np.abs(eff.A).sum(axis=1)))
+    else:
+        assert eff.J is not None and eff.H is not None
+        rho = float(np.max(m * np.abs(eff.lam)))
+        if eff.J.shape[0]:
+            h = float(np.max(np.abs(np.linalg.eigvalsh(eff.H))))
+            jmj = float(np.linalg.eigvalsh((eff.J * m) @ eff.J.T)[-1])
+            rho += h * max(jmj, 0.0)
+    und = eff.underdamped == 1
+    rate = rho if not und.all() else 0.0
+    if und.any():
+        rate = max(rate, math.sqrt(rho) + float(np.max(eff.friction[und])))
+    return rate
+
+
+class AnalogCore:
+    """N coupled noisy cells with rails, mismatch and drift; driven by the firmware.
+
+    ``x``, ``v`` (float64) and ``sat`` (uint8, sticky until :meth:`clear_saturation`) are the
+    live state, full length ``n_cells``; cells ≥ ``active`` are held at 0. ``advance`` holds the
+    core lock but releases the GIL inside the kernels, so other threads may call
+    :meth:`read_adc_input` meanwhile.
+    """
+
+    def __init__(
+        self, n_cells: int, max_rank: int, profile: Profile, serial: int, seed: int
+    ) -> None:
+        if n_cells < 1 or max_rank < 0:
+            raise ValueError(f"need n_cells >= 1 and max_rank >= 0, got {n_cells}, {max_rank}")
+        self.n_cells, self.max_rank = int(n_cells), int(max_rank)
+        self.profile, self.serial = profile, int(serial)
+        self.x = np.zeros(self.n_cells)
+        self.v = np.zeros(self.n_cells)
+        self.sat = np.zeros(self.n_cells, dtype=np.uint8)
+        self.time = 0.0
+        """Device time advanced since construction (τ0)."""
+        self.mismatch = Mismatch(self.n_cells, self.max_rank, profile, self.serial)
+        self.offset = self.mismatch.offset.copy()
+        """Current per-cell bias offset (fixed pattern plus drift), b units."""
+        self._lock = threading.RLock()
+        self._stability, self._substep = DEFAULT_STABILITY, 0.0
+        self.reseed(seed)
+        self.program(CoreParams(active=0, coupling="lowrank", J=np.zeros((0, self.n_cells)),
+                                H=np.zeros((0, 0))))
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def reseed(self, seed: int) -> None:
+        """Restart the thermal-noise, drift and ADC-noise streams from ``seed``."""
+        self.seed = int(seed)
+        self._rng = np.random.Generator(np.random.PCG64(self.seed))
+        drift, adc = np.random.SeedSequence(self.seed).spawn(2)
+        self._rng_drift = np.random.Generator(np.random.PCG64(drift))
+        self._rng_adc = np.random.Generator(np.random.PCG64(adc))
+
+    def program(self, params: CoreParams) -> None:
+        """Validate ``params``, apply this chip's mismatch and install them atomically (COMMIT)."""
+        eff = self._effective(params)
+        with self._lock:
+            self._eff = eff
+            a = eff.active
+            self.x[a:] = 0.0
+            self.v[a:] = 0.0
+            self.v[:a][eff.underdamped == 0] = 0.0
+
+    @property
+    def effective(self) -> EffectiveParams:
+        """The installed parameters as integrated (mismatch applied; bias includes offsets)."""
+        a = self._eff.active
+        return replace(self._eff, bias=self._eff.bias + self.offset[:a])
+
+    def set_fidelity(self, stability: float = DEFAULT_STABILITY, substep: float = 0.0) -> None:
+        """Emulator-only knob: substep = stability / stiffness bound, or a fixed ``substep`` > 0."""
+        if not (0.0 < stability <= 1.0):
+            raise ValueError(f"stability must be in (0, 1], got {stability}")
+        if not (math.isfinite(substep) and substep >= 0.0):
+            raise ValueError(f"substep must be finite and >= 0 (0 = automatic), got {substep}")
+        with self._lock:
+            self._stability, self._substep = float(stability), float(substep)
+
+    def stiffness(self) -> float:
+        """Upper bound on the fastest rate of the installed dynamics (1/τ0)."""
+        return self._eff.rate
+
+    @property
+    def dt(self) -> float:
+        """The substep in use (τ0)."""
+        if self._substep > 0:
+            return self._substep
+        return min(self._stability / self._eff.rate, MAX_DT) if self._eff.rate > 0 else MAX_DT
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def set_state(self, x: ArrayLike, v: ArrayLike | None = None) -> None:
+        """Write the initial condition (clipped to the rails; v defaults to rest)."""
+        xs = self._vector(x, "x")
+        vs = np.zeros(self.n_cells) if v is None else self._vector(v, "v")
+        with self._lock:
+            a = self._eff.active
+            vmax = self.profile.vmax
+            self.x[:] = np.clip(xs, -vmax, vmax)
+            self.v[:] = vs
+            self.x[a:] = 0.0
+            self.v[a:] = 0.0
+            self.v[:a][self._eff.underdamped == 0] = 0.0
+
+    def reset_state(self) -> None:
+        """x = v = 0 (does not clear the saturation flags)."""
+        with self._lock:
+            self.x[:] = 0.0
+            self.v[:] = 0.0
+
+    def clear_saturation(self) -> None:
+        self.sat[:] = 0
+
+    def read_adc_input(self) -> F64:
+        """The node voltages as the ADC sees them: x plus input-referred noise (not quantised)."""
+        x = self.x.copy()
+        if self.profile.adc_noise > 0:
+            x += self.profile.adc_noise * self._rng_adc.standard_normal(self.n_cells)
+        return x
+
+    # -- dynamics --------------------------------------------------------------------------------
+
+    def advance(self, t: float, acc: F64 | None = None) -> int:
+        """Integrate exactly ``t`` τ0 of device time; add ∫x dt to ``acc``; return clamp events.
+
+        Full substeps of :attr:`dt`, the last one shortened to land on ``t``. Noise is drawn in
+        blocks of at most NOISE_BLOCK numbers; offsets drift once per block.
+        """
+        if not (math.isfinite(t) and t >= 0.0):
+            raise ValueError(f"advance time must be finite and >= 0, got {t}")
+        if acc is not None and (acc.shape != (self.n_cells,) or acc.dtype != np.float64
+                                or not acc.flags.c_contiguous):
+            raise ValueError(f"acc must be a contiguous float64 array of shape ({self.n_cells},)")
+        with self._lock:
+            eff, dt = self._eff, self.dt
+            a = eff.active
+            if t == 0.0:
+                return 0
+            nsteps = max(1, math.ceil(t / dt * (1.0 - 1e-12)))
+            last = t - (nsteps - 1) * dt
+            block = max(1, NOISE_BLOCK // max(a, 1))
+            acc_a = acc[:a] if acc is not None else np.zeros(a)
+            clamps, done = 0, 0
+            full = nsteps if last == dt else nsteps - 1
+            while done < full:
+                m = min(block, full - done)
+                clamps += self._run(eff, m, dt, acc_a)
+                done += m
+                self._drift(m * dt)
+            if full < nsteps:
+                clamps += self._run(eff, 1, last, acc_a)
+                self._drift(last)
+            self.time += t
+            return clamps
+
+    def _run(self, eff: EffectiveParams, m: int, dt: float, acc: F64) -> int:
+        """Draw the noise for ``m`` substeps and hand them to the kernel (GIL released)."""
+        a = eff.active
+        if a == 0:
+            return 0
+        sig = eff.noise_scale * math.sqrt(dt)
+        if sig.any():
+            xi = self._rng.standard_normal((m, a))
+        else:
+            xi = np.zeros((m, a))  # zero temperature: deterministic, no draws
+        b = eff.bias + self.offset[:a]
+        x, v, sat = self.x[:a], self.v[:a], self.sat[:a]
+        common = (eff.mobility, eff.friction, eff.underdamped, sig, xi, dt,
+                  self.profile.vmax, sat, acc)
+        if eff.coupling == "dense":
+            return int(kernels.em_dense(x, v, eff.A, b, *common))
+        return int(kernels.em_lowrank(x, v, eff.J, eff.H, eff.lam, b, *common))
+
+    def _drift(self, t: float) -> None:
+        rate = self.profile.drift_rate
+        if rate > 0:
+            self.offset += rate * math.sqrt(t) * self._rng_drift.standard_normal(self.n_cells)
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def _vector(self, value: ArrayLike | None, name: str, default: float | None = None) -> F64:
+        if value is None:
+            if default is None:
+                raise ValueError(f"{name} is required")
+            return np.full(self.n_cells, default)
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != (self.n_cells,):
+            raise ValueError(f"{name} must have shape ({self.n_cells},), got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return arr
+
+    @staticmethod
+    def _matrix(value: ArrayLike | None, name: str, shapes: list[tuple[int, int]],
+                symmetric: bool) -> F64:
+        if value is None:
+            raise ValueError(f"{name} is required for this coupling mode")
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape not in shapes:
+            raise ValueError(f"{name} must have shape {' or '.join(map(str, shapes))}, "
+                             f"got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf")
+        if symmetric:
+            scale = float(np.max(np.abs(arr), initial=0.0))
+            if np.max(np.abs(arr - arr.T), initial=0.0) > SYMMETRY_RTOL * scale:
+                raise ValueError(f"{name} must be symmetric (one coupling element per pair)")
+            arr = 0.5 * (arr + arr.T)
+        return arr
+
+    def _effective(self, p: CoreParams) -> EffectiveParams:
+        n, a = self.n_cells, p.active
+        if not (isinstance(a, (int, np.integer)) and 0 <= a <= n):
+            raise ValueError(f"active must be an int in 0..{n}, got {a!r}")
+        a = int(a)
+        if p.coupling not in ("dense", "lowrank"):
+            raise ValueError(f"coupling must be 'dense' or 'lowrank', got {p.coupling!r}")
+        if not (math.isfinite(p.temperature) and p.temperature >= 0):
+            raise ValueError(f"temperature must be finite and >= 0, got {p.temperature}")
+        vec = {
+            "lam": self._vector(p.lam, "lam", 0.0),
+            "bias": self._vector(p.bias, "bias", 0.0),
+            "mobility": self._vector(p.mobility, "mobility", 1.0),
+            "friction": self._vector(p.friction, "friction", 1.0),
+            "noise_gain": self._vector(p.noise_gain, "noise_gain", 1.0),
+        }
+        for name in ("mobility", "friction", "noise_gain"):
+            if np.any(vec[name] < 0):
+                raise ValueError(f"{name} must be >= 0")
+        und = np.zeros(n, dtype=bool) if p.underdamped is None else np.asarray(p.underdamped)
+        if und.shape != (n,) or not (und.dtype == bool or np.isin(und, (0, 1)).all()):
+            raise ValueError(f"underdamped must be a boolean array of shape ({n},)")
+        eff: dict = {k: v[:a].copy() for k, v in vec.items() if k != "noise_gain"}
+        eff.update(A=None, J=None, H=None)
+        if p.coupling == "dense":
+            eff["A"] = self._matrix(p.A, "A", [(n, n), (a, a)], symmetric=True)[:a, :a]
+        else:
+            J = np.asarray(p.J if p.J is not None else np.zeros((0, n)), dtype=np.float64)
+            r = J.shape[0] if J.ndim == 2 else -1
+            if not 0 <= r <= self.max_rank:
+                raise ValueError(f"J must be (rank, n) with rank <= max_rank={self.max_rank}, "
+                                 f"got shape {J.shape}")
+            eff["J"] = self._matrix(J, "J", [(r, n), (r, a)], symmetric=False)[:, :a]
+            eff["H"] = self._matrix(p.H if p.H is not None else np.zeros((0, 0)), "H",
+                                    [(r, r)], symmetric=True)
+        self.mismatch.apply(eff, p.coupling, a)
+        eff = {k: (np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v)
+               for k, v in eff.items()}
+        out = EffectiveParams(
+            active=a, coupling=p.coupling, underdamped=und[:a].astype(np.uint8),
+            kappa=float(p.temperature) * vec["noise_gain"][:a], rate=0.0, **eff,
+        )
+        return replace(out, rate=stiffness_bound(out))

@@ -1,0 +1,244 @@
+"""The device daemon: one firmware instance behind a ZeroMQ ROUTER (requests) and PUB (events).
+
+Single-threaded request loop (the firmware's run scheduler has its own thread): it decodes
+packets, hands them to the firmware, parks packets suspended at a WAIT and resumes them when the
+device wakes it, and publishes IRQ-like events. Anything that cannot be executed gets a
+structured error reply and one log line; nothing a client sends can stop the loop.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import msgpack
+import zmq
+
+from firmware_sim import Firmware, Pending
+from protocol import limits
+from protocol.codec import ProtocolError, Reply, decode_request, encode_reply
+from protocol.status import Status
+
+log = logging.getLogger("thermohil.daemon")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """ipc:// is local; tcp:// must name a loopback host."""
+    url = urlparse(endpoint)
+    if url.scheme in ("ipc", "inproc"):
+        return True
+    host = (url.hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', interface names, hostnames: not provably loopback
+
+
+def events_endpoint_for(endpoint: str) -> str:
+    """Default event endpoint: next tcp port, or the ipc path with '.events' appended."""
+    url = urlparse(endpoint)
+    if url.scheme == "tcp":
+        if url.port is None:
+            raise ValueError(f"tcp endpoint needs an explicit port for the default event endpoint: {endpoint}")
+        return f"tcp://{url.hostname if ':' not in (url.hostname or '') else '[' + url.hostname + ']'}:{url.port + 1}"
+    return endpoint + ".events"
+
+
+class Daemon:
+    def __init__(self, firmware: Firmware, endpoint: str, events: str | None = None, *,
+                 curve_dir: str | None = None, insecure: bool = False,
+                 parent_pid: int | None = None) -> None:
+        self.fw = firmware
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.auth = None
+        loopback = is_loopback(endpoint) and (events is None or is_loopback(events))
+        if curve_dir:
+            self._setup_curve(Path(curve_dir))
+        elif not loopback and not insecure:
+            raise PermissionError(
+                f"refusing to bind {endpoint} without CURVE keys: it is not a loopback address. "
+                "Pass --curve-keys DIR (see docs/protocol.md) or --insecure.")
+        self.router.bind(endpoint.replace(":0", ":*") if endpoint.endswith(":0") else endpoint)
+        self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.pub.bind(events or events_endpoint_for(self.endpoint))
+        self.events_endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.parent_pid = parent_pid
+        self.pending: dict[tuple[bytes, int], tuple[Pending, bytes]] = {}
+        self.events: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.fw.listeners.append(self._on_event)
+        self._stop = False
+
+    def _setup_curve(self, keydir: Path) -> None:
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+        secret = keydir / "server.key_secret"
+        if not secret.exists():
+            raise FileNotFoundError(f"CURVE server key {secret} not found (create it with "
+                                    "zmq.auth.create_certificates(DIR, 'server'))")
+        public, private = zmq.auth.load_certificate(str(secret))
+        clients = keydir / "authorized"
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_curve(domain="*", location=str(clients))
+        for sock in (self.router, self.pub):
+            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = private, public, True
+
+    # -- events (called on the run thread, under the firmware lock: must not block) ---------
+    def _on_event(self, topic: str, body: dict) -> None:
+        self.events.put((topic, body))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is already awake
+
+    def _publish(self) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                topic, body = self.events.get_nowait()
+            except queue.Empty:
+                return
+            body = {**body, "boot_id": self.fw.boot_id}
+            self.pub.send_multipart([topic.encode(), msgpack.packb(body, use_bin_type=True)])
+
+    # -- request loop ------------------------------------------------------------------------
+    def stop(self, *_: object) -> None:
+        self._stop = True
+        try:
+            os.write(self._wake_w, b"q")
+        except (BlockingIOError, OSError):
+            pass
+
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        self._on_event("boot", {"serial": self.fw.regs.u32("SERIAL"), "n_cells": self.fw.core.n_cells})
+        time.sleep(0.05)  # let early subscribers connect before the boot event
+        while not self._stop:
+            timeout = 5 if self.pending else 200
+            ready = dict(poller.poll(timeout))
+            if self.router in ready:
+                for _ in range(64):  # drain, but keep serving wakeups
+                    try:
+                        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle(frames)
+            self._publish()
+            self._resume_pending()
+            self.fw.tick()
+            if self.parent_pid and not _alive(self.parent_pid):
+                log.warning("parent process %d is gone; shutting down", self.parent_pid)
+                break
+        self.close()
+
+    def _handle(self, frames: list) -> None:
+        ident, body = frames[0].bytes, frames[1:]
+        try:
+            packet = decode_request(body)
+        except ProtocolError as e:
+            log.warning("rejected packet from %s: %s", ident.hex(), e)
+            self._send(ident, Reply(e.seq, e.status, [], [], self.fw.boot_id, e.message))
+            return
+        except Exception as e:  # defensive: a codec bug must not kill the daemon
+            log.exception("internal error decoding a packet")
+            self._send(ident, Reply(None, Status.INTERNAL, [], [], self.fw.boot_id, repr(e)))
+            return
+        try:
+            out = self.fw.submit(packet)
+        except Exception as e:
+            log.exception("internal error executing packet %d", packet.seq)
+            out = Reply(packet.seq, Status.INTERNAL, [Status.INTERNAL] * len(packet.tx),
+                        [None] * len(packet.tx), self.fw.boot_id, f"internal error: {e!r}")
+        self._deliver(ident, out)
+
+    def _deliver(self, ident: bytes, out: Reply | Pending) -> None:
+        if isinstance(out, Pending):
+            self.pending[out.key] = (out, ident)  # a retry re-routes the reply to its socket
+            return
+        if out.status not in (Status.OK,):
+            log.warning("rejected packet %s from %s: %s %s", out.seq, ident.hex(),
+                        out.status.name, out.message)
+        self._send(ident, out)
+
+    def _resume_pending(self) -> None:
+        for key, (p, ident) in list(self.pending.items()):
+            out = self.fw.resume(p)
+            if not isinstance(out, Pending):
+                del self.pending[key]
+                self._deliver(ident, out)
+
+    def _send(self, ident: bytes, reply: Reply) -> None:
+        try:
+            self.router.send_multipart([ident, *encode_reply(reply)], copy=False)
+        except zmq.ZMQError as e:
+            log.warning("could not send reply to %s: %s", ident.hex(), e)
+
+    def close(self) -> None:
+        self.fw.shutdown()
+        if self.auth is not None:
+            self.auth.stop()
+        self.router.close(0)
+        self.pub.close(0)
+        self.ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return os.getppid() == pid
+
+
+def serve(endpoint: str, *, cells: int = 64, profile: str = "ideal", seed: int = 0,
+          serial: int | None = None, events: str | None = None, curve_dir: str | None = None,
+          insecure: bool = False, parent_pid: int | None = None, max_rank: int | None = None) -> int:
+    """Run a daemon until SIGINT/SIGTERM; returns the process exit code."""
+    from device.emulator import DEFAULT_SERIAL, build_firmware
+    fw = build_firmware(cells, profile=profile, seed=seed, max_rank=max_rank,
+                        serial=DEFAULT_SERIAL if serial is None else serial)
+    try:
+        daemon = Daemon(fw, endpoint, events, curve_dir=curve_dir, insecure=insecure,
+                        parent_pid=parent_pid)
+    except Exception:
+        fw.shutdown()
+        raise
+    signal.signal(signal.SIGINT, daemon.stop)
+    signal.signal(signal.SIGTERM, daemon.stop)
+    print(f"thermohil: serving {daemon.endpoint} events {daemon.events_endpoint} "
+          f"cells={cells} profile={profile} serial={fw.regs.u32('SERIAL'):#x} "
+          f"boot_id={fw.boot_id:#010x}", flush=True)
+    daemon.serve_forever()
+    log.info("daemon stopped")
+    return 0
+
+
+if __name__ == "__main__":  # python -m device.daemon ENDPOINT (debug convenience)
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 else "tcp://127.0.0.1:5555"))

@@ -1,0 +1,25 @@
+"""Assemble an emulated device: analog core + firmware, as the daemon and local:// use it."""
+from __future__ import annotations
+
+from device.analog.core import AnalogCore, CoreParams
+from device.analog.profiles import get_profile
+from firmware_sim import Firmware
+from protocol.regmap import REGMAP
+
+DEFAULT_SERIAL = 0x7E000001
+PROFILE_IDS = {name: i for i, name in enumerate(REGMAP.meta["emu_profiles"])}
+
+
+def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
+                   serial: int = DEFAULT_SERIAL, max_rank: int | None = None,
+                   fifo_depth: int = 1 << 20) -> Firmware:
+    """A booted emulated device with ``cells`` unit cells."""
+    if not 1 <= cells <= 65536:
+        raise ValueError(f"cells must be in 1..65536, got {cells}")
+    prof = get_profile(profile)
+    rank = min(cells, 256) if max_rank is None else max_rank
+    if not 0 <= rank <= 1024:
+        raise ValueError(f"max_rank must be in 0..1024, got {rank}")
+    core = AnalogCore(cells, rank, prof, serial=serial, seed=seed)
+    return Firmware(core, serial=serial, seed=seed, profile_id=PROFILE_IDS[prof.name],
+                    fifo_depth=fifo_depth, params_type=CoreParams)

@@ -1,0 +1,32 @@
+"""DAC and ADC conversion between fixed-point codes and physical values.
+
+A DAC keeps the top ``bits`` of a 32-bit code (the rest are wired to nothing), so a host that
+writes full 32-bit codes to a 12-bit DAC gets the truncation a real board would give it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from protocol.words import f32_to_word, f64_to_words, word_to_f32, words_to_f64  # noqa: F401
+
+_SCALE = 2.0**31
+
+
+def keep_top_bits(codes: np.ndarray, bits: int) -> np.ndarray:
+    codes = np.asarray(codes, dtype=np.int32)
+    if bits >= 32:
+        return codes
+    mask = np.int32(-(1 << (32 - bits)))  # ...111000: clears the low 32-bits bits
+    return codes & mask
+
+
+def dac(codes: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
+    """Codes (int32) to physical values through a ``bits``-bit DAC."""
+    return keep_top_bits(codes, bits).astype(np.float64) * (full_scale / _SCALE)
+
+
+def adc(values: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
+    """Physical values to int32 codes through a ``bits``-bit ADC (saturates at full scale)."""
+    v = np.asarray(values, dtype=np.float64) * (_SCALE / full_scale)
+    codes = np.clip(np.rint(v), -_SCALE, _SCALE - 1).astype(np.int32)
+    return keep_top_bits(codes, bits)

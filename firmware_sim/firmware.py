@@ -1,0 +1,588 @@
+"""Transaction executor and device behaviour behind the register map.
+
+A packet is checked whole before anything runs (op, address, access, ownership, value range):
+one bad transaction rejects the packet and changes nothing. Errors only knowable while running
+(BUSY, COMMIT of an invalid configuration, WAIT timeout, FIFO underflow) stop the packet at that
+transaction; earlier ones stay applied, later ones answer ABORTED (as IPbus does).
+A WAIT whose condition is false suspends the packet (``Pending``); other clients' packets run
+meanwhile, and the packet resumes when the condition holds or its timeout passes.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from firmware_sim.converters import adc, dac, f32_to_word, word_to_f32
+from firmware_sim.fifo import SampleFifo
+from firmware_sim.lease import Lease
+from firmware_sim.registers import RegisterFile
+from firmware_sim.reply_cache import ReplyCache
+from firmware_sim.scheduler import RunScheduler
+from protocol.codec import Packet, Reply, Transaction
+from protocol.ops import MUTATING, Op
+from protocol.regmap import REGMAP, Register, Window
+from protocol.status import DESCRIPTIONS, Status
+
+log = logging.getLogger("thermohil.firmware")
+
+CTRL = REGMAP.CTRL
+STATUS = REGMAP.STATUS
+IRQ = REGMAP.IRQ_STATUS
+CAPS = REGMAP.CAPS
+_DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER", "LEASE_LEFT_MS",
+            "FIFO_LEVEL", "ACC_TIME", "EMU_DT"}
+_CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
+
+
+@dataclass
+class Pending:
+    """A packet suspended at a WAIT."""
+    packet: Packet
+    index: int = 0
+    status: list[Status] = field(default_factory=list)
+    data: list[np.ndarray | None] = field(default_factory=list)
+    deadline: float | None = None
+    message: str = ""
+
+    @property
+    def key(self) -> tuple[bytes, int]:
+        return self.packet.cid, self.packet.seq
+
+
+class TxError(Exception):
+    def __init__(self, status: Status, message: str = "") -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Firmware:
+    def __init__(self, core: Any, *, serial: int, seed: int, profile_id: int = 0,
+                 fifo_depth: int = 1 << 20, emulator: bool = True,
+                 params_type: Callable[..., Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.core, self.clock = core, clock
+        self.params_type = params_type or core.Params
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        p = core.profile
+        self.boot_id = secrets.randbits(32) | 1
+        consts = dict(N_CELLS=core.n_cells, MAX_RANK=core.max_rank, SERIAL=serial,
+                      BOOT_ID=self.boot_id, FIFO_DEPTH=fifo_depth,
+                      DAC_BITS=p.dac_bits_coupling | (p.dac_bits_bias << 8), ADC_BITS=p.adc_bits,
+                      VMAX=float(np.float32(p.vmax)), EMU_PROFILE=profile_id, EMU_SEED=seed)
+        self.regs = RegisterFile(REGMAP, consts)
+        caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE"]
+        caps += ["EMULATOR"] if emulator else []
+        self.regs.set_u32("CAPS", sum(CAPS.bit(c) for c in caps))
+        self.emulator = emulator
+        self.vmax = consts["VMAX"]
+        self.fifo = SampleFifo(fifo_depth)
+        self.lease = Lease(self.regs.u32("LEASE_MS"), clock=clock)
+        self.cache = ReplyCache()
+        self.inflight: dict[tuple[bytes, int], Pending] = {}
+        self.listeners: list[Callable[[str, dict], None]] = []
+        self.boot_time = clock()
+        n = core.n_cells
+        self.device_time = 0.0
+        self.acc = np.zeros(n)
+        self.acc_time = 0.0
+        self.running = False
+        self.run_left = self.run_elapsed = 0.0
+        self.sample_period = 0.0
+        self.sampling = False
+        self.next_sample = 0.0
+        self.samples_left = 0
+        self.saturated = False
+        self.irq_status = 0
+        self.last_error = 0
+        self.dirty = False
+        self.active_cells = n
+        self.faults: list[str] = []
+        status = self._commit()
+        if status != Status.OK:
+            raise RuntimeError("reset configuration does not commit")
+        self.scheduler = RunScheduler(self)
+        self.scheduler.start()
+
+    # ================================================================ packets
+    def submit(self, packet: Packet) -> Reply | Pending:
+        """Start executing a packet. Returns the reply, or a Pending suspended at a WAIT.
+
+        A packet whose (client, seq) was already answered gets the cached reply; one that is
+        still suspended gets its Pending back (the caller re-routes the eventual reply).
+        """
+        with self.lock:
+            key = (packet.cid, packet.seq)
+            cached = self.cache.get(*key)
+            if cached is not None:
+                return cached
+            if key in self.inflight:
+                return self.inflight[key]
+            self._check_lease()
+            self.lease.renew(packet.owner)
+            statuses, messages = self._validate(packet)
+            bad = [i for i, s in enumerate(statuses) if s != Status.OK]
+            if bad:
+                i = bad[0]
+                self.last_error = int(statuses[i])
+                reply = Reply(packet.seq, statuses[i],
+                              [s if s != Status.OK else Status.ABORTED for s in statuses],
+                              [None] * len(packet.tx), self.boot_id,
+                              f"transaction {i}: {messages[i]}; packet not executed")
+                self.cache.put(*key, reply)
+                return reply
+            return self._continue(Pending(packet))
+
+    def resume(self, pending: Pending) -> Reply | Pending:
+        with self.lock:
+            self.lease.renew(pending.packet.owner)
+            return self._continue(pending)
+
+    def execute(self, packet: Packet, timeout: float | None = None) -> Reply:
+        """Run a packet to completion on the caller's thread (in-process use)."""
+        out = self.submit(packet)
+        limit = None if timeout is None else self.clock() + timeout
+        with self.cond:
+            while isinstance(out, Pending):
+                wait = 0.05 if out.deadline is None else max(0.0, min(0.05, out.deadline - self.clock()))
+                if limit is not None and self.clock() > limit:
+                    raise TimeoutError("packet did not complete in time")
+                self.cond.wait(wait)
+                out = self._continue(out)
+        return out
+
+    def _continue(self, p: Pending) -> Reply | Pending:
+        tx = p.packet.tx
+        while p.index < len(tx):
+            t = tx[p.index]
+            try:
+                if t.op == Op.WAIT:
+                    if not self._wait_done(t, p):
+                        self.inflight[p.key] = p
+                        return p
+                    result = None
+                else:
+                    result = self._execute(t, p.packet)
+                p.status.append(Status.OK)
+                p.data.append(result)
+            except TxError as e:
+                self.last_error = int(e.status)
+                p.status.append(e.status)
+                p.data.append(None)
+                p.message = f"transaction {p.index}: {e.message or DESCRIPTIONS[e.status]}"
+                rest = len(tx) - p.index - 1
+                p.status += [Status.ABORTED] * rest
+                p.data += [None] * rest
+                break
+            p.index += 1
+        first_bad = next((s for s in p.status if s != Status.OK), Status.OK)
+        reply = Reply(p.packet.seq, first_bad, p.status, p.data, self.boot_id, p.message)
+        self.inflight.pop(p.key, None)
+        self.cache.put(*p.key, reply)
+        return reply
+
+    def _wait_done(self, t: Transaction, p: Pending) -> bool:
+        mask, value, timeout_ms = t.args
+        reg = REGMAP.register_at(t.addr)
+        assert reg is not None
+        if (self._read_register(reg)[0] & mask) == value:
+            p.deadline = None
+            return True
+        now = self.clock()
+        if p.deadline is None:
+            p.deadline = now + timeout_ms / 1000
+        if now >= p.deadline:
+            p.deadline = None
+            raise TxError(Status.TIMEOUT, f"WAIT on {reg.name} (mask {mask:#x}, value {value:#x}) "
+                          f"timed out after {timeout_ms} ms")
+        return False
+
+    # ================================================================ validation
+    def _validate(self, packet: Packet) -> tuple[list[Status], list[str]]:
+        owner = self.lease.live_owner()
+        statuses, messages = [], []
+        for t in packet.tx:
+            try:
+                owner = self._check_tx(t, packet.owner, owner)
+                statuses.append(Status.OK)
+                messages.append("")
+            except TxError as e:
+                statuses.append(e.status)
+                messages.append(e.message or DESCRIPTIONS[e.status])
+        return statuses, messages
+
+    def _check_tx(self, t: Transaction, token: int, owner: int) -> int:
+        """Static checks of one transaction; returns the owner after it (claims count)."""
+        if t.op not in Op.__members__.values():
+            raise TxError(Status.BAD_OP, f"unknown op code {t.op}")
+        found = REGMAP.locate(t.addr)
+        if found is None:
+            raise TxError(Status.BAD_ADDRESS, f"nothing mapped at {t.addr:#010x}")
+        entry, offset = found
+        n = t.count
+        if isinstance(entry, Window):
+            depth = self.regs.depth[entry.name]
+            if t.op in (Op.RMW, Op.WAIT):
+                raise TxError(Status.ACCESS, f"{t.op.name} needs a register, {entry.name} is a memory")
+            if entry.fifo != (t.op in (Op.READ_NI, Op.WRITE_NI)):
+                raise TxError(Status.ACCESS, f"{entry.name}: use READ_NI on FIFO ports and "
+                              "incrementing READ/WRITE on memories")
+            if not entry.fifo and offset + n > depth:
+                raise TxError(Status.BAD_ADDRESS, f"{entry.name} has {depth} words on this device; "
+                              f"access to word {offset + n - 1}")
+            writing = t.op in (Op.WRITE, Op.WRITE_NI)
+            if writing and entry.access == "RO":
+                raise TxError(Status.ACCESS, f"{entry.name} is read-only")
+            if writing:
+                self._require_owner(token, owner, entry.name)
+                if self.regs.check_memory_words(entry, t.data) != Status.OK:
+                    raise TxError(Status.RANGE, f"{entry.name}: code out of range")
+            return owner
+        # registers
+        if offset != 0:
+            raise TxError(Status.BAD_ADDRESS, f"{t.addr:#x} is the middle of {entry.name}")
+        regs = self._span(t)
+        if t.op == Op.WAIT:
+            if entry.words != 1:
+                raise TxError(Status.ACCESS, f"WAIT needs a one-word register, {entry.name} is not")
+            return owner
+        if t.op in (Op.READ, Op.READ_NI):
+            return owner
+        if t.op == Op.RMW:
+            if entry.access != "RW" or entry.format != "u32" or entry.name == "OWNER":
+                raise TxError(Status.ACCESS, f"RMW needs a plain RW u32 register, {entry.name} is not")
+            self._require_owner(token, owner, entry.name)
+            return owner
+        # WRITE / WRITE_NI
+        words = [int(w) for w in t.data] if t.data is not None else []
+        targets = [(r, k) for r in regs for k in range(r.words)] if t.op == Op.WRITE else [(entry, 0)] * n
+        for (reg, k), w in zip(targets, words):
+            if reg.access == "RO":
+                raise TxError(Status.ACCESS, f"{reg.name} is read-only")
+            if reg.name == "OWNER":
+                owner = self._check_claim(token, owner, w)
+                continue
+            self._require_owner(token, owner, reg.name)
+            if self.regs.check_register_word(reg, k, w) != Status.OK:
+                raise TxError(Status.RANGE, f"{reg.name}: {self._show(reg, w)} outside "
+                              f"[{reg.min}, {reg.max}]" if reg.min is not None or reg.max is not None
+                              else f"{reg.name}: {self._show(reg, w)} is not a valid value")
+        return owner
+
+    def _span(self, t: Transaction) -> list[Register]:
+        """Registers covered by an incrementing access starting at t.addr."""
+        if t.op not in (Op.READ, Op.WRITE):
+            reg = REGMAP.register_at(t.addr)
+            if t.op in (Op.READ_NI, Op.WRITE_NI) and reg is not None and reg.words != 1:
+                raise TxError(Status.ACCESS, f"non-incrementing access to two-word {reg.name}")
+            return [reg] if reg else []
+        regs, addr, end = [], t.addr, t.addr + t.count
+        while addr < end:
+            reg = REGMAP.register_at(addr)
+            if reg is None:
+                raise TxError(Status.BAD_ADDRESS, f"nothing mapped at {addr:#010x}")
+            if addr + reg.words > end:
+                raise TxError(Status.BAD_ADDRESS, f"access ends in the middle of {reg.name}")
+            regs.append(reg)
+            addr += reg.words
+        return regs
+
+    @staticmethod
+    def _show(reg: Register, w: int) -> str:
+        return f"{word_to_f32(w):g}" if reg.format == "f32" else str(w)
+
+    def _require_owner(self, token: int, owner: int, what: str) -> None:
+        if owner == 0:
+            raise TxError(Status.NOT_OWNER, f"writing {what} needs ownership: claim the device "
+                          "first (write your token to OWNER)")
+        if token != owner:
+            raise TxError(Status.NOT_OWNER, f"writing {what}: the device is owned by another host "
+                          f"(lease {self.lease.left_ms()} ms left)")
+
+    def _check_claim(self, token: int, owner: int, value: int) -> int:
+        if value == 0:
+            if owner and token != owner:
+                raise TxError(Status.NOT_OWNER, "only the owner can release the device")
+            return 0
+        if value != token:
+            raise TxError(Status.RANGE, "OWNER must be written with the header's own token")
+        if owner not in (0, token):
+            raise TxError(Status.NOT_OWNER, f"device is owned by another host "
+                          f"(lease {self.lease.left_ms()} ms left)")
+        return token
+
+    # ================================================================ execution
+    def _execute(self, t: Transaction, packet: Packet) -> np.ndarray | None:
+        entry, offset = REGMAP.locate(t.addr)  # type: ignore[misc]
+        if isinstance(entry, Window):
+            if t.op == Op.READ_NI:
+                if t.count > self.fifo.level:
+                    raise TxError(Status.RANGE, f"SAMPLE_FIFO holds {self.fifo.level} words, "
+                                  f"{t.count} requested")
+                return self.fifo.pop(t.count).view(np.uint32)
+            if t.op == Op.READ:
+                return self._read_window(entry, offset, t.count).view(np.uint32)
+            self._write_window(entry, offset, t.data.view(np.int32))
+            return None
+        if t.op == Op.READ:
+            return np.array([w for r in self._span(t) for w in self._read_register(r)], dtype=np.uint32)
+        if t.op == Op.READ_NI:
+            return np.array([self._read_register(entry)[0] for _ in range(t.count)], dtype=np.uint32)
+        if t.op == Op.RMW:
+            and_mask, or_mask = t.args
+            old = self._read_register(entry)[0]
+            self._write_register(entry, 0, (old & and_mask) | or_mask, packet.owner)
+            return np.array([old], dtype=np.uint32)
+        if t.op == Op.WRITE:
+            k = 0
+            for reg in self._span(t):
+                for j in range(reg.words):
+                    self._write_register(reg, j, int(t.data[k]), packet.owner)
+                    k += 1
+        else:  # WRITE_NI
+            for w in t.data:
+                self._write_register(entry, 0, int(w), packet.owner)
+        return None
+
+    # -- registers ---------------------------------------------------------------------------
+    def _read_register(self, reg: Register) -> list[int]:
+        if reg.name in _DYNAMIC:
+            self._refresh(reg.name)
+        return [self.regs.words[reg.address + k] for k in range(reg.words)]
+
+    def _refresh(self, name: str) -> None:
+        r = self.regs
+        if name == "UPTIME_MS":
+            r.set_u32(name, int((self.clock() - self.boot_time) * 1000))
+        elif name == "DEVICE_TIME":
+            r.set_f64(name, self.device_time)
+        elif name == "ACC_TIME":
+            r.set_f64(name, self.acc_time)
+        elif name == "STATUS":
+            r.set_u32(name, self.status_word())
+        elif name == "CTRL":
+            r.set_u32(name, 0)
+        elif name == "IRQ_STATUS":
+            r.set_u32(name, self.irq_status)
+        elif name == "OWNER":
+            self._check_lease()
+            r.set_u32(name, self.lease.live_owner())
+        elif name == "LEASE_LEFT_MS":
+            r.set_u32(name, self.lease.left_ms())
+        elif name == "FIFO_LEVEL":
+            r.set_u32(name, self.fifo.level)
+        elif name == "EMU_DT":
+            r.set_f32(name, self.core.dt)
+
+    def status_word(self) -> int:
+        s = 0
+        s |= STATUS.bit("RUNNING") if self.running else 0
+        s |= STATUS.bit("SATURATED") if self.saturated else 0
+        s |= STATUS.bit("FIFO_OVERRUN") if self.fifo.overrun else 0
+        s |= STATUS.bit("SHADOW_DIRTY") if self.dirty else 0
+        s |= STATUS.bit("OWNED") if self.lease.live_owner() else 0
+        return STATUS.field("LAST_ERROR").put(s, self.last_error)
+
+    def _write_register(self, reg: Register, k: int, word: int, token: int) -> None:
+        name = reg.name
+        if name == "CTRL":
+            self._ctrl(word)
+        elif name == "IRQ_STATUS":
+            self.irq_status &= ~word & 0xFFFFFFFF
+        elif name == "OWNER":
+            if word:
+                self.lease.claim(word)
+                log.info("device claimed by token %08x", word)
+            else:
+                self.lease.release()
+                log.info("device released")
+        else:
+            self.regs.words[reg.address + k] = word
+            if name == "LEASE_MS":
+                self.lease.length_ms = word
+            elif name == "EMU_SEED":
+                self.core.reseed(word)
+            elif name in _CORE_FIDELITY:
+                self.core.set_fidelity(stability=self.regs.f32("EMU_STABILITY"),
+                                       substep=self.regs.f32("EMU_SUBSTEP"))
+            if reg.shadow:
+                self.dirty = True
+
+    def _ctrl(self, word: int) -> None:
+        if word & CTRL.bit("COMMIT"):
+            status = self._commit()
+            if status != Status.OK:
+                raise TxError(Status.RANGE, self._commit_error)
+        if word & CTRL.bit("STOP") and self.running:
+            self._finish_run()
+        if word & CTRL.bit("RESET_STATE"):
+            if self.running:
+                raise TxError(Status.BUSY, "RESET_STATE while running (STOP first)")
+            self.core.reset_state()
+        if word & CTRL.bit("CLEAR_ACC"):
+            self.acc[:] = 0.0
+            self.acc_time = 0.0
+        if word & CTRL.bit("CLEAR_FIFO"):
+            self.fifo.clear()
+        if word & CTRL.bit("CLEAR_SAT"):
+            self.saturated = False
+            self.core.clear_saturation()
+        if word & CTRL.bit("RUN"):
+            self._start_run()
+
+    # -- memories ----------------------------------------------------------------------------
+    def _read_window(self, w: Window, offset: int, n: int) -> np.ndarray:
+        sl = slice(offset, offset + n)
+        if w.name == "STATE":
+            return adc(self.core.read_adc_input()[sl], self.vmax, self.core.profile.adc_bits)
+        if w.name == "VELOCITY":
+            return adc(self.core.v[sl], self.vmax, self.core.profile.adc_bits)
+        if w.name == "ACCUMULATOR":
+            mean = self.acc[sl] / self.acc_time if self.acc_time > 0 else np.zeros(n)
+            return adc(mean, self.vmax, self.core.profile.adc_bits)
+        if w.name == "SAT_MAP":
+            return self.core.sat[sl].astype(np.int32)
+        return self.regs.mem[w.name][sl].copy()
+
+    def _write_window(self, w: Window, offset: int, codes: np.ndarray) -> None:
+        sl = slice(offset, offset + codes.size)
+        if w.name in ("STATE", "VELOCITY"):
+            if self.running:
+                raise TxError(Status.BUSY, f"writing {w.name} while running (STOP first)")
+            x, v = self.core.x.copy(), self.core.v.copy()
+            target = x if w.name == "STATE" else v
+            target[sl] = dac(codes, self.vmax, self.core.profile.dac_bits_bias)
+            self.core.set_state(x, v)
+            return
+        self.regs.mem[w.name][sl] = codes
+        self.dirty = True
+
+    # -- COMMIT: shadow bank -> analog core --------------------------------------------------
+    _commit_error = ""
+
+    def _commit(self) -> Status:
+        try:
+            params = self.core_params(self.params_type)
+            self.core.program(params)
+        except ValueError as e:
+            self._commit_error = f"COMMIT rejected, configuration unchanged: {e}"
+            return Status.RANGE
+        self.active_cells = params.active
+        self.dirty = False
+        return Status.OK
+
+    def core_params(self, make: Callable[..., Any]) -> Any:
+        """The shadow bank as physical parameters, through the DACs."""
+        r, n, p = self.regs, self.core.n_cells, self.core.profile
+        active, mode, rank = r.u32("ACTIVE_CELLS"), r.u32("COUPLING_MODE"), r.u32("RANK")
+        bc, bb = p.dac_bits_coupling, p.dac_bits_bias
+
+        def mem(name: str, count: int, bits: int) -> np.ndarray:
+            w = REGMAP.windows[name]
+            return dac(r.mem[name][:count], r.f32(w.scale), bits)
+
+        A = J = H = None
+        if mode == 0:
+            A = np.zeros((n, n))
+            A[:active, :active] = mem("COUPLING", active * active, bc).reshape(active, active)
+        else:
+            J = np.zeros((rank, n))
+            J[:, :active] = mem("LOWRANK_J", rank * active, bc).reshape(rank, active)
+            H = mem("LOWRANK_H", rank * rank, bc).reshape(rank, rank)
+        mobility = mem("MOBILITY", n, bc)
+        if np.any(mobility[:active] <= 0):
+            raise ValueError("MOBILITY must be > 0 on every active cell")
+        return make(active=active, coupling="dense" if mode == 0 else "lowrank", A=A, J=J, H=H,
+                    lam=mem("DIAG", n, bc), bias=mem("BIAS", n, bb), mobility=mobility,
+                    friction=mem("FRICTION", n, bc), underdamped=r.mem["MODE"][:n] == 1,
+                    temperature=r.f32("TEMPERATURE"), noise_gain=mem("NOISE_GAIN", n, bc))
+
+    # ================================================================ runs (scheduler side)
+    def _start_run(self) -> None:
+        self.run_left = float(self.regs.f32("RUN_TIME"))
+        self.run_elapsed = 0.0
+        self.sample_period = self.regs.f32("SAMPLE_PERIOD")
+        self.samples_left = self.regs.u32("SAMPLE_COUNT") or -1
+        self.sampling = self.sample_period > 0
+        self.next_sample = self.sample_period
+        self.running = True
+        self.cond.notify_all()
+        if self.run_left <= 0:
+            self._finish_run()
+
+    def _finish_run(self) -> None:
+        self.running = False
+        self.run_left = 0.0
+        self._event("RUN_DONE", "run_done", device_time=self.device_time)
+        self.cond.notify_all()
+
+    def after_chunk(self, t: float, clamps: int) -> None:
+        """Bookkeeping after the scheduler advanced the core by device time t."""
+        self.device_time += t
+        self.acc_time += t
+        self.run_elapsed += t
+        self.run_left -= t
+        if clamps and not self.saturated:
+            self.saturated = True
+            cells = np.flatnonzero(self.core.sat)[:16].tolist()
+            self._event("SATURATED", "saturated", cells=cells, device_time=self.device_time)
+        if self.sampling and self.run_elapsed >= self.next_sample - 1e-9 * max(1.0, self.next_sample):
+            self._take_sample()
+        if self.run_left <= 1e-12 * max(1.0, self.run_elapsed):
+            self._finish_run()
+
+    def _take_sample(self) -> None:
+        n = self.active_cells
+        codes = adc(self.core.read_adc_input()[:n], self.vmax, self.core.profile.adc_bits)
+        if not self.fifo.push(codes):
+            self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
+        thr = self.regs.u32("FIFO_THRESHOLD")
+        if thr and self.fifo.level >= thr:
+            self._event("FIFO_THRESHOLD", "fifo", level=self.fifo.level)
+        self.next_sample += self.sample_period
+        self.samples_left -= 1
+        if self.samples_left == 0:
+            self.sampling = False
+
+    # ================================================================ events, lease, faults
+    def _event(self, irq: str, topic: str, **body: Any) -> None:
+        bit = IRQ.bit(irq)
+        self.irq_status |= bit
+        if self.regs.u32("IRQ_MASK") & bit:
+            for listener in self.listeners:
+                listener(topic, body)
+
+    def _check_lease(self) -> None:
+        self.lease.live_owner()
+        if self.lease.expired:
+            self.lease.expired = False
+            log.info("lease expired; device is free")
+            self._event("LEASE_EXPIRED", "lease", owner=0)
+
+    def tick(self) -> None:
+        """Periodic housekeeping from the host loop (lease expiry)."""
+        with self.lock:
+            self._check_lease()
+
+    def fault(self, message: str) -> None:
+        log.error("fault: %s", message)
+        self.faults.append(message)
+        self.last_error = int(Status.INTERNAL)
+        self.running = False
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown()
+
+    # convenience for tests and the local driver
+    def boot_event(self) -> dict:
+        return {"boot_id": self.boot_id, "serial": self.regs.u32("SERIAL"),
+                "n_cells": self.core.n_cells, "uptime_ms": 0}
+
+
+__all__ = ["Firmware", "Pending", "f32_to_word"]

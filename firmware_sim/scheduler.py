@@ -1,0 +1,61 @@
+"""Run scheduler: advances the analog core in short chunks on its own thread.
+
+Runs proceed asynchronously, so a host can read registers, stage a new configuration or COMMIT
+while the device runs (the overlap TNGD relies on). Each chunk holds the firmware lock for a few
+milliseconds of wall time at most; between chunks the firmware serves packets.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firmware_sim.firmware import Firmware
+
+#: Wall time one chunk may hold the firmware lock.
+CHUNK_WALL_S = 0.004
+
+
+class RunScheduler(threading.Thread):
+    def __init__(self, fw: "Firmware") -> None:
+        super().__init__(name="thermohil-run", daemon=True)
+        self.fw = fw
+        self._quit = False
+        self._sec_per_step = 1e-6  # running estimate; sizes chunks to CHUNK_WALL_S
+
+    def shutdown(self) -> None:
+        with self.fw.cond:
+            self._quit = True
+            self.fw.cond.notify_all()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        fw = self.fw
+        while True:
+            with fw.cond:
+                while not fw.running and not self._quit:
+                    fw.cond.wait()
+                if self._quit:
+                    return
+                try:
+                    self._chunk(fw)
+                except Exception as e:  # never let the run thread die silently
+                    fw.fault(f"run thread: {type(e).__name__}: {e}")
+                fw.cond.notify_all()
+            # let the packet thread in between chunks (the lock is fair enough with a yield)
+            time.sleep(0)
+
+    def _chunk(self, fw: "Firmware") -> None:
+        dt = fw.core.dt
+        steps = max(1, int(CHUNK_WALL_S / self._sec_per_step))
+        t = min(fw.run_left, steps * dt)
+        if fw.sample_period > 0 and fw.sampling:
+            t = min(t, max(fw.next_sample - fw.run_elapsed, 0.0))
+        t0 = time.perf_counter()
+        clamps = fw.core.advance(t, fw.acc) if t > 0 else 0
+        took = time.perf_counter() - t0
+        if t > 0:
+            n_steps = max(1.0, t / dt)
+            self._sec_per_step = 0.7 * self._sec_per_step + 0.3 * (took / n_steps)
+        fw.after_chunk(t, clamps)

@@ -1,0 +1,198 @@
+"""The ``thermohil`` command: serve the emulator, inspect a device, peek and poke registers,
+and run the demonstration job."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+DEFAULT_DEVICE = "spawn://"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    v = _int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="thermohil", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the emulated device daemon")
+    s.add_argument("--endpoint", default="tcp://127.0.0.1:5555",
+                   help="request endpoint (tcp://HOST:PORT, PORT 0 = any free; or ipc://PATH)")
+    s.add_argument("--events", default=None, help="event (PUB) endpoint; default: next port / PATH.events")
+    s.add_argument("--cells", type=_positive, default=64)
+    s.add_argument("--max-rank", type=_int, default=None)
+    s.add_argument("--profile", default="ideal", help="non-ideality profile: ideal or realistic")
+    s.add_argument("--seed", type=_int, default=0, help="noise seed")
+    s.add_argument("--serial", type=_int, default=None, help="device serial (fixes the mismatch pattern)")
+    s.add_argument("--curve-keys", default=None, metavar="DIR",
+                   help="CURVE key directory (server.key_secret, authorized/): required off loopback")
+    s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    s.add_argument("--parent-pid", type=_int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--log-level", default="INFO")
+
+    i = sub.add_parser("info", help="identity and capabilities of a device")
+    i.add_argument("--device", default=DEFAULT_DEVICE, help="device URL (default: spawn a private emulator)")
+    i.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("regs", help="peek and poke registers")
+    r.add_argument("--device", default=DEFAULT_DEVICE)
+    rs = r.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rs.add_parser("dump", help="every register with its decoded fields")
+    rr = rs.add_parser("read", help="read a register by name or address")
+    rr.add_argument("name")
+    rw = rs.add_parser("write", help="write a register (claims the device for the write)")
+    rw.add_argument("name")
+    rw.add_argument("value")
+    rs.add_parser("map", help="print the register map (no device needed)")
+
+    d = sub.add_parser("demo", help="solve a random SPD system on the device next to scipy")
+    d.add_argument("--device", default=DEFAULT_DEVICE)
+    d.add_argument("--size", type=_positive, default=16)
+    d.add_argument("--cond", type=_positive_float, default=10.0)
+    d.add_argument("--time", type=_positive_float, default=400.0, help="averaging time (τ0)")
+    d.add_argument("--temperature", type=float, default=1e-3)
+    d.add_argument("--seed", type=_int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo}[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a clear one-line message, not a traceback, for expected failures
+        from host.errors import DeviceError
+        if isinstance(e, (DeviceError, ValueError, KeyError, PermissionError, FileNotFoundError, RuntimeError)):
+            print(f"thermohil: error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from device.analog.profiles import get_profile
+    from device.daemon import serve
+    get_profile(args.profile)  # unknown profile: clear error before binding anything
+    return serve(args.endpoint, cells=args.cells, profile=args.profile, seed=args.seed,
+                 serial=args.serial, events=args.events, curve_dir=args.curve_keys,
+                 insecure=args.insecure, parent_pid=args.parent_pid, max_rank=args.max_rank)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import host
+    with host.connect(args.device, claim=False) as dev:
+        info = dev.info()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k:>13}: {v}")
+    return 0
+
+
+def _format(reg, value) -> str:
+    text = f"{value:g}" if isinstance(value, float) else f"{value} ({value:#010x})"
+    if reg.fields and isinstance(value, int):
+        text += "  " + " ".join(f"{f.name}={f.get(value)}" for f in reg.fields)
+    return text + (f" {reg.unit}" if reg.unit else "")
+
+
+def cmd_regs(args: argparse.Namespace) -> int:
+    from protocol.regmap import REGMAP
+    if args.action == "map":
+        for reg in sorted(REGMAP.registers.values(), key=lambda r: r.address):
+            print(f"{reg.address:#010x}  {reg.name:<15} {reg.access:<3} {reg.format:<4} {reg.doc}")
+        for w in sorted(REGMAP.windows.values(), key=lambda w: w.base):
+            print(f"{w.base:#010x}  {w.name:<15} {w.access:<3} {w.format:<4} [{w.depth}] {w.doc}")
+        return 0
+    import host
+    with host.connect(args.device, claim=args.action == "write") as dev:
+        if args.action == "dump":
+            for reg in sorted(REGMAP.registers.values(), key=lambda r: r.address):
+                try:
+                    value = dev.read(reg.name)
+                except host.DeviceError as e:  # e.g. the emulator block on real hardware
+                    print(f"{reg.address:#010x}  {reg.name:<15} <{e.status.name}>")
+                    continue
+                print(f"{reg.address:#010x}  {reg.name:<15} {_format(reg, value)}")
+            return 0
+        target = _target(args.name)
+        if args.action == "read":
+            value = dev.read(target)
+            reg = REGMAP.registers.get(target) if isinstance(target, str) else None
+            print(_format(reg, value) if reg else value)
+            return 0
+        reg = REGMAP.registers.get(target) if isinstance(target, str) else None
+        value = float(args.value) if reg is not None and reg.format == "f32" else _int(args.value)
+        dev.write(target, value)
+        print(_format(reg, dev.read(target)) if reg else dev.read(target))
+        return 0
+
+
+def _target(name: str) -> str | int:
+    from protocol.regmap import REGMAP
+    if name[:1].isdigit():
+        return _int(name)
+    upper = name.upper()
+    if upper not in REGMAP.registers and upper not in REGMAP.windows:
+        raise KeyError(f"no register named {name!r} (see `thermohil regs map`)")
+    return upper
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+    import scipy.linalg
+
+    import host
+    rng = np.random.default_rng(args.seed)
+    n = args.size
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    eig = np.geomspace(1.0, args.cond, n)
+    A = (q * eig) @ q.T
+    b = rng.uniform(-1, 1, n)
+    exact = scipy.linalg.solve(A, b, assume_a="pos")
+    print(f"thermohil demo: {n}x{n} SPD system, condition number {args.cond:g}, device {args.device}")
+    with host.connect(args.device) as dev:
+        if n > dev.n_cells:
+            raise ValueError(f"--size {n} exceeds the device's {dev.n_cells} cells")
+        dev.configure(mode="overdamped", temperature=args.temperature)
+        burn = 10.0 / eig[0]  # ten relaxation times of the slowest mode
+        m = dev.solve_step(coupling=A, bias=b, t=args.time, burn_in=burn)
+        info = dev.info()
+    err = np.linalg.norm(m - exact) / np.linalg.norm(exact)
+    se = np.sqrt(2 * args.temperature * np.diag(np.linalg.inv(A @ A)) / args.time)
+    print(f"{'cell':>4} {'device mean':>12} {'scipy solve':>12} {'±1 s.e.':>9}")
+    for i in range(n):
+        print(f"{i:>4} {m[i]:>12.5f} {exact[i]:>12.5f} {se[i]:>9.5f}")
+    print(f"relative error {err:.3%} after {args.time:g} τ0 of averaging "
+          f"(device time {info['device_time']:.0f} τ0, substep {info.get('emulator', {}).get('dt', '?')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,532 @@
+"""ThermoDevice: a typed API over the register map, the same for emulator and hardware.
+
+Every method builds transactions and sends them as one packet; inside ``with dev.batch():``
+calls are queued and sent together at the end of the block (their results are ``Deferred``), so
+"program + commit + run + wait + read mean" is one round trip. Physical values are converted
+to fixed-point codes here, with full-scale registers chosen from the data.
+"""
+from __future__ import annotations
+
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from host.drivers import Driver, open_driver
+from host.errors import DeviceError, DeviceReset, DeviceSaturated
+from protocol.codec import Reply, Transaction
+from protocol.words import f32_to_word, word_to_f32, words_to_f64
+from protocol.ops import Op
+from protocol.regmap import REGMAP, Register, Window, float_to_q31, q31_full_scale_for, q31_to_float
+from protocol.status import Status
+
+RUN_WAIT_SLICE_MS = 10_000  # a WAIT answers at least this often, so a dead daemon is noticed
+_Decode = Callable[[list], Any]
+MODES = {"overdamped": 0, "underdamped": 1}
+
+
+class Deferred:
+    """Result of a call queued in a batch; ``.value`` once the batch has been sent."""
+    _unset = object()
+
+    def __init__(self) -> None:
+        self._value: Any = Deferred._unset
+
+    @property
+    def value(self) -> Any:
+        if self._value is Deferred._unset:
+            raise RuntimeError("the batch has not been sent yet")
+        return self._value
+
+
+@dataclass
+class _Call:
+    tx: list[Transaction]
+    decode: _Decode | None
+    result: Deferred = field(default_factory=Deferred)
+    wait_s: float = 0.0
+
+
+def _reg(name: str) -> Register:
+    return REGMAP.registers[name]
+
+
+def _win(name: str) -> Window:
+    return REGMAP.windows[name]
+
+
+def rd(name: str, n: int = 1) -> Transaction:
+    entry = REGMAP[name]
+    addr = entry.address if isinstance(entry, Register) else entry.base
+    count = entry.words if isinstance(entry, Register) and n == 1 else n
+    return Transaction(Op.READ, addr, (count,))
+
+
+def wr(name: str, words: Any) -> Transaction:
+    w = np.atleast_1d(np.asarray(words)).astype(np.int64).astype(np.uint32) \
+        if not (isinstance(words, np.ndarray) and words.dtype in (np.int32, np.uint32)) else words
+    entry = REGMAP[name]
+    addr = entry.address if isinstance(entry, Register) else entry.base
+    return Transaction(Op.WRITE, addr, (w.size,), w)
+
+
+def wr_f32(name: str, value: float) -> Transaction:
+    return wr(name, [f32_to_word(value)])
+
+
+def decode_register(reg: Register, words: np.ndarray) -> int | float:
+    if reg.format == "f32":
+        return word_to_f32(int(words[0]))
+    if reg.format == "f64":
+        return words_to_f64(int(words[0]), int(words[1]))
+    return int(words[0])
+
+
+class ThermoDevice:
+    def __init__(self, driver: Driver, *, claim: bool = True, lease_ms: int = 30_000) -> None:
+        self.driver = driver
+        self._batch: list[_Call] | None = None
+        self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
+        self.token = 0
+        self._static = self._read_static()
+        self.n_cells: int = self._static["n_cells"]
+        self.vmax: float = self._static["vmax"]
+        self.active: int = self._static["active_cells"]
+        if claim:
+            self.claim(lease_ms)
+
+    # ---------------------------------------------------------------- transport
+    @property
+    def stats(self):
+        return self.driver.stats
+
+    def _send(self, calls: list[_Call]) -> None:
+        tx = [t for c in calls for t in c.tx]
+        wait_s = sum(c.wait_s for c in calls)
+        data: list = []
+        start = 0
+        while True:
+            reply = self.driver.transact(tx[start:], timeout=self._timeout() + wait_s)
+            bad = next((i for i, s in enumerate(reply.tx_status) if s != Status.OK), None)
+            if bad is None and reply.status == Status.OK:
+                data += reply.data
+                break
+            if bad is not None and reply.tx_status[bad] == Status.TIMEOUT and \
+                    tx[start + bad].op == Op.WAIT and tx[start + bad].args[2] == RUN_WAIT_SLICE_MS:
+                data += reply.data[:bad]  # device alive, still running: wait again from here
+                start += bad
+                continue
+            index = None if bad is None else start + bad
+            raise DeviceError.from_reply(reply.status if bad is None else reply.tx_status[bad],
+                                         reply.message, index)
+        k = 0
+        for c in calls:
+            part = data[k:k + len(c.tx)]
+            k += len(c.tx)
+            if c.decode is not None:
+                c.result._value = c.decode(part)
+            else:
+                c.result._value = None
+
+    def _timeout(self) -> float:
+        return float(getattr(self.driver, "timeout", 5.0))
+
+    def _do(self, tx: list[Transaction], decode: _Decode | None = None, wait_s: float = 0.0) -> Any:
+        call = _Call(tx, decode, wait_s=wait_s)
+        if self._batch is not None:
+            self._batch.append(call)
+            return call.result
+        self._send([call])
+        return call.result.value
+
+    @contextmanager
+    def batch(self) -> Iterator["ThermoDevice"]:
+        """Queue calls and send them as ONE packet when the block ends."""
+        if self._batch is not None:
+            raise RuntimeError("batches do not nest")
+        self._batch = []
+        try:
+            yield self
+            calls, self._batch = self._batch, None
+            if calls:
+                self._send(calls)
+        finally:
+            self._batch = None
+
+    # ---------------------------------------------------------------- identity, ownership
+    def _read_static(self) -> dict:
+        names = ["MAGIC", "VERSION", "CAPS", "N_CELLS", "MAX_RANK", "SERIAL", "BOOT_ID",
+                 "FIFO_DEPTH", "DAC_BITS", "ADC_BITS", "VMAX", "ACTIVE_CELLS", "DEVICE_TIME"]
+        tx = [rd(n) for n in names]
+        reply = self.driver.transact(tx)
+        if reply.status != Status.OK:
+            raise DeviceError.from_reply(reply.status, reply.message)
+        v = {n: decode_register(_reg(n), d) for n, d in zip(names, reply.data)}
+        if v["MAGIC"] != REGMAP.meta["magic"]:
+            raise DeviceError(f"not a thermohil device: MAGIC reads {v['MAGIC']:#x}", Status.INTERNAL)
+        ver, caps = _reg("VERSION"), _reg("CAPS")
+        info = {
+            "url": self.driver.url,
+            "protocol": f"{ver.field('PROTO_MAJOR').get(v['VERSION'])}.{ver.field('PROTO_MINOR').get(v['VERSION'])}",
+            "firmware": ver.field("FIRMWARE").get(v["VERSION"]),
+            "caps": [f.name.lower() for f in caps.fields if f.get(v["CAPS"])],
+            "n_cells": v["N_CELLS"], "max_rank": v["MAX_RANK"], "serial": v["SERIAL"],
+            "boot_id": v["BOOT_ID"], "fifo_depth": v["FIFO_DEPTH"],
+            "dac_bits": {"coupling": v["DAC_BITS"] & 0xFF, "bias": (v["DAC_BITS"] >> 8) & 0xFF},
+            "adc_bits": v["ADC_BITS"], "vmax": v["VMAX"], "active_cells": v["ACTIVE_CELLS"],
+            "device_time": v["DEVICE_TIME"],
+        }
+        if "emulator" in info["caps"]:
+            emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
+            r = self.driver.transact([rd(n) for n in emu])
+            e = {n: decode_register(_reg(n), d) for n, d in zip(emu, r.data)}
+            names = REGMAP.meta["emu_profiles"]
+            info["emulator"] = {
+                "profile": names[e["EMU_PROFILE"]] if e["EMU_PROFILE"] < len(names) else e["EMU_PROFILE"],
+                "seed": e["EMU_SEED"], "substep": e["EMU_SUBSTEP"] or "auto",
+                "stability": e["EMU_STABILITY"], "dt": e["EMU_DT"]}
+        return info
+
+    def info(self) -> dict:
+        """Identity, capabilities, converter resolutions and (on the emulator) its settings."""
+        self._static = self._read_static()
+        return dict(self._static)
+
+    def claim(self, lease_ms: int = 30_000) -> None:
+        """Take ownership (writes need it). The lease renews with every packet you send."""
+        token = self.token or (secrets.randbits(32) | 1)
+        self.driver.owner = token
+        try:
+            self._do([wr("OWNER", [token]), wr("LEASE_MS", [lease_ms])])
+        except DeviceError:
+            self.driver.owner = self.token
+            raise
+        self.token = token
+
+    def release(self) -> None:
+        if self.token:
+            try:
+                self._do([wr("OWNER", [0])])
+            finally:
+                self.token = 0
+                self.driver.owner = 0
+
+    def close(self) -> None:
+        try:
+            if self.token:
+                self.release()
+        except DeviceError:
+            pass  # a dead or reset device cannot be released; closing must still succeed
+        finally:
+            self.driver.close()
+
+    def __enter__(self) -> "ThermoDevice":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def recover(self) -> None:
+        """After DeviceReset: claim the device again and re-apply the last configuration."""
+        self.driver.boot_id = None
+        self._static = self._read_static()
+        self.claim()
+        for tx in self._config.values():
+            self._do(list(tx))
+        if self._config:
+            self.commit()
+
+    # ---------------------------------------------------------------- raw registers
+    def read(self, what: str | int, n: int | None = None) -> Any:
+        """A register (typed value), a memory (physical values), or a raw address (words)."""
+        if isinstance(what, int):
+            tx = [Transaction(Op.READ, what, (n or 1,))]
+            return self._do(tx, lambda d: int(d[0][0]) if n is None else d[0].copy())
+        entry = REGMAP[what.upper()]
+        if isinstance(entry, Register):
+            return self._do([rd(entry.name)], lambda d: decode_register(entry, d[0]))
+        count = n or self._window_len(entry)
+        if entry.fifo:
+            tx = [Transaction(Op.READ_NI, entry.base, (count,))]
+        else:
+            tx = [rd(entry.name, count)]
+        if not entry.format.startswith("q31"):
+            return self._do(tx, lambda d: d[0].view(np.int32).copy())
+        scale = entry.scale
+        assert scale is not None
+        tx.insert(0, rd(scale))
+        return self._do(tx, lambda d: q31_to_float(d[1].view(np.int32),
+                                                   decode_register(_reg(scale), d[0])))
+
+    def write(self, what: str | int, value: Any) -> None:
+        """Write a register (typed), a memory (physical values; its full scale is chosen) or a
+        raw address (words)."""
+        if isinstance(what, int):
+            self._do([Transaction(Op.WRITE, what, (np.size(value),),
+                                  np.atleast_1d(np.asarray(value, dtype=np.int64)).astype(np.uint32))])
+            return
+        entry = REGMAP[what.upper()]
+        if isinstance(entry, Register):
+            if entry.format == "f32":
+                self._do([wr_f32(entry.name, float(value))])
+            elif entry.format == "u32":
+                self._do([wr(entry.name, [int(value)])])
+            else:
+                raise DeviceError(f"{entry.name} ({entry.format}) is not writable", Status.ACCESS)
+            return
+        self._do(self._window_tx(entry.name, np.asarray(value)))
+
+    def _window_len(self, w: Window) -> int:
+        if w.fifo:
+            raise ValueError(f"reading {w.name} needs n (words to pop)")
+        depth = REGMAP.windows[w.name].depth
+        if depth == "N_CELLS":
+            return self.n_cells
+        return int(eval_depth(depth, self._static))
+
+    def _window_tx(self, name: str, values: np.ndarray) -> list[Transaction]:
+        w = _win(name)
+        flat = np.asarray(values, dtype=np.float64).reshape(-1)
+        if w.format == "u32":
+            return [wr(name, flat.astype(np.int64))]
+        if not np.all(np.isfinite(flat)):
+            raise ValueError(f"{name}: values must be finite")
+        if w.format == "q31u" and np.any(flat < 0):
+            raise ValueError(f"{name}: values must be >= 0")
+        assert w.scale is not None
+        fs = q31_full_scale_for(float(np.max(np.abs(flat), initial=0.0)))
+        return [wr_f32(w.scale, fs), wr(name, float_to_q31(flat, fs))]
+
+    # ---------------------------------------------------------------- configuration
+    def configure(self, *, mode: str | Sequence[str] | None = None, temperature: float | None = None,
+                  mobility: Any = None, friction: Any = None, noise_gain: Any = None,
+                  active: int | None = None, substep: float | None = None,
+                  stability: float | None = None, seed: int | None = None,
+                  sample_period: float | None = None) -> Any:
+        """Stage cell settings (committed by ``commit()``; EMU_* act at once). Scalars apply to
+        every cell; arrays give one value per cell."""
+        n = self.n_cells
+        tx: list[Transaction] = []
+        if mode is not None:
+            modes = [mode] * n if isinstance(mode, str) else list(mode)
+            try:
+                codes = [MODES[m] if isinstance(m, str) else int(bool(m)) for m in modes]
+            except KeyError as e:
+                raise ValueError(f"mode must be 'overdamped' or 'underdamped', got {e.args[0]!r}") from None
+            tx.append(wr("MODE", self._per_cell(codes, "mode").astype(np.int64)))
+        if temperature is not None:
+            if not (np.isfinite(temperature) and temperature >= 0):
+                raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+            tx.append(wr_f32("TEMPERATURE", float(temperature)))
+        for name, val, default in (("MOBILITY", mobility, 1.0), ("FRICTION", friction, 1.0),
+                                   ("NOISE_GAIN", noise_gain, 1.0)):
+            if val is not None:
+                tx += self._window_tx(name, self._per_cell(val, name.lower(), default))
+        if active is not None:
+            if not 1 <= active <= n:
+                raise ValueError(f"active must be in 1..{n}, got {active}")
+            tx.append(wr("ACTIVE_CELLS", [active]))
+            self.active = active
+        if substep is not None:
+            tx.append(wr_f32("EMU_SUBSTEP", substep))
+        if stability is not None:
+            tx.append(wr_f32("EMU_STABILITY", stability))
+        if seed is not None:
+            tx.append(wr("EMU_SEED", [seed]))
+        if sample_period is not None:
+            tx.append(wr_f32("SAMPLE_PERIOD", sample_period))
+        self._config["configure"] = self._config.get("configure", []) + tx
+        return self._do(tx)
+
+    def _per_cell(self, val: Any, what: str, default: float = 0.0) -> np.ndarray:
+        arr = np.asarray(val, dtype=np.float64)
+        if arr.ndim == 0:
+            return np.full(self.n_cells, float(arr))
+        if arr.ndim != 1 or arr.size > self.n_cells:
+            raise ValueError(f"{what}: expected a scalar or at most {self.n_cells} values, got shape {arr.shape}")
+        out = np.full(self.n_cells, default)
+        out[: arr.size] = arr
+        return out
+
+    def load_coupling(self, A: Any) -> Any:
+        """Stage a dense coupling matrix A (n x n, n <= N_CELLS); sets ACTIVE_CELLS = n."""
+        A = np.asarray(A, dtype=np.float64)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"coupling must be a square matrix, got shape {A.shape}")
+        if A.shape[0] > self.n_cells:
+            raise ValueError(f"coupling is {A.shape[0]}x{A.shape[0]} but the device has {self.n_cells} cells")
+        if not np.all(np.isfinite(A)):
+            raise ValueError("coupling has non-finite entries")
+        self.active = A.shape[0]
+        tx = [wr("ACTIVE_CELLS", [self.active]), wr("COUPLING_MODE", [0])]
+        tx += self._window_tx("COUPLING", A)
+        self._config["coupling"] = tx
+        return self._do(tx)
+
+    def load_lowrank(self, J: Any, H: Any, lam: Any) -> Any:
+        """Stage A = Jᵀ H J + diag(lam) without forming it: J (r x n), H (r x r), lam (n)."""
+        J, H = np.atleast_2d(np.asarray(J, float)), np.atleast_2d(np.asarray(H, float))
+        lam = np.broadcast_to(np.asarray(lam, float), (J.shape[1],))
+        r, n = J.shape
+        if H.shape != (r, r):
+            raise ValueError(f"H must be {r}x{r} for J of shape {J.shape}, got {H.shape}")
+        if n > self.n_cells or r > self._static["max_rank"]:
+            raise ValueError(f"J is {r}x{n}; the device has {self.n_cells} cells and MAX_RANK "
+                             f"{self._static['max_rank']}")
+        for name, m in (("J", J), ("H", H), ("lam", lam)):
+            if not np.all(np.isfinite(m)):
+                raise ValueError(f"{name} has non-finite entries")
+        self.active = n
+        tx = [wr("ACTIVE_CELLS", [n]), wr("COUPLING_MODE", [1]), wr("RANK", [r])]
+        if r:
+            tx += self._window_tx("LOWRANK_J", J) + self._window_tx("LOWRANK_H", H)
+        tx += self._window_tx("DIAG", self._per_cell(lam, "lam"))
+        self._config["coupling"] = tx
+        return self._do(tx)
+
+    def load_bias(self, b: Any) -> Any:
+        """Stage the bias vector b (zero-padded to every cell)."""
+        b = np.asarray(b, dtype=np.float64).reshape(-1)
+        tx = self._window_tx("BIAS", self._per_cell(b, "bias"))
+        self._config["bias"] = tx
+        return self._do(tx)
+
+    def commit(self) -> Any:
+        """Swap the staged configuration into the running dynamics, atomically."""
+        return self._do([wr("CTRL", [_reg("CTRL").bit("COMMIT")])])
+
+    def reset_state(self) -> Any:
+        return self._do([wr("CTRL", [_reg("CTRL").bit("RESET_STATE")])])
+
+    def set_state(self, x: Any) -> Any:
+        x = self._per_cell(x, "state")
+        if np.any(np.abs(x) >= self.vmax):
+            raise ValueError(f"initial state must lie inside the rails ±{self.vmax} V")
+        return self._do([wr("STATE", float_to_q31(x, self.vmax))])
+
+    # ---------------------------------------------------------------- running
+    def _wait_idle(self) -> list[Transaction]:
+        running = _reg("STATUS").bit("RUNNING")
+        return [Transaction(Op.WAIT, _reg("STATUS").address, (running, 0, RUN_WAIT_SLICE_MS)),
+                rd("STATUS"), rd("SAT_MAP", self.n_cells)]
+
+    def _check_saturation(self, status_words: np.ndarray, sat_words: np.ndarray) -> None:
+        if int(status_words[0]) & _reg("STATUS").bit("SATURATED"):
+            cells = np.flatnonzero(sat_words).tolist()
+            raise DeviceSaturated(
+                f"the run saturated: node voltage of cell(s) {cells[:10]}{'...' if len(cells) > 10 else ''} "
+                f"hit the rails ±{self.vmax:g} V. The coupling is probably not positive definite "
+                "(unstable dynamics), or A⁻¹b lies outside the rails — check the eigenvalues of A "
+                "or scale b down. Clear the flag with dev.clear_saturation().", cells)
+
+    def run(self, t: float, *, wait: bool = True, accumulate: bool = False) -> Any:
+        """Run the dynamics for device time t (units of τ0). The accumulator restarts unless
+        ``accumulate``; with ``wait`` the call returns when the run ends and raises
+        DeviceSaturated if a rail was hit."""
+        if not (np.isfinite(t) and t >= 0):
+            raise ValueError(f"run time must be finite and >= 0, got {t}")
+        ctrl = _reg("CTRL").bit("RUN") | (0 if accumulate else _reg("CTRL").bit("CLEAR_ACC"))
+        tx = [wr_f32("RUN_TIME", t), wr("CTRL", [ctrl])]
+        if not wait:
+            return self._do(tx)
+        tx += self._wait_idle()
+        return self._do(tx, lambda d: self._check_saturation(d[3], d[4]), wait_s=RUN_WAIT_SLICE_MS / 1000)
+
+    def wait(self) -> Any:
+        """Block until the current run ends (raises DeviceSaturated if a rail was hit)."""
+        return self._do(self._wait_idle(), lambda d: self._check_saturation(d[1], d[2]),
+                        wait_s=RUN_WAIT_SLICE_MS / 1000)
+
+    def stop(self) -> Any:
+        return self._do([wr("CTRL", [_reg("CTRL").bit("STOP")])])
+
+    def clear_saturation(self) -> Any:
+        return self._do([wr("CTRL", [_reg("CTRL").bit("CLEAR_SAT")])])
+
+    # ---------------------------------------------------------------- read-out
+    def state(self) -> Any:
+        """Node voltages x of the active cells, through the ADC."""
+        return self._do([rd("STATE", self.active)],
+                        lambda d: q31_to_float(d[0].view(np.int32), self.vmax))
+
+    def velocity(self) -> Any:
+        return self._do([rd("VELOCITY", self.active)],
+                        lambda d: q31_to_float(d[0].view(np.int32), self.vmax))
+
+    def mean(self) -> Any:
+        """Time average of x since the accumulator was cleared (the last run, by default)."""
+        def decode(d: list) -> np.ndarray:
+            if words_to_f64(int(d[0][0]), int(d[0][1])) <= 0:
+                raise DeviceError("the accumulator is empty: run the device before reading the mean",
+                                  Status.RANGE)
+            return q31_to_float(d[1].view(np.int32), self.vmax)
+        return self._do([rd("ACC_TIME"), rd("ACCUMULATOR", self.active)], decode)
+
+    def samples(self, n: int, period: float = 1.0, *, burn_in: float = 0.0) -> np.ndarray:
+        """n samples of x taken every ``period`` of device time (after ``burn_in``)."""
+        if n < 1 or not (np.isfinite(period) and period > 0):
+            raise ValueError(f"need n >= 1 and period > 0, got n={n}, period={period}")
+        if self._batch is not None:
+            raise RuntimeError("samples() cannot run inside a batch (it may need several packets)")
+        if burn_in > 0:
+            self.run(burn_in)
+        per_chunk = max(1, self._static["fifo_depth"] // self.active)
+        out, done = [], 0
+        ctrl = _reg("CTRL")
+        while done < n:
+            k = min(per_chunk, n - done)
+            tx = [wr_f32("SAMPLE_PERIOD", period), wr("SAMPLE_COUNT", [k]),
+                  wr_f32("RUN_TIME", (k + 0.5) * period),
+                  wr("CTRL", [ctrl.bit("CLEAR_FIFO") | ctrl.bit("RUN")]), *self._wait_idle(),
+                  Transaction(Op.READ_NI, _win("SAMPLE_FIFO").base, (k * self.active,))]
+            chunk = self._do(tx, lambda d: (self._check_saturation(d[5], d[6]),
+                                            q31_to_float(d[7].view(np.int32), self.vmax))[1],
+                             wait_s=RUN_WAIT_SLICE_MS / 1000)
+            out.append(chunk.reshape(k, self.active))
+            done += k
+        return np.concatenate(out)
+
+    def solve_step(self, *, bias: Any = None, coupling: Any = None, lowrank: tuple | None = None,
+                   t: float, burn_in: float = 0.0, readout: str = "mean") -> np.ndarray:
+        """Upload (bias, coupling or low-rank factors), commit, run and read back — one packet."""
+        with self.batch():
+            if coupling is not None:
+                self.load_coupling(coupling)
+            if lowrank is not None:
+                self.load_lowrank(*lowrank)
+            if bias is not None:
+                self.load_bias(bias)
+            self.commit()
+            if burn_in > 0:
+                self.run(burn_in)
+            self.run(t)
+            out = self.mean() if readout == "mean" else self.state()
+        return out.value
+
+
+def eval_depth(depth: str | int, static: dict) -> int:
+    if isinstance(depth, int):
+        return depth
+    consts = {"N_CELLS": static["n_cells"], "MAX_RANK": static["max_rank"]}
+    out = 1
+    for term in depth.split("*"):
+        out *= int(term) if term.strip().isdigit() else consts[term.strip()]
+    return out
+
+
+def connect(url: str = "spawn://", *, timeout: float | None = None, retries: int | None = None,
+            claim: bool = True, lease_ms: int = 30_000) -> ThermoDevice:
+    """Open a device by URL: tcp://, ipc://, local://, spawn:// or a registered scheme."""
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options["timeout"] = timeout
+    if retries is not None:
+        options["retries"] = retries
+    driver = open_driver(url, **options)
+    try:
+        return ThermoDevice(driver, claim=claim, lease_ms=lease_ms)
+    except BaseException:
+        driver.close()
+        raise

@@ -1,0 +1,31 @@
+"""local:// — the emulated firmware in this process, no socket (fast tests, notebooks).
+
+Packets still go through the wire codec, so local:// behaves exactly like the daemon.
+Query parameters: cells, profile, seed, serial, max_rank.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+from host.drivers.base import PacketDriver
+from protocol.codec import decode_request, encode_reply
+
+
+class LocalDriver(PacketDriver):
+    schemes = ("local",)
+
+    def __init__(self, url: str, *, timeout: float = 30.0, **_: object) -> None:
+        super().__init__(url, timeout=timeout)
+        from device.emulator import DEFAULT_SERIAL, build_firmware  # lazy: host works without it
+        q = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
+        self.fw = build_firmware(int(q.get("cells", 64)), profile=q.get("profile", "ideal"),
+                                 seed=int(q.get("seed", 0)),
+                                 serial=int(q["serial"], 0) if "serial" in q else DEFAULT_SERIAL,
+                                 max_rank=int(q["max_rank"]) if "max_rank" in q else None)
+
+    def _exchange(self, frames: list, seq: int, timeout: float) -> list:
+        packet = decode_request([bytes(memoryview(f)) for f in frames])
+        return [bytes(memoryview(f)) for f in encode_reply(self.fw.execute(packet))]
+
+    def close(self) -> None:
+        self.fw.shutdown()

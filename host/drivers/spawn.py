@@ -1,0 +1,77 @@
+"""spawn:// — start a private emulator daemon on a free loopback port; stop it on close.
+
+The embedded default of the CLI: no setup, real sockets, real daemon process. Query parameters
+are passed to ``thermohil serve`` (cells, profile, seed, serial, max_rank) plus ``timeout``.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from urllib.parse import parse_qs, urlparse
+
+from host.drivers.zmq_driver import ZmqDriver
+
+#: Time allowed for the daemon to boot (first start compiles the Numba kernels into the cache).
+BOOT_TIMEOUT_S = 120.0
+
+
+class SpawnDriver(ZmqDriver):
+    schemes = ("spawn",)
+
+    def __init__(self, url: str, *, timeout: float = 10.0, retries: int = 2) -> None:
+        q = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
+        args = [sys.executable, "-m", "host.cli", "serve", "--endpoint", "tcp://127.0.0.1:0",
+                "--events", "tcp://127.0.0.1:0", "--parent-pid", str(os.getpid())]
+        for key in ("cells", "profile", "seed", "serial", "max_rank"):
+            if key in q:
+                args += [f"--{key.replace('_', '-')}", q[key]]
+        self.log = tempfile.NamedTemporaryFile(prefix="thermohil-daemon-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        try:
+            endpoint, self.events_endpoint = self._await_ready()
+        except BaseException:
+            self._stop_process()
+            raise
+        rest = f"?timeout={q['timeout']}" if "timeout" in q else ""
+        super().__init__(endpoint + rest, timeout=timeout, retries=retries)
+        self.url = url
+
+    def _await_ready(self) -> tuple[str, str]:
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.5):
+                line = self.proc.stdout.readline()
+                if line.startswith("thermohil: serving "):
+                    words = line.split()
+                    return words[2], words[4]
+                if not line and self.proc.poll() is not None:
+                    break
+            elif self.proc.poll() is not None:
+                break
+        log = open(self.log.name).read()[-2000:]
+        raise RuntimeError(f"spawned daemon did not start (exit code {self.proc.poll()}); "
+                           f"its log {self.log.name} ends with:\n{log}")
+
+    def _stop_process(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+        os.unlink(self.log.name) if self.proc.returncode == 0 else None
+
+    def close(self) -> None:
+        super().close()
+        self._stop_process()

@@ -1,0 +1,85 @@
+"""tcp:// and ipc:// — the ZeroMQ DEALER driver (Lazy Pirate: timeout, rebuild, retry).
+
+Every packet may be retried with its sequence number unchanged: the device answers a repeat
+from its reply cache, so a retried write is never applied twice. Query parameters:
+``timeout`` (s per attempt), ``retries``, and for CURVE ``server_key`` (Z85 public key of the
+device) with ``client_cert`` (path of a zmq.auth secret certificate).
+"""
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlparse
+
+import msgpack
+import zmq
+
+from host.drivers.base import PacketDriver
+from host.errors import DeviceTimeout
+from protocol import limits
+
+
+class ZmqDriver(PacketDriver):
+    schemes = ("tcp", "ipc")
+
+    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
+        parsed = urlparse(url)
+        q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        super().__init__(url, timeout=float(q.get("timeout", timeout)))
+        self.retries = int(q.get("retries", retries))
+        self.endpoint = url.split("?", 1)[0]
+        self._curve = (q["server_key"], q.get("client_cert")) if "server_key" in q else None
+        self.ctx = zmq.Context.instance()
+        self.sock: zmq.Socket | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
+        if self._curve is not None:
+            import zmq.auth
+            server_key, cert = self._curve
+            if not cert:
+                raise ValueError("CURVE needs client_cert=PATH (a zmq.auth .key_secret file)")
+            pub, sec = zmq.auth.load_certificate(cert)
+            sock.curve_publickey, sock.curve_secretkey = pub, sec
+            sock.curve_serverkey = server_key.encode()
+        sock.connect(self.endpoint)
+        self.sock = sock
+
+    def _exchange(self, frames: list, seq: int, timeout: float) -> list:
+        assert self.sock is not None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            self.sock.send_multipart(frames, copy=False)
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                if not self.sock.poll(max(1, int(left * 1000))):
+                    break
+                reply = self.sock.recv_multipart(copy=False)
+                if _reply_seq(reply) == seq:
+                    return reply
+                # a late reply to an earlier attempt: ignore it
+            self._rebuild()  # Lazy Pirate: a DEALER with a lost reply in flight is not reused
+        raise DeviceTimeout(f"no reply from {self.endpoint} within {timeout:g} s "
+                            f"({self.retries + 1} attempts); is the daemon running?")
+
+    def _rebuild(self) -> None:
+        if self.sock is not None:
+            self.sock.close(0)
+        self._connect()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(0)
+            self.sock = None
+
+
+def _reply_seq(frames: list) -> int | None:
+    try:
+        h = msgpack.unpackb(frames[0].buffer, raw=False, max_array_len=limits.MAX_ARRAY_LEN + 8,
+                            max_map_len=limits.MAX_MAP_LEN)
+        return h.get("seq") if isinstance(h, dict) else None
+    except Exception:
+        return None

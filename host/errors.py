@@ -1,0 +1,46 @@
+"""Typed errors of the host library. Nothing fails silently: no zeros on timeout."""
+from __future__ import annotations
+
+from protocol.status import DESCRIPTIONS, Status
+
+
+class DeviceError(Exception):
+    """The device refused or failed a request; ``status`` is the protocol status code."""
+
+    def __init__(self, message: str, status: Status = Status.INTERNAL, index: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.index = status, index
+
+    @classmethod
+    def from_reply(cls, status: Status, message: str, index: int | None = None) -> "DeviceError":
+        kind = {Status.NOT_OWNER: NotOwner}.get(status, DeviceError)
+        text = f"{status.name} ({DESCRIPTIONS.get(status, '?')})" + (f": {message}" if message else "")
+        return kind(text, status, index)
+
+
+class NotOwner(DeviceError):
+    """A write was refused because another host holds the device (or it was never claimed)."""
+
+
+class DeviceTimeout(DeviceError, TimeoutError):
+    """No reply within the configured timeout (after the configured retries)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, Status.TIMEOUT)
+
+
+class DeviceReset(DeviceError):
+    """BOOT_ID changed: the device rebooted and lost its configuration."""
+
+    def __init__(self, old: int, new: int) -> None:
+        super().__init__(f"device was reset (BOOT_ID {old:#010x} -> {new:#010x}); its configuration "
+                         "is lost — call dev.recover() to re-claim and re-apply it", Status.OK)
+        self.old, self.new = old, new
+
+
+class DeviceSaturated(DeviceError):
+    """Node voltages hit the rails during a run: the result would be garbage."""
+
+    def __init__(self, message: str, cells: list[int]) -> None:
+        super().__init__(message, Status.OK)
+        self.cells = cells

@@ -1,0 +1,25 @@
+"""Named protocol limits. Both ends enforce them; docs/protocol.md lists them."""
+from __future__ import annotations
+
+#: zmq MAXMSGSIZE on the device's ROUTER socket: any single frame above this is dropped by zmq.
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+#: Header frame (msgpack) size limit.
+MAX_HEADER_BYTES = 64 * 1024
+#: Transactions per packet.
+MAX_TRANSACTIONS = 512
+#: Words one READ/WRITE may move; the words of a whole packet are capped the same way.
+MAX_WORDS_PER_TX = 64 * 1024 * 1024
+MAX_WORDS_PER_PACKET = 64 * 1024 * 1024
+#: msgpack Unpacker limits for untrusted headers.
+MAX_ARRAY_LEN = MAX_TRANSACTIONS
+MAX_MAP_LEN = 32
+MAX_BIN_LEN = 256
+MAX_STR_LEN = 1024
+#: Longest WAIT a packet may request.
+MAX_WAIT_MS = 600_000
+#: Replies remembered per client (for retries with the same sequence number).
+REPLY_CACHE_PER_CLIENT = 16
+#: Distinct clients remembered by the reply cache (least recently seen forgotten first).
+REPLY_CACHE_CLIENTS = 256
+#: Bytes of the client id in the header.
+CLIENT_ID_BYTES = 16

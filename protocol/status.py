@@ -1,0 +1,37 @@
+"""Status codes of a reply. The numbers are part of the wire contract (docs/protocol.md)."""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Status(IntEnum):
+    OK = 0
+    BAD_VERSION = 1   # header protocol major version differs from the device's
+    MALFORMED = 2     # header or frames do not follow the framing rules
+    BAD_OP = 3        # unknown op code
+    BAD_ADDRESS = 4   # nothing mapped there, or past the window's depth on this device
+    ACCESS = 5        # write to RO, read of a write-only, NI op on a non-port, ...
+    RANGE = 6         # value outside the register's range; invalid configuration at COMMIT
+    NOT_OWNER = 7     # write without the live owner token
+    BUSY = 8          # not allowed while the dynamics run (e.g. writing STATE)
+    TIMEOUT = 9       # a WAIT condition did not become true in time
+    TOO_LARGE = 10    # too many transactions, words or bytes
+    INTERNAL = 11     # device fault; the device stays up
+    ABORTED = 12      # not executed because an earlier transaction in the packet failed
+
+
+DESCRIPTIONS = {
+    Status.OK: "success",
+    Status.BAD_VERSION: "protocol major version mismatch",
+    Status.MALFORMED: "malformed packet",
+    Status.BAD_OP: "unknown operation",
+    Status.BAD_ADDRESS: "no register or memory at this address",
+    Status.ACCESS: "access mode not allowed for this register",
+    Status.RANGE: "value out of range",
+    Status.NOT_OWNER: "device is owned by another host (or not claimed)",
+    Status.BUSY: "not allowed while running",
+    Status.TIMEOUT: "wait condition timed out",
+    Status.TOO_LARGE: "packet exceeds a protocol limit",
+    Status.INTERNAL: "internal device error",
+    Status.ABORTED: "not executed: an earlier transaction failed",
+}

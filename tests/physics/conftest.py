@@ -1,0 +1,24 @@
+"""Fixtures for the analog-core physics tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long statistical runs (deselect with -m 'not slow')")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels() -> None:
+    """Compile (or load from the on-disk cache) every kernel once per session."""
+    import numpy as np
+
+    from device.analog import kernels
+
+    x, v, b = np.zeros(2), np.zeros(2), np.zeros(2)
+    one, und, sat = np.ones(2), np.zeros(2, np.uint8), np.zeros(2, np.uint8)
+    xi = np.zeros((1, 2))
+    kernels.em_dense(x, v, np.eye(2), b, one, one, und, one, xi, 0.1, 1.0, sat, np.zeros(2))
+    kernels.em_lowrank(x, v, np.ones((1, 2)), np.eye(1), one, b, one, one, und, one, xi, 0.1,
+                       1.0, sat, np.zeros(2))
