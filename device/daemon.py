@@ -22,7 +22,7 @@ import zmq
 
 from firmware_sim import Firmware, Pending
 from protocol import limits
-from protocol.codec import ProtocolError, Reply, decode_request, encode_reply
+from protocol.codec import Reply, encode_reply
 from protocol.status import Status
 
 log = logging.getLogger("thermohil.daemon")
@@ -154,24 +154,7 @@ class Daemon:
         self.close()
 
     def _handle(self, frames: list) -> None:
-        ident, body = frames[0].bytes, frames[1:]
-        try:
-            packet = decode_request(body)
-        except ProtocolError as e:
-            log.warning("rejected packet from %s: %s", ident.hex(), e)
-            self._send(ident, Reply(e.seq, e.status, [], [], self.fw.boot_id, e.message))
-            return
-        except Exception as e:  # defensive: a codec bug must not kill the daemon
-            log.exception("internal error decoding a packet")
-            self._send(ident, Reply(None, Status.INTERNAL, [], [], self.fw.boot_id, repr(e)))
-            return
-        try:
-            out = self.fw.submit(packet)
-        except Exception as e:
-            log.exception("internal error executing packet %d", packet.seq)
-            out = Reply(packet.seq, Status.INTERNAL, [Status.INTERNAL] * len(packet.tx),
-                        [None] * len(packet.tx), self.fw.boot_id, f"internal error: {e!r}")
-        self._deliver(ident, out)
+        self._deliver(frames[0].bytes, self.fw.handle(frames[1:]))
 
     def _deliver(self, ident: bytes, out: Reply | Pending) -> None:
         if isinstance(out, Pending):

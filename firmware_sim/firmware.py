@@ -24,7 +24,7 @@ from firmware_sim.lease import Lease
 from firmware_sim.registers import RegisterFile
 from firmware_sim.reply_cache import ReplyCache
 from firmware_sim.scheduler import RunScheduler
-from protocol.codec import Packet, Reply, Transaction
+from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
 from protocol.regmap import REGMAP, Register, Window
 from protocol.status import DESCRIPTIONS, Status
@@ -139,14 +139,30 @@ class Firmware:
                 return reply
             return self._continue(Pending(packet))
 
+    def handle(self, frames: list) -> Reply | Pending:
+        """Decode an untrusted request and submit it; undecodable input gets an error reply."""
+        try:
+            packet = decode_request(frames)
+        except ProtocolError as e:
+            log.warning("rejected packet: %s", e)
+            return Reply(e.seq, e.status, [], [], self.boot_id, e.message)
+        try:
+            return self.submit(packet)
+        except Exception as e:  # a firmware bug must not take the device down
+            log.exception("internal error executing packet %d", packet.seq)
+            with self.lock:
+                self.inflight.pop((packet.cid, packet.seq), None)
+            return Reply(packet.seq, Status.INTERNAL, [Status.INTERNAL] * len(packet.tx),
+                         [None] * len(packet.tx), self.boot_id, f"internal error: {e!r}")
+
     def resume(self, pending: Pending) -> Reply | Pending:
         with self.lock:
             self.lease.renew(pending.packet.owner)
             return self._continue(pending)
 
-    def execute(self, packet: Packet, timeout: float | None = None) -> Reply:
-        """Run a packet to completion on the caller's thread (in-process use)."""
-        out = self.submit(packet)
+    def execute(self, frames: list, timeout: float | None = None) -> Reply:
+        """Run a request to completion on the caller's thread (in-process use)."""
+        out = self.handle(frames)
         limit = None if timeout is None else self.clock() + timeout
         with self.cond:
             while isinstance(out, Pending):

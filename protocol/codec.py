@@ -99,6 +99,8 @@ def _unpack_header(raw: Any) -> Any:
             max_str_len=limits.MAX_STR_LEN, max_ext_len=0,
         )
     except Exception as e:  # any decoder failure: ValueError, ExtraData, FormatError, ...
+        if isinstance(e, ValueError) and "exceeds max" in str(e):
+            raise ProtocolError(Status.TOO_LARGE, f"header exceeds a decoder limit: {e}") from None
         raise ProtocolError(Status.MALFORMED, f"header is not valid msgpack: {type(e).__name__}") from None
 
 

@@ -206,10 +206,10 @@ def float_to_q31(values, full_scale: float):
 
 
 def q31_full_scale_for(max_abs: float, limit: float = 65536.0) -> float:
-    """Smallest power of two >= max_abs (so codes use the DAC's range well); at least 2^-20."""
+    """Smallest power of two > max_abs (so codes use the DAC's range well); at least 2^-16."""
     if not math.isfinite(max_abs):
         raise ValueError("values must be finite")
-    fs = 2.0 ** math.ceil(math.log2(max(max_abs, 2.0**-20)))
+    fs = 2.0 ** math.ceil(math.log2(max(max_abs, 2.0**-16)))
     if fs <= max_abs:  # exact powers of two need one more bit to avoid clipping the max code
         fs *= 2
     if fs > limit:

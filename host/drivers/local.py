@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 from host.drivers.base import PacketDriver
-from protocol.codec import decode_request, encode_reply
+from protocol.codec import encode_reply
 
 
 class LocalDriver(PacketDriver):
@@ -24,8 +24,8 @@ class LocalDriver(PacketDriver):
                                  max_rank=int(q["max_rank"]) if "max_rank" in q else None)
 
     def _exchange(self, frames: list, seq: int, timeout: float) -> list:
-        packet = decode_request([bytes(memoryview(f)) for f in frames])
-        return [bytes(memoryview(f)) for f in encode_reply(self.fw.execute(packet))]
+        reply = self.fw.execute([bytes(memoryview(f)) for f in frames])
+        return [bytes(memoryview(f)) for f in encode_reply(reply)]
 
     def close(self) -> None:
         self.fw.shutdown()

@@ -37,11 +37,11 @@ class ZmqDriver(PacketDriver):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
         if self._curve is not None:
-            import zmq.auth
+            from zmq import auth as zmq_auth
             server_key, cert = self._curve
             if not cert:
                 raise ValueError("CURVE needs client_cert=PATH (a zmq.auth .key_secret file)")
-            pub, sec = zmq.auth.load_certificate(cert)
+            pub, sec = zmq_auth.load_certificate(cert)
             sock.curve_publickey, sock.curve_secretkey = pub, sec
             sock.curve_serverkey = server_key.encode()
         sock.connect(self.endpoint)
@@ -58,7 +58,10 @@ class ZmqDriver(PacketDriver):
                 if not self.sock.poll(max(1, int(left * 1000))):
                     break
                 reply = self.sock.recv_multipart(copy=False)
-                if _reply_seq(reply) == seq:
+                got = _reply_seq(reply)
+                if got == seq or got is None:
+                    # seq None: the device could not parse our header far enough to read seq;
+                    # one request is outstanding at a time, so the error reply is ours
                     return reply
                 # a late reply to an earlier attempt: ignore it
             self._rebuild()  # Lazy Pirate: a DEALER with a lost reply in flight is not reused
@@ -77,9 +80,10 @@ class ZmqDriver(PacketDriver):
 
 
 def _reply_seq(frames: list) -> int | None:
+    """The reply's seq; None when the device could not read ours; -1 for garbage."""
     try:
         h = msgpack.unpackb(frames[0].buffer, raw=False, max_array_len=limits.MAX_ARRAY_LEN + 8,
                             max_map_len=limits.MAX_MAP_LEN)
-        return h.get("seq") if isinstance(h, dict) else None
+        return h.get("seq", -1) if isinstance(h, dict) else -1
     except Exception:
-        return None
+        return -1  # not a reply at all: never matches

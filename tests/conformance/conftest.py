@@ -1,0 +1,44 @@
+"""The conformance suite runs against any device URL: ``pytest tests/conformance --device-url URL``.
+
+Without --device-url it runs against local://, spawn:// and a tcp:// daemon started for the
+session, which is how CI proves the three transports behave the same.
+"""
+from __future__ import annotations
+
+import pytest
+
+import host
+
+DEFAULT_URLS = ["local://?cells=16", "spawn://?cells=16", "tcp"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device_url" in metafunc.fixturenames:
+        urls = metafunc.config.getoption("--device-url") or DEFAULT_URLS
+        metafunc.parametrize("device_url", urls, scope="session")
+
+
+@pytest.fixture(scope="session")
+def resolved_url(device_url: str, request: pytest.FixtureRequest) -> str:
+    if device_url == "tcp":
+        return request.getfixturevalue("tcp_daemon").endpoint
+    return device_url
+
+
+@pytest.fixture(scope="session")
+def session_dev(resolved_url: str):
+    dev = host.connect(resolved_url, timeout=10.0)
+    yield dev
+    dev.close()
+
+
+@pytest.fixture()
+def dev(session_dev: host.ThermoDevice):
+    """The session's device, stopped and with flags cleared before each test."""
+    d = session_dev
+    d.stop()
+    d.configure(temperature=1e-3, mode="overdamped", mobility=1.0, friction=1.0, noise_gain=1.0,
+                active=d.n_cells)
+    d.write("CTRL", 0b1110100)  # CLEAR_SAT | CLEAR_FIFO | CLEAR_ACC | RESET_STATE
+    d.write("IRQ_STATUS", 0xFFFFFFFF)
+    return d

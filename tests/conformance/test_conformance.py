@@ -1,0 +1,194 @@
+"""Behaviour every thermohil device must show, emulated or real (DESIGN §3–§5).
+
+Only the register map and the protocol are assumed; physics checks use loose tolerances that a
+calibrated real board should meet too. Run: pytest tests/conformance --device-url URL
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import host
+from host.device import rd, wr, wr_f32
+from protocol import REGMAP, Op, Status, Transaction, limits
+from protocol.codec import encode_request
+
+CTRL, STATUS = REGMAP.CTRL, REGMAP.STATUS
+
+
+def raw(dev: host.ThermoDevice, tx: list[Transaction]):
+    """Send transactions exactly as given and return the reply (no error raising)."""
+    return dev.driver.transact(tx)
+
+
+def test_identity(dev):
+    info = dev.info()
+    assert dev.read("MAGIC") == REGMAP.meta["magic"]
+    assert info["protocol"].split(".")[0] == str(REGMAP.meta["protocol_major"])
+    assert info["n_cells"] >= 1 and info["fifo_depth"] >= info["n_cells"]
+    assert {"accumulator", "sample_fifo"} <= set(info["caps"])
+    assert dev.read("BOOT_ID") == info["boot_id"] != 0
+
+
+def test_scratch_round_trip_and_rmw(dev):
+    dev.write("SCRATCH", 0xDEADBEEF)
+    assert dev.read("SCRATCH") == 0xDEADBEEF
+    r = raw(dev, [Transaction(Op.RMW, REGMAP.SCRATCH.address, (0xFFFF0000, 0x00000042))])
+    assert r.status == Status.OK and int(r.data[0][0]) == 0xDEADBEEF
+    assert dev.read("SCRATCH") == 0xDEAD0042
+
+
+def test_write_to_read_only_is_refused_and_changes_nothing(dev):
+    before = dev.read("N_CELLS")
+    with pytest.raises(host.DeviceError) as e:
+        dev.write("N_CELLS", before + 1)
+    assert e.value.status == Status.ACCESS
+    assert dev.read("N_CELLS") == before
+
+
+def test_unmapped_address_and_past_depth(dev):
+    r = raw(dev, [rd("SCRATCH"), Transaction(Op.READ, 0x0000_0F00, (1,))])
+    assert r.tx_status == [Status.ABORTED, Status.BAD_ADDRESS]
+    r = raw(dev, [Transaction(Op.READ, REGMAP.BIAS.base + dev.n_cells - 1, (2,))])
+    assert r.tx_status == [Status.BAD_ADDRESS]
+
+
+def test_unknown_op(dev):
+    r = raw(dev, [Transaction(17, REGMAP.SCRATCH.address, (1,))])
+    assert r.tx_status == [Status.BAD_OP]
+
+
+def test_bad_packet_changes_nothing(dev):
+    """A packet with one bad transaction is rejected whole: earlier writes do not land."""
+    dev.write("SCRATCH", 1)
+    r = raw(dev, [wr("SCRATCH", [2]), wr_f32("TEMPERATURE", -1.0)])
+    assert r.tx_status == [Status.ABORTED, Status.RANGE]
+    assert dev.read("SCRATCH") == 1
+    assert dev.read("TEMPERATURE") == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1e12])
+def test_out_of_range_float(dev, value):
+    with pytest.raises(host.DeviceError) as e:
+        dev.driver.transact  # noqa: B018 (documentation: the host would refuse non-finite input itself)
+        r = raw(dev, [wr_f32("RUN_TIME", value)])
+        raise host.DeviceError.from_reply(r.tx_status[0], r.message)
+    assert e.value.status == Status.RANGE
+
+
+def test_wrong_owner_token(dev):
+    token = dev.driver.owner
+    dev.driver.owner = token ^ 0x5A5A5A5A
+    try:
+        with pytest.raises(host.NotOwner):
+            dev.write("SCRATCH", 7)
+        r = raw(dev, [wr("OWNER", [dev.driver.owner])])
+        assert r.tx_status == [Status.NOT_OWNER]  # cannot steal a live lease
+    finally:
+        dev.driver.owner = token
+    assert dev.read("OWNER") == token
+    dev.write("SCRATCH", 8)
+    assert dev.read("SCRATCH") == 8
+
+
+def test_too_many_transactions(dev):
+    r = raw(dev, [rd("SCRATCH")] * (limits.MAX_TRANSACTIONS + 1))
+    assert r.status == Status.TOO_LARGE
+    assert dev.read("MAGIC") == REGMAP.meta["magic"]
+
+
+def test_shadow_bank_and_commit(dev):
+    dev.load_bias(np.linspace(-1, 1, dev.n_cells))
+    assert dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")
+    np.testing.assert_allclose(dev.read("BIAS"), np.linspace(-1, 1, dev.n_cells), atol=1e-6)
+    dev.commit()
+    assert not dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")
+
+
+def test_run_advances_device_time_and_latches_irq(dev):
+    t0 = dev.read("DEVICE_TIME")
+    dev.load_coupling(np.eye(dev.n_cells))
+    dev.commit()
+    dev.run(2.5)
+    assert dev.read("DEVICE_TIME") - t0 == pytest.approx(2.5, rel=1e-6)
+    assert dev.read("IRQ_STATUS") & REGMAP.IRQ_STATUS.bit("RUN_DONE")
+    dev.write("IRQ_STATUS", REGMAP.IRQ_STATUS.bit("RUN_DONE"))  # write-1-to-clear
+    assert not dev.read("IRQ_STATUS") & REGMAP.IRQ_STATUS.bit("RUN_DONE")
+    assert dev.read("CTRL") == 0  # self-clearing
+    assert dev.read("ACC_TIME") == pytest.approx(2.5, rel=1e-6)
+
+
+def test_equilibrium_mean_in_one_round_trip(dev):
+    rng = np.random.default_rng(3)
+    n = min(8, dev.n_cells)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (q * np.geomspace(1, 4, n)) @ q.T
+    b = rng.uniform(-1, 1, n)
+    before = dev.stats.packets
+    m = dev.solve_step(coupling=A, bias=b, t=200.0, burn_in=8.0)
+    assert dev.stats.packets - before == 1
+    exact = np.linalg.solve(A, b)
+    # s.e. of a time average ~ sqrt(2κ(A⁻²)_ii/T) ≈ 3e-3 here; 3% of |x| is a loose bound
+    # that a calibrated board must meet too.
+    assert np.linalg.norm(m - exact) / np.linalg.norm(exact) < 0.03
+
+
+def test_samples_and_fifo(dev):
+    dev.load_coupling(np.eye(dev.n_cells))
+    dev.commit()
+    S = dev.samples(20, period=0.5)
+    assert S.shape == (20, dev.n_cells) and np.all(np.isfinite(S))
+    assert dev.read("FIFO_LEVEL") == 0
+    r = raw(dev, [Transaction(Op.READ_NI, REGMAP.SAMPLE_FIFO.base, (1,))])
+    assert r.tx_status == [Status.RANGE]  # reading an empty FIFO is an error, never zeros
+
+
+def test_retried_packet_is_answered_from_cache(dev):
+    """Same (client, seq) twice: the FIFO pop happens once and both replies carry the same data."""
+    d = dev.driver
+    if not hasattr(d, "_exchange"):
+        pytest.skip("driver does not expose packet-level resend")
+    dev.load_coupling(np.eye(dev.n_cells))
+    dev.commit()
+    dev.write("CTRL", CTRL.bit("CLEAR_FIFO"))
+    dev.samples(3, period=0.5)  # leaves the FIFO empty; take 3 more without reading them
+    with dev.batch():
+        dev.write("SAMPLE_COUNT", 3)
+        dev.write("RUN_TIME", 1.75)
+        dev.write("CTRL", CTRL.bit("RUN"))
+    dev.wait()
+    level = dev.read("FIFO_LEVEL")
+    assert level == 3 * dev.n_cells
+    d.seq += 1
+    tx = [Transaction(Op.READ_NI, REGMAP.SAMPLE_FIFO.base, (dev.n_cells,))]
+    frames = encode_request(d.seq, d.cid, d.owner, tx)
+    first = d._exchange(frames, d.seq, 10.0)
+    second = d._exchange(encode_request(d.seq, d.cid, d.owner, tx), d.seq, 10.0)
+    assert [bytes(memoryview(f)) for f in first[1:]] == [bytes(memoryview(f)) for f in second[1:]]
+    assert dev.read("FIFO_LEVEL") == level - dev.n_cells
+
+
+def test_unstable_matrix_saturates_with_a_clear_error(dev):
+    n = dev.n_cells
+    A = np.eye(n)
+    A[0, 0] = -1.0  # one unstable mode
+    dev.load_coupling(A)
+    dev.load_bias(np.full(n, 0.1))
+    dev.commit()
+    with pytest.raises(host.DeviceSaturated, match="not positive definite") as e:
+        dev.run(40.0)
+    assert 0 in e.value.cells
+    x = dev.state()
+    assert np.all(np.isfinite(x)) and np.max(np.abs(x)) <= dev.vmax
+    dev.clear_saturation()
+    assert not dev.read("STATUS") & STATUS.bit("SATURATED")
+
+
+def test_commit_of_invalid_configuration_is_refused(dev):
+    dev.load_coupling(np.eye(dev.n_cells))
+    dev.commit()
+    dev.write("MOBILITY", np.zeros(dev.n_cells))  # zero mobility is not a physical cell
+    with pytest.raises(host.DeviceError) as e:
+        dev.commit()
+    assert e.value.status == Status.RANGE
+    assert dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")  # nothing was committed

@@ -1,0 +1,19 @@
+"""Root test configuration: the --device-url option of the conformance suite, shared fixtures."""
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device-url", action="append", default=None, metavar="URL",
+                     help="run tests/conformance against this device URL (repeatable); default: "
+                          "local://, spawn:// and tcp:// to a daemon started for the session")
+
+
+@pytest.fixture(scope="session")
+def tcp_daemon():
+    """One real daemon subprocess on a free loopback port, shared by the session."""
+    from support import start_daemon
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "32", "--seed", "1")
+    yield d
+    d.stop()
