@@ -1,0 +1,66 @@
+"""The thermohil command as a user runs it (real subprocesses, real daemon)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO
+
+
+def thermohil(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "host.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "required"),
+    (["bogus"], "invalid choice"),
+    (["serve", "--cells", "0"], "must be >= 1"),
+    (["serve", "--cells", "many"], "not an integer"),
+    (["demo", "--time", "-3"], "must be a finite number > 0"),
+    (["regs"], "required"),
+    (["regs", "--device", "local://", "frob"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_a_message(args, needle):
+    p = thermohil(*args)
+    assert p.returncode == 2 and needle in p.stderr
+
+
+def test_unknown_profile_and_unknown_scheme_and_register():
+    p = thermohil("serve", "--profile", "nonsense", "--endpoint", "tcp://127.0.0.1:0")
+    assert p.returncode == 1 and "ideal" in p.stderr and "realistic" in p.stderr
+    p = thermohil("info", "--device", "warp://nowhere")
+    assert p.returncode == 1 and "no driver for URL scheme 'warp'" in p.stderr
+    p = thermohil("regs", "--device", "local://?cells=2", "read", "NOT_A_REG")
+    assert p.returncode == 1 and "no register named" in p.stderr
+
+
+def test_regs_map_needs_no_device():
+    p = thermohil("regs", "map")
+    assert p.returncode == 0 and "COUPLING" in p.stdout and "0x10000000" in p.stdout
+
+
+def test_info_and_peek_poke_over_tcp(tcp_daemon):
+    p = thermohil("info", "--device", tcp_daemon.endpoint, "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["n_cells"] == 32 and info["emulator"]["profile"] == "ideal"
+    p = thermohil("regs", "--device", tcp_daemon.endpoint, "write", "SCRATCH", "0x2a")
+    assert p.returncode == 0, p.stderr
+    p = thermohil("regs", "--device", tcp_daemon.endpoint, "read", "scratch")
+    assert p.returncode == 0 and p.stdout.startswith("42 (0x0000002a)")
+    p = thermohil("regs", "--device", tcp_daemon.endpoint, "write", "TEMPERATURE", "-1")
+    assert p.returncode == 1 and "RANGE" in p.stderr
+    p = thermohil("regs", "--device", tcp_daemon.endpoint, "dump")
+    assert p.returncode == 0 and "STATUS" in p.stdout and "RUNNING=0" in p.stdout
+
+
+def test_demo_on_the_embedded_default():
+    p = thermohil("demo", "--size", "8", "--time", "100")
+    assert p.returncode == 0, p.stderr
+    assert "scipy solve" in p.stdout and "relative error" in p.stdout
+    err = float(p.stdout.split("relative error ")[1].split("%")[0])
+    assert err < 2.0
