@@ -10,6 +10,18 @@ DEFAULT_SERIAL = 0x7E000001
 PROFILE_IDS = {name: i for i, name in enumerate(REGMAP.meta["emu_profiles"])}
 
 
+def warm_up_kernels() -> None:
+    """Compile (or load from the on-disk cache) every kernel before the device answers, so the
+    first RUN of a fresh install is not stalled behind Numba's compiler."""
+    import numpy as np
+    core = AnalogCore(2, 1, get_profile("ideal"), serial=0, seed=0)
+    core.program(CoreParams(active=2, coupling="dense", A=np.eye(2), temperature=1e-3))
+    core.advance(core.dt)
+    core.program(CoreParams(active=2, coupling="lowrank", J=np.ones((1, 2)), H=np.eye(1),
+                            lam=np.ones(2), temperature=1e-3))
+    core.advance(core.dt)
+
+
 def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
                    serial: int = DEFAULT_SERIAL, max_rank: int | None = None,
                    fifo_depth: int = 1 << 20) -> Firmware:
@@ -20,6 +32,7 @@ def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
     rank = min(cells, 256) if max_rank is None else max_rank
     if not 0 <= rank <= 1024:
         raise ValueError(f"max_rank must be in 0..1024, got {rank}")
+    warm_up_kernels()
     core = AnalogCore(cells, rank, prof, serial=serial, seed=seed)
     return Firmware(core, serial=serial, seed=seed, profile_id=PROFILE_IDS[prof.name],
                     fifo_depth=fifo_depth, params_type=CoreParams)

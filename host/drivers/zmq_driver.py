@@ -2,8 +2,9 @@
 
 Every packet may be retried with its sequence number unchanged: the device answers a repeat
 from its reply cache, so a retried write is never applied twice. Query parameters:
-``timeout`` (s per attempt), ``retries``, and for CURVE ``server_key`` (Z85 public key of the
-device) with ``client_cert`` (path of a zmq.auth secret certificate).
+``timeout`` (s per attempt), ``retries``, and for CURVE ``server_cert`` (path of the device's
+public certificate, server.key) with ``client_cert`` (path of this host's zmq.auth secret
+certificate, *.key_secret). Keys travel as files, not in the URL: Z85 text is not URL-safe.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class ZmqDriver(PacketDriver):
         super().__init__(url, timeout=float(q.get("timeout", timeout)))
         self.retries = int(q.get("retries", retries))
         self.endpoint = url.split("?", 1)[0]
-        self._curve = (q["server_key"], q.get("client_cert")) if "server_key" in q else None
+        self._curve = (q["server_cert"], q.get("client_cert")) if "server_cert" in q else None
         self.ctx = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
         self._connect()
@@ -38,12 +39,14 @@ class ZmqDriver(PacketDriver):
         sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
         if self._curve is not None:
             from zmq import auth as zmq_auth
-            server_key, cert = self._curve
+            server_cert, cert = self._curve
             if not cert:
                 raise ValueError("CURVE needs client_cert=PATH (a zmq.auth .key_secret file)")
             pub, sec = zmq_auth.load_certificate(cert)
+            if sec is None:
+                raise ValueError(f"client_cert {cert} holds no secret key (use the .key_secret file)")
             sock.curve_publickey, sock.curve_secretkey = pub, sec
-            sock.curve_serverkey = server_key.encode()
+            sock.curve_serverkey, _ = zmq_auth.load_certificate(server_cert)
         sock.connect(self.endpoint)
         self.sock = sock
 
