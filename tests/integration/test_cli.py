@@ -7,7 +7,17 @@ import sys
 
 import pytest
 
-from support import REPO
+import host
+
+from support import REPO, start_daemon
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    """A daemon of its own: the session's shared one is owned by the conformance suite."""
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "32")
+    yield d
+    assert d.stop() == 0
 
 
 def thermohil(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -43,18 +53,22 @@ def test_regs_map_needs_no_device():
     assert p.returncode == 0 and "COUPLING" in p.stdout and "0x10000000" in p.stdout
 
 
-def test_info_and_peek_poke_over_tcp(tcp_daemon):
-    p = thermohil("info", "--device", tcp_daemon.endpoint, "--json")
+def test_info_and_peek_poke_over_tcp(daemon):
+    p = thermohil("info", "--device", daemon.endpoint, "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     assert info["n_cells"] == 32 and info["emulator"]["profile"] == "ideal"
-    p = thermohil("regs", "--device", tcp_daemon.endpoint, "write", "SCRATCH", "0x2a")
+    p = thermohil("regs", "--device", daemon.endpoint, "write", "SCRATCH", "0x2a")
     assert p.returncode == 0, p.stderr
-    p = thermohil("regs", "--device", tcp_daemon.endpoint, "read", "scratch")
+    p = thermohil("regs", "--device", daemon.endpoint, "read", "scratch")
     assert p.returncode == 0 and p.stdout.startswith("42 (0x0000002a)")
-    p = thermohil("regs", "--device", tcp_daemon.endpoint, "write", "TEMPERATURE", "-1")
+    p = thermohil("regs", "--device", daemon.endpoint, "write", "TEMPERATURE", "-1")
     assert p.returncode == 1 and "RANGE" in p.stderr
-    p = thermohil("regs", "--device", tcp_daemon.endpoint, "dump")
+    with host.connect(daemon.endpoint) as other:  # while another host owns it, a poke is refused
+        p = thermohil("regs", "--device", daemon.endpoint, "write", "SCRATCH", "1")
+        assert p.returncode == 1 and "owned by another host" in p.stderr
+        assert other.read("SCRATCH") == 42
+    p = thermohil("regs", "--device", daemon.endpoint, "dump")
     assert p.returncode == 0 and "STATUS" in p.stdout and "RUNNING=0" in p.stdout
 
 
