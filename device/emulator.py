@@ -7,6 +7,8 @@ from firmware_sim import Firmware
 from protocol.regmap import REGMAP
 
 DEFAULT_SERIAL = 0x7E000001
+#: The COUPLING window spans 2^28 words: a dense N x N matrix fits for N <= 16384.
+MAX_CELLS = 16384
 PROFILE_IDS = {name: i for i, name in enumerate(REGMAP.meta["emu_profiles"])}
 
 
@@ -26,8 +28,8 @@ def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
                    serial: int = DEFAULT_SERIAL, max_rank: int | None = None,
                    fifo_depth: int = 1 << 20) -> Firmware:
     """A booted emulated device with ``cells`` unit cells."""
-    if not 1 <= cells <= 65536:
-        raise ValueError(f"cells must be in 1..65536, got {cells}")
+    if not 1 <= cells <= MAX_CELLS:
+        raise ValueError(f"cells must be in 1..{MAX_CELLS}, got {cells}")
     prof = get_profile(profile)
     rank = min(cells, 256) if max_rank is None else max_rank
     if not 0 <= rank <= 1024:

@@ -55,6 +55,13 @@ class Pending:
         return self.packet.cid, self.packet.seq
 
 
+def version_word() -> int:
+    m, v = REGMAP.meta, REGMAP.VERSION
+    word = v.field("PROTO_MAJOR").put(0, m["protocol_major"])
+    word = v.field("PROTO_MINOR").put(word, m["protocol_minor"])
+    return v.field("FIRMWARE").put(word, m["firmware_version"])
+
+
 class TxError(Exception):
     def __init__(self, status: Status, message: str = "") -> None:
         super().__init__(message)
@@ -75,7 +82,8 @@ class Firmware:
         consts = dict(N_CELLS=core.n_cells, MAX_RANK=core.max_rank, SERIAL=serial,
                       BOOT_ID=self.boot_id, FIFO_DEPTH=fifo_depth,
                       DAC_BITS=p.dac_bits_coupling | (p.dac_bits_bias << 8), ADC_BITS=p.adc_bits,
-                      VMAX=float(np.float32(p.vmax)), EMU_PROFILE=profile_id, EMU_SEED=seed)
+                      VMAX=float(np.float32(p.vmax)), EMU_PROFILE=profile_id, EMU_SEED=seed,
+                      VERSION=version_word())
         self.regs = RegisterFile(REGMAP, consts)
         caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE"]
         caps += ["EMULATOR"] if emulator else []
@@ -125,7 +133,6 @@ class Firmware:
             if key in self.inflight:
                 return self.inflight[key]
             self._check_lease()
-            self.lease.renew(packet.owner)
             statuses, messages = self._validate(packet)
             bad = [i for i, s in enumerate(statuses) if s != Status.OK]
             if bad:
@@ -137,6 +144,7 @@ class Firmware:
                               f"transaction {i}: {messages[i]}; packet not executed")
                 self.cache.put(*key, reply)
                 return reply
+            self.lease.renew(packet.owner)  # a valid packet from the owner is its heartbeat
             return self._continue(Pending(packet))
 
     def handle(self, frames: list) -> Reply | Pending:
@@ -149,31 +157,45 @@ class Firmware:
         try:
             return self.submit(packet)
         except Exception as e:  # a firmware bug must not take the device down
-            log.exception("internal error executing packet %d", packet.seq)
-            with self.lock:
-                self.inflight.pop((packet.cid, packet.seq), None)
-            return Reply(packet.seq, Status.INTERNAL, [Status.INTERNAL] * len(packet.tx),
-                         [None] * len(packet.tx), self.boot_id, f"internal error: {e!r}")
+            log.exception("internal error validating packet %d", packet.seq)
+            n = len(packet.tx)
+            return Reply(packet.seq, Status.INTERNAL, [Status.INTERNAL] * n, [None] * n,
+                         self.boot_id, f"internal error: {e!r}")
 
     def resume(self, pending: Pending) -> Reply | Pending:
+        """Re-check a packet parked at a WAIT. (A parked WAIT is no heartbeat: a crashed host
+        must not keep the lease alive through it.)"""
         with self.lock:
-            self.lease.renew(pending.packet.owner)
             return self._continue(pending)
 
-    def execute(self, frames: list, timeout: float | None = None) -> Reply:
-        """Run a request to completion on the caller's thread (in-process use)."""
+    def execute(self, frames: list, timeout: float | None = None) -> Reply | Pending:
+        """Run a request on the caller's thread (in-process use) until it completes or
+        ``timeout`` passes (then the Pending is returned; re-sending the same request later
+        picks the parked packet up again)."""
         out = self.handle(frames)
         limit = None if timeout is None else self.clock() + timeout
         with self.cond:
             while isinstance(out, Pending):
-                wait = 0.05 if out.deadline is None else max(0.0, min(0.05, out.deadline - self.clock()))
                 if limit is not None and self.clock() > limit:
-                    raise TimeoutError("packet did not complete in time")
+                    return out  # still parked; the caller may call execute again (reply cache)
+                wait = 0.05 if out.deadline is None else max(0.0, min(0.05, out.deadline - self.clock()))
                 self.cond.wait(wait)
-                out = self._continue(out)
+                out = self.resume(out)
         return out
 
     def _continue(self, p: Pending) -> Reply | Pending:
+        """Execute from where the packet stands; a firmware bug answers INTERNAL, never kills."""
+        try:
+            return self._step(p)
+        except Exception as e:
+            log.exception("internal error executing packet %d", p.packet.seq)
+            self.inflight.pop(p.key, None)
+            self.last_error = int(Status.INTERNAL)
+            n = len(p.packet.tx)
+            return Reply(p.packet.seq, Status.INTERNAL, [Status.INTERNAL] * n, [None] * n,
+                         self.boot_id, f"internal error: {e!r}")
+
+    def _step(self, p: Pending) -> Reply | Pending:
         tx = p.packet.tx
         while p.index < len(tx):
             t = tx[p.index]
@@ -241,6 +263,8 @@ class Firmware:
         if found is None:
             raise TxError(Status.BAD_ADDRESS, f"nothing mapped at {t.addr:#010x}")
         entry, offset = found
+        if entry.name.startswith("EMU_") and not self.emulator:
+            raise TxError(Status.BAD_ADDRESS, f"{entry.name} exists only on the emulator")
         n = t.count
         if isinstance(entry, Window):
             depth = self.regs.depth[entry.name]
@@ -255,6 +279,8 @@ class Firmware:
             writing = t.op in (Op.WRITE, Op.WRITE_NI)
             if writing and entry.access == "RO":
                 raise TxError(Status.ACCESS, f"{entry.name} is read-only")
+            if entry.fifo:  # popping is destructive: only the owner may drain the FIFO
+                self._require_owner(token, owner, f"(popping) {entry.name}")
             if writing:
                 self._require_owner(token, owner, entry.name)
                 if self.regs.check_memory_words(entry, t.data) != Status.OK:
@@ -336,6 +362,10 @@ class Firmware:
     # ================================================================ execution
     def _execute(self, t: Transaction, packet: Packet) -> np.ndarray | None:
         entry, offset = REGMAP.locate(t.addr)  # type: ignore[misc]
+        destructive = t.op in MUTATING or (t.op == Op.READ_NI and isinstance(entry, Window))
+        if destructive and entry.name != "OWNER" and self.lease.live_owner() != packet.owner:
+            # ownership can change while a packet is parked at a WAIT
+            raise TxError(Status.NOT_OWNER, f"lost ownership before writing {entry.name}")
         if isinstance(entry, Window):
             if t.op == Op.READ_NI:
                 if t.count > self.fifo.level:
@@ -353,7 +383,10 @@ class Firmware:
         if t.op == Op.RMW:
             and_mask, or_mask = t.args
             old = self._read_register(entry)[0]
-            self._write_register(entry, 0, (old & and_mask) | or_mask, packet.owner)
+            new = (old & and_mask) | or_mask
+            if self.regs.check_register_word(entry, 0, new) != Status.OK:
+                raise TxError(Status.RANGE, f"RMW would set {entry.name} to {new}, out of range")
+            self._write_register(entry, 0, new, packet.owner)
             return np.array([old], dtype=np.uint32)
         if t.op == Op.WRITE:
             k = 0
@@ -422,6 +455,7 @@ class Firmware:
             self.regs.words[reg.address + k] = word
             if name == "LEASE_MS":
                 self.lease.length_ms = word
+                self.lease.renew(token)
             elif name == "EMU_SEED":
                 self.core.reseed(word)
             elif name in _CORE_FIDELITY:
@@ -496,6 +530,9 @@ class Firmware:
     def core_params(self, make: Callable[..., Any]) -> Any:
         """The shadow bank as physical parameters, through the DACs."""
         r, n, p = self.regs, self.core.n_cells, self.core.profile
+        for reg in REGMAP.registers.values():  # belt and braces: nothing out of range commits
+            if reg.shadow and r.check_register_word(reg, 0, r.words[reg.address]) != Status.OK:
+                raise ValueError(f"{reg.name} holds an out-of-range value")
         active, mode, rank = r.u32("ACTIVE_CELLS"), r.u32("COUPLING_MODE"), r.u32("RANK")
         bc, bb = p.dac_bits_coupling, p.dac_bits_bias
 
@@ -505,8 +542,7 @@ class Firmware:
 
         A = J = H = None
         if mode == 0:
-            A = np.zeros((n, n))
-            A[:active, :active] = mem("COUPLING", active * active, bc).reshape(active, active)
+            A = mem("COUPLING", active * active, bc).reshape(active, active)
         else:
             J = np.zeros((rank, n))
             J[:, :active] = mem("LOWRANK_J", rank * active, bc).reshape(rank, active)
@@ -556,11 +592,12 @@ class Firmware:
     def _take_sample(self) -> None:
         n = self.active_cells
         codes = adc(self.core.read_adc_input()[:n], self.vmax, self.core.profile.adc_bits)
-        if not self.fifo.push(codes):
+        level, overrun = self.fifo.level, self.fifo.overrun
+        if not self.fifo.push(codes) and not overrun:  # events fire on the edge, once
             self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
         thr = self.regs.u32("FIFO_THRESHOLD")
-        if thr and self.fifo.level >= thr:
-            self._event("FIFO_THRESHOLD", "fifo", level=self.fifo.level)
+        if thr and level < thr <= self.fifo.level:
+            self._event("FIFO_THRESHOLD", "fifo_threshold", level=self.fifo.level)
         self.next_sample += self.sample_period
         self.samples_left -= 1
         if self.samples_left == 0:

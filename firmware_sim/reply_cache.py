@@ -1,4 +1,9 @@
-"""Recent replies by (client, sequence number): a retried packet is answered, not re-run."""
+"""Recent replies by (client, sequence number): a retried packet is answered, not re-run.
+
+Bounded by entries per client, by clients, and by the bytes of read payloads held, so a client
+reading large windows cannot make the cache hold gigabytes. A reply too large to keep is not
+cached: a retry of it re-executes (harmless for plain reads; docs/protocol.md says so).
+"""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,21 +12,39 @@ from typing import Any
 from protocol import limits
 
 
+def _payload_bytes(reply: Any) -> int:
+    return sum(getattr(d, "nbytes", 0) for d in getattr(reply, "data", ()) if d is not None)
+
+
 class ReplyCache:
     def __init__(self, per_client: int = limits.REPLY_CACHE_PER_CLIENT,
-                 clients: int = limits.REPLY_CACHE_CLIENTS) -> None:
-        self.per_client, self.clients = per_client, clients
-        self._store: OrderedDict[bytes, OrderedDict[int, Any]] = OrderedDict()
+                 clients: int = limits.REPLY_CACHE_CLIENTS,
+                 max_bytes: int = limits.REPLY_CACHE_BYTES) -> None:
+        self.per_client, self.clients, self.max_bytes = per_client, clients, max_bytes
+        self._store: OrderedDict[bytes, OrderedDict[int, tuple[Any, int]]] = OrderedDict()
+        self.bytes = 0
 
     def get(self, cid: bytes, seq: int) -> Any | None:
-        entries = self._store.get(cid)
-        return None if entries is None else entries.get(seq)
+        entry = self._store.get(cid, {}).get(seq)
+        return None if entry is None else entry[0]
 
     def put(self, cid: bytes, seq: int, reply: Any) -> None:
+        size = _payload_bytes(reply)
+        if size > self.max_bytes:
+            return
         entries = self._store.setdefault(cid, OrderedDict())
         self._store.move_to_end(cid)
-        entries[seq] = reply
+        old = entries.pop(seq, None)
+        self.bytes -= old[1] if old else 0
+        entries[seq] = (reply, size)
+        self.bytes += size
         while len(entries) > self.per_client:
-            entries.popitem(last=False)
-        while len(self._store) > self.clients:
-            self._store.popitem(last=False)
+            self.bytes -= entries.popitem(last=False)[1][1]
+        while len(self._store) > self.clients or (self.bytes > self.max_bytes and self._store):
+            oldest = next(iter(self._store.values()))
+            if not oldest:
+                self._store.popitem(last=False)
+                continue
+            self.bytes -= oldest.popitem(last=False)[1][1]
+            if not oldest:
+                self._store.popitem(last=False)

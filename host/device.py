@@ -16,7 +16,8 @@ import numpy as np
 
 from host.drivers import Driver, open_driver
 from host.errors import DeviceError, DeviceReset, DeviceSaturated
-from protocol.codec import Reply, Transaction
+from protocol import limits
+from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
 from protocol.ops import Op
 from protocol.regmap import REGMAP, Register, Window, float_to_q31, q31_full_scale_for, q31_to_float
@@ -47,6 +48,11 @@ class _Call:
     decode: _Decode | None
     result: Deferred = field(default_factory=Deferred)
     wait_s: float = 0.0
+
+
+class _RunWait(Transaction):
+    """A WAIT the host issued for its own run: on TIMEOUT (device alive, still running) the
+    host re-sends the rest of the packet from here. A user's own WAIT is never re-sent."""
 
 
 def _reg(name: str) -> Register:
@@ -89,11 +95,13 @@ class ThermoDevice:
         self.driver = driver
         self._batch: list[_Call] | None = None
         self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
+        self._settings: dict[tuple[int, int], Transaction] = {}
         self.token = 0
         self._static = self._read_static()
         self.n_cells: int = self._static["n_cells"]
         self.vmax: float = self._static["vmax"]
-        self.active: int = self._static["active_cells"]
+        self.active: int = self._static["active_cells"]  # committed cell count (FIFO sample size)
+        self._staged_active = self.active
         if claim:
             self.claim(lease_ms)
 
@@ -114,7 +122,7 @@ class ThermoDevice:
                 data += reply.data
                 break
             if bad is not None and reply.tx_status[bad] == Status.TIMEOUT and \
-                    tx[start + bad].op == Op.WAIT and tx[start + bad].args[2] == RUN_WAIT_SLICE_MS:
+                    isinstance(tx[start + bad], _RunWait):
                 data += reply.data[:bad]  # device alive, still running: wait again from here
                 start += bad
                 continue
@@ -181,6 +189,8 @@ class ThermoDevice:
         if "emulator" in info["caps"]:
             emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
             r = self.driver.transact([rd(n) for n in emu])
+            if r.status != Status.OK:
+                raise DeviceError.from_reply(r.status, r.message)
             e = {n: decode_register(_reg(n), d) for n, d in zip(emu, r.data)}
             names = REGMAP.meta["emu_profiles"]
             info["emulator"] = {
@@ -296,6 +306,9 @@ class ThermoDevice:
         if w.format == "q31u" and np.any(flat < 0):
             raise ValueError(f"{name}: values must be >= 0")
         assert w.scale is not None
+        if flat.size > limits.MAX_WORDS_PER_TX:
+            raise ValueError(f"{name}: {flat.size} words exceed one transaction "
+                             f"({limits.MAX_WORDS_PER_TX}); use the low-rank coupling for large N")
         fs = q31_full_scale_for(float(np.max(np.abs(flat), initial=0.0)))
         return [wr_f32(w.scale, fs), wr(name, float_to_q31(flat, fs))]
 
@@ -328,7 +341,7 @@ class ThermoDevice:
             if not 1 <= active <= n:
                 raise ValueError(f"active must be in 1..{n}, got {active}")
             tx.append(wr("ACTIVE_CELLS", [active]))
-            self.active = active
+            self._staged_active = active
         if substep is not None:
             tx.append(wr_f32("EMU_SUBSTEP", substep))
         if stability is not None:
@@ -337,7 +350,8 @@ class ThermoDevice:
             tx.append(wr("EMU_SEED", [seed]))
         if sample_period is not None:
             tx.append(wr_f32("SAMPLE_PERIOD", sample_period))
-        self._config["configure"] = self._config.get("configure", []) + tx
+        self._settings.update({(t.addr, t.count): t for t in tx})  # latest value per register
+        self._config["configure"] = list(self._settings.values())
         return self._do(tx)
 
     def _per_cell(self, val: Any, what: str, default: float = 0.0) -> np.ndarray:
@@ -359,8 +373,8 @@ class ThermoDevice:
             raise ValueError(f"coupling is {A.shape[0]}x{A.shape[0]} but the device has {self.n_cells} cells")
         if not np.all(np.isfinite(A)):
             raise ValueError("coupling has non-finite entries")
-        self.active = A.shape[0]
-        tx = [wr("ACTIVE_CELLS", [self.active]), wr("COUPLING_MODE", [0])]
+        self._staged_active = A.shape[0]
+        tx = [wr("ACTIVE_CELLS", [A.shape[0]]), wr("COUPLING_MODE", [0])]
         tx += self._window_tx("COUPLING", A)
         self._config["coupling"] = tx
         return self._do(tx)
@@ -378,7 +392,7 @@ class ThermoDevice:
         for name, m in (("J", J), ("H", H), ("lam", lam)):
             if not np.all(np.isfinite(m)):
                 raise ValueError(f"{name} has non-finite entries")
-        self.active = n
+        self._staged_active = n
         tx = [wr("ACTIVE_CELLS", [n]), wr("COUPLING_MODE", [1]), wr("RANK", [r])]
         if r:
             tx += self._window_tx("LOWRANK_J", J) + self._window_tx("LOWRANK_H", H)
@@ -395,7 +409,12 @@ class ThermoDevice:
 
     def commit(self) -> Any:
         """Swap the staged configuration into the running dynamics, atomically."""
-        return self._do([wr("CTRL", [_reg("CTRL").bit("COMMIT")])])
+        previous, self.active = self.active, self._staged_active  # later calls in a batch see it
+        try:
+            return self._do([wr("CTRL", [_reg("CTRL").bit("COMMIT")])])
+        except DeviceError:
+            self.active = previous
+            raise
 
     def reset_state(self) -> Any:
         return self._do([wr("CTRL", [_reg("CTRL").bit("RESET_STATE")])])
@@ -409,7 +428,7 @@ class ThermoDevice:
     # ---------------------------------------------------------------- running
     def _wait_idle(self) -> list[Transaction]:
         running = _reg("STATUS").bit("RUNNING")
-        return [Transaction(Op.WAIT, _reg("STATUS").address, (running, 0, RUN_WAIT_SLICE_MS)),
+        return [_RunWait(Op.WAIT, _reg("STATUS").address, (running, 0, RUN_WAIT_SLICE_MS)),
                 rd("STATUS"), rd("SAT_MAP", self.n_cells)]
 
     def _check_saturation(self, status_words: np.ndarray, sat_words: np.ndarray) -> None:

@@ -11,7 +11,7 @@ MAX_TRANSACTIONS = 512
 MAX_WORDS_PER_TX = 64 * 1024 * 1024
 MAX_WORDS_PER_PACKET = 64 * 1024 * 1024
 #: msgpack Unpacker limits for untrusted headers.
-MAX_ARRAY_LEN = MAX_TRANSACTIONS
+MAX_ARRAY_LEN = MAX_TRANSACTIONS + 1  # one more, so an over-long list is TOO_LARGE with its seq
 MAX_MAP_LEN = 32
 MAX_BIN_LEN = 256
 MAX_STR_LEN = 1024
@@ -21,5 +21,7 @@ MAX_WAIT_MS = 600_000
 REPLY_CACHE_PER_CLIENT = 16
 #: Distinct clients remembered by the reply cache (least recently seen forgotten first).
 REPLY_CACHE_CLIENTS = 256
+#: Read-payload bytes the reply cache may hold in all.
+REPLY_CACHE_BYTES = 64 * 1024 * 1024
 #: Bytes of the client id in the header.
 CLIENT_ID_BYTES = 16

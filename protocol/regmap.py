@@ -17,7 +17,7 @@ FORMATS = ("u32", "f32", "f64", "q31", "q31u")
 #: Instance constants a map entry may name instead of a number (bound per device at boot).
 INSTANCE_CONSTANTS = (
     "N_CELLS", "MAX_RANK", "SERIAL", "BOOT_ID", "FIFO_DEPTH", "DAC_BITS", "ADC_BITS", "VMAX",
-    "EMU_PROFILE", "EMU_SEED",
+    "EMU_PROFILE", "EMU_SEED", "VERSION",
 )
 
 Value = int | float | str

@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 from host.drivers.base import PacketDriver
+from host.errors import DeviceTimeout
 from protocol.codec import encode_reply
 
 
@@ -17,14 +18,18 @@ class LocalDriver(PacketDriver):
     def __init__(self, url: str, *, timeout: float = 30.0, **_: object) -> None:
         super().__init__(url, timeout=timeout)
         from device.emulator import DEFAULT_SERIAL, build_firmware  # lazy: host works without it
+        from firmware_sim import Pending
         q = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
         self.fw = build_firmware(int(q.get("cells", 64)), profile=q.get("profile", "ideal"),
                                  seed=int(q.get("seed", 0)),
                                  serial=int(q["serial"], 0) if "serial" in q else DEFAULT_SERIAL,
                                  max_rank=int(q["max_rank"]) if "max_rank" in q else None)
+        self._pending_type = Pending
 
     def _exchange(self, frames: list, seq: int, timeout: float) -> list:
-        reply = self.fw.execute([bytes(memoryview(f)) for f in frames])
+        reply = self.fw.execute([bytes(memoryview(f)) for f in frames], timeout=timeout)
+        if isinstance(reply, self._pending_type):
+            raise DeviceTimeout(f"local device did not complete the packet within {timeout:g} s")
         return [bytes(memoryview(f)) for f in encode_reply(reply)]
 
     def close(self) -> None:

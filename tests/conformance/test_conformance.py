@@ -192,3 +192,37 @@ def test_commit_of_invalid_configuration_is_refused(dev):
         dev.commit()
     assert e.value.status == Status.RANGE
     assert dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")  # nothing was committed
+
+
+def test_rmw_result_is_range_checked(dev):
+    """RMW cannot smuggle in a value a WRITE would be refused (e.g. RANK beyond MAX_RANK)."""
+    before = dev.read("RANK")
+    r = raw(dev, [Transaction(Op.RMW, REGMAP.RANK.address, (0, 0xFFFFFFFF))])
+    assert r.tx_status == [Status.RANGE]
+    assert dev.read("RANK") == before
+    assert dev.read("MAGIC") == REGMAP.meta["magic"]
+
+
+def test_only_the_owner_may_drain_the_fifo(dev):
+    dev.load_coupling(np.eye(dev.n_cells))
+    dev.commit()
+    dev.samples(2, period=0.5)
+    with dev.batch():
+        dev.write("SAMPLE_COUNT", 1)
+        dev.write("RUN_TIME", 0.75)
+        dev.write("CTRL", CTRL.bit("CLEAR_FIFO") | CTRL.bit("RUN"))
+    dev.wait()
+    level = dev.read("FIFO_LEVEL")
+    assert level == dev.n_cells
+    token = dev.driver.owner
+    dev.driver.owner = 0
+    try:
+        r = raw(dev, [Transaction(Op.READ_NI, REGMAP.SAMPLE_FIFO.base, (1,))])
+    finally:
+        dev.driver.owner = token
+    assert r.tx_status == [Status.NOT_OWNER]
+    assert dev.read("FIFO_LEVEL") == level
+
+
+def test_lease_length_applies_to_the_claim(dev):
+    assert dev.read("LEASE_LEFT_MS") > 10_000  # connect() claims with a 30 s lease

@@ -118,3 +118,22 @@ def test_realistic_profile_quantizes_the_dac():
         # mismatch and offsets make the answer differ from the ideal 0.1234567 — reported, not hidden
         assert np.all(np.isfinite(x)) and not np.allclose(x, 0.1234567, atol=1e-6)
         assert np.allclose(x, 0.1234567, atol=0.05)
+
+
+def test_emulator_block_is_absent_on_hardware_builds():
+    """A firmware built without the emulator block answers BAD_ADDRESS there, like a board."""
+    from device.analog.core import AnalogCore, CoreParams
+    from device.analog.profiles import get_profile
+    from firmware_sim import Firmware
+    from host.device import rd
+    from protocol.codec import encode_request
+
+    core = AnalogCore(4, 2, get_profile("ideal"), serial=1, seed=1)
+    fw = Firmware(core, serial=1, seed=1, emulator=False, params_type=CoreParams)
+    try:
+        reply = fw.execute(encode_request(1, b"h" * 16, 0, [rd("CAPS"), rd("EMU_SEED")]))
+        assert reply.tx_status[1] == Status.BAD_ADDRESS
+        reply = fw.execute(encode_request(2, b"h" * 16, 0, [rd("CAPS")]))
+        assert not int(reply.data[0][0]) & REGMAP.CAPS.bit("EMULATOR")
+    finally:
+        fw.shutdown()
