@@ -2,7 +2,8 @@
 
 A profile says how far the emulated chip is from the ideal physics. The core applies the analog
 non-idealities (mismatch, offsets, drift, rail saturation, ADC input noise); the firmware applies
-the digital ones (DAC/ADC resolution and full scale) using ``dac_bits_*``, ``adc_bits`` and ``vmax``.
+the digital ones (DAC/ADC resolution and full scale) using ``dac_bits_*``, ``adc_bits`` and
+``vmax``.
 Units: volts, device time unit τ0 (= R0·C0), couplings in 1/τ0.
 """
 

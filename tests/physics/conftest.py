@@ -22,3 +22,5 @@ def _compiled_kernels() -> None:
     kernels.em_dense(x, v, np.eye(2), b, one, one, und, one, xi, 0.1, 1.0, sat, np.zeros(2))
     kernels.em_lowrank(x, v, np.ones((1, 2)), np.eye(1), one, b, one, one, und, one, xi, 0.1,
                        1.0, sat, np.zeros(2))
+    kernels.em_dense_chains(x[None], v[None], np.eye(2), b, one, one, und, one, xi[:, None], 0.1,
+                            1.0, sat[None], np.zeros((1, 2)))
