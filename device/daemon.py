@@ -160,7 +160,7 @@ class Daemon:
         if isinstance(out, Pending):
             self.pending[out.key] = (out, ident)  # a retry re-routes the reply to its socket
             return
-        if out.status not in (Status.OK,):
+        if out.status not in (Status.OK, Status.TIMEOUT):  # a WAIT slice ending is routine
             log.warning("rejected packet %s from %s: %s %s", out.seq, ident.hex(),
                         out.status.name, out.message)
         self._send(ident, out)

@@ -151,8 +151,7 @@ class Firmware:
         """Decode an untrusted request and submit it; undecodable input gets an error reply."""
         try:
             packet = decode_request(frames)
-        except ProtocolError as e:
-            log.warning("rejected packet: %s", e)
+        except ProtocolError as e:  # the transport logs the rejection (it knows the peer)
             return Reply(e.seq, e.status, [], [], self.boot_id, e.message)
         try:
             return self.submit(packet)
