@@ -22,7 +22,7 @@ from firmware_sim.converters import adc, dac, f32_to_word, word_to_f32
 from firmware_sim.fifo import SampleFifo
 from firmware_sim.lease import Lease
 from firmware_sim.registers import RegisterFile
-from firmware_sim.reply_cache import ReplyCache
+from firmware_sim.reply_cache import TOO_BIG_TO_KEEP, ReplyCache
 from firmware_sim.scheduler import RunScheduler
 from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
@@ -128,6 +128,11 @@ class Firmware:
         with self.lock:
             key = (packet.cid, packet.seq)
             cached = self.cache.get(*key)
+            if cached is TOO_BIG_TO_KEEP:
+                n = len(packet.tx)
+                return Reply(packet.seq, Status.TOO_LARGE, [Status.TOO_LARGE] * n, [None] * n,
+                             self.boot_id, "this packet was executed once, but its reply was too "
+                             "large to keep for a retry: read the data again with a new packet")
             if cached is not None:
                 return cached
             if key in self.inflight:
@@ -157,6 +162,7 @@ class Firmware:
             return self.submit(packet)
         except Exception as e:  # a firmware bug must not take the device down
             log.exception("internal error validating packet %d", packet.seq)
+            self.last_error = int(Status.INTERNAL)
             n = len(packet.tx)
             return Reply(packet.seq, Status.INTERNAL, [Status.INTERNAL] * n, [None] * n,
                          self.boot_id, f"internal error: {e!r}")
@@ -166,6 +172,11 @@ class Firmware:
         must not keep the lease alive through it.)"""
         with self.lock:
             return self._continue(pending)
+
+    def abandon(self, pending: Pending) -> None:
+        """Forget a parked packet whose client gave up (in-process use); it never resumes."""
+        with self.lock:
+            self.inflight.pop(pending.key, None)
 
     def execute(self, frames: list, timeout: float | None = None) -> Reply | Pending:
         """Run a request on the caller's thread (in-process use) until it completes or
@@ -279,7 +290,7 @@ class Firmware:
             if writing and entry.access == "RO":
                 raise TxError(Status.ACCESS, f"{entry.name} is read-only")
             if entry.fifo:  # popping is destructive: only the owner may drain the FIFO
-                self._require_owner(token, owner, f"(popping) {entry.name}")
+                self._require_owner(token, owner, entry.name, verb="popping")
             if writing:
                 self._require_owner(token, owner, entry.name)
                 if self.regs.check_memory_words(entry, t.data) != Status.OK:
@@ -338,12 +349,12 @@ class Firmware:
     def _show(reg: Register, w: int) -> str:
         return f"{word_to_f32(w):g}" if reg.format == "f32" else str(w)
 
-    def _require_owner(self, token: int, owner: int, what: str) -> None:
+    def _require_owner(self, token: int, owner: int, what: str, verb: str = "writing") -> None:
         if owner == 0:
-            raise TxError(Status.NOT_OWNER, f"writing {what} needs ownership: claim the device "
+            raise TxError(Status.NOT_OWNER, f"{verb} {what} needs ownership: claim the device "
                           "first (write your token to OWNER)")
         if token != owner:
-            raise TxError(Status.NOT_OWNER, f"writing {what}: the device is owned by another host "
+            raise TxError(Status.NOT_OWNER, f"{verb} {what}: the device is owned by another host "
                           f"(lease {self.lease.left_ms()} ms left)")
 
     def _check_claim(self, token: int, owner: int, value: int) -> int:
@@ -362,9 +373,12 @@ class Firmware:
     def _execute(self, t: Transaction, packet: Packet) -> np.ndarray | None:
         entry, offset = REGMAP.locate(t.addr)  # type: ignore[misc]
         destructive = t.op in MUTATING or (t.op == Op.READ_NI and isinstance(entry, Window))
-        if destructive and entry.name != "OWNER" and self.lease.live_owner() != packet.owner:
+        if entry.name == "OWNER" and t.op == Op.WRITE:  # re-check the claim: a WAIT may have passed
+            self._check_claim(packet.owner, self.lease.live_owner(), int(t.data[-1]))
+        elif destructive and self.lease.live_owner() != packet.owner:
             # ownership can change while a packet is parked at a WAIT
-            raise TxError(Status.NOT_OWNER, f"lost ownership before writing {entry.name}")
+            verb = "popping" if t.op == Op.READ_NI else "writing"
+            raise TxError(Status.NOT_OWNER, f"lost ownership before {verb} {entry.name}")
         if isinstance(entry, Window):
             if t.op == Op.READ_NI:
                 if t.count > self.fifo.level:

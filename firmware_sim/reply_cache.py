@@ -1,8 +1,9 @@
 """Recent replies by (client, sequence number): a retried packet is answered, not re-run.
 
 Bounded by entries per client, by clients, and by the bytes of read payloads held, so a client
-reading large windows cannot make the cache hold gigabytes. A reply too large to keep is not
-cached: a retry of it re-executes (harmless for plain reads; docs/protocol.md says so).
+reading large windows cannot make the cache hold gigabytes. A reply too large to keep is
+replaced by a marker, so a retry is answered TOO_LARGE ("executed once; re-read the data") and
+never executes twice.
 """
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from protocol import limits
 
 def _payload_bytes(reply: Any) -> int:
     return sum(getattr(d, "nbytes", 0) for d in getattr(reply, "data", ()) if d is not None)
+
+
+TOO_BIG_TO_KEEP = object()
+"""Stands in for a reply whose read payload was over the byte budget."""
 
 
 class ReplyCache:
@@ -31,7 +36,7 @@ class ReplyCache:
     def put(self, cid: bytes, seq: int, reply: Any) -> None:
         size = _payload_bytes(reply)
         if size > self.max_bytes:
-            return
+            reply, size = TOO_BIG_TO_KEEP, 0
         entries = self._store.setdefault(cid, OrderedDict())
         self._store.move_to_end(cid)
         old = entries.pop(seq, None)

@@ -94,6 +94,7 @@ class ThermoDevice:
     def __init__(self, driver: Driver, *, claim: bool = True, lease_ms: int = 30_000) -> None:
         self.driver = driver
         self._batch: list[_Call] | None = None
+        self._wait_slice_ms = RUN_WAIT_SLICE_MS
         self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
         self._settings: dict[tuple[int, int], Transaction] = {}
         self.token = 0
@@ -112,6 +113,11 @@ class ThermoDevice:
 
     def _send(self, calls: list[_Call]) -> None:
         tx = [t for c in calls for t in c.tx]
+        words = sum(t.count for t in tx if t.op in (Op.READ, Op.WRITE, Op.READ_NI, Op.WRITE_NI))
+        if words > limits.MAX_WORDS_PER_PACKET:
+            raise ValueError(f"one packet would move {words} words (limit "
+                             f"{limits.MAX_WORDS_PER_PACKET}): split the batch, or use the "
+                             "low-rank coupling for large N")
         wait_s = sum(c.wait_s for c in calls)
         data: list = []
         start = 0
@@ -155,11 +161,15 @@ class ThermoDevice:
         if self._batch is not None:
             raise RuntimeError("batches do not nest")
         self._batch = []
+        active = self.active
         try:
             yield self
             calls, self._batch = self._batch, None
             if calls:
                 self._send(calls)
+        except BaseException:
+            self.active = active  # a COMMIT in a failed batch may not have happened
+            raise
         finally:
             self._batch = None
 
@@ -206,6 +216,10 @@ class ThermoDevice:
 
     def claim(self, lease_ms: int = 30_000) -> None:
         """Take ownership (writes need it). The lease renews with every packet you send."""
+        if lease_ms < 300:
+            raise ValueError(f"lease_ms must be >= 300, got {lease_ms}")
+        # a parked WAIT is no heartbeat: the host's WAIT slices must end well inside the lease
+        self._wait_slice_ms = min(RUN_WAIT_SLICE_MS, lease_ms // 3)
         token = self.token or (secrets.randbits(32) | 1)
         self.driver.owner = token
         try:
@@ -351,8 +365,13 @@ class ThermoDevice:
         if sample_period is not None:
             tx.append(wr_f32("SAMPLE_PERIOD", sample_period))
         self._settings.update({(t.addr, t.count): t for t in tx})  # latest value per register
-        self._config["configure"] = list(self._settings.values())
+        self._remember("configure", list(self._settings.values()))
         return self._do(tx)
+
+    def _remember(self, key: str, tx: list[Transaction]) -> None:
+        """Keep the last upload of each kind, in the order they were made, for recover()."""
+        self._config.pop(key, None)
+        self._config[key] = tx
 
     def _per_cell(self, val: Any, what: str, default: float = 0.0) -> np.ndarray:
         arr = np.asarray(val, dtype=np.float64)
@@ -376,13 +395,15 @@ class ThermoDevice:
         self._staged_active = A.shape[0]
         tx = [wr("ACTIVE_CELLS", [A.shape[0]]), wr("COUPLING_MODE", [0])]
         tx += self._window_tx("COUPLING", A)
-        self._config["coupling"] = tx
+        self._remember("coupling", tx)
         return self._do(tx)
 
-    def load_lowrank(self, J: Any, H: Any, lam: Any) -> Any:
-        """Stage A = Jᵀ H J + diag(lam) without forming it: J (r x n), H (r x r), lam (n)."""
+    def load_lowrank(self, J: Any, H: Any, lam: Any = None) -> Any:
+        """Stage A = Jᵀ H J + diag(lam) without forming it: J (r x n), H (r x r), lam (n).
+        ``lam=None`` keeps the DIAG already loaded (saves N words per upload)."""
         J, H = np.atleast_2d(np.asarray(J, float)), np.atleast_2d(np.asarray(H, float))
-        lam = np.broadcast_to(np.asarray(lam, float), (J.shape[1],))
+        keep_diag = lam is None
+        lam = np.broadcast_to(np.asarray(0.0 if keep_diag else lam, float), (J.shape[1],))
         r, n = J.shape
         if H.shape != (r, r):
             raise ValueError(f"H must be {r}x{r} for J of shape {J.shape}, got {H.shape}")
@@ -396,15 +417,17 @@ class ThermoDevice:
         tx = [wr("ACTIVE_CELLS", [n]), wr("COUPLING_MODE", [1]), wr("RANK", [r])]
         if r:
             tx += self._window_tx("LOWRANK_J", J) + self._window_tx("LOWRANK_H", H)
-        tx += self._window_tx("DIAG", self._per_cell(lam, "lam"))
-        self._config["coupling"] = tx
+        if not keep_diag:
+            tx += self._window_tx("DIAG", self._per_cell(lam, "lam"))
+            self._remember("diag", tx[-2:])
+        self._remember("coupling", tx)
         return self._do(tx)
 
     def load_bias(self, b: Any) -> Any:
         """Stage the bias vector b (zero-padded to every cell)."""
         b = np.asarray(b, dtype=np.float64).reshape(-1)
         tx = self._window_tx("BIAS", self._per_cell(b, "bias"))
-        self._config["bias"] = tx
+        self._remember("bias", tx)
         return self._do(tx)
 
     def commit(self) -> Any:
@@ -428,7 +451,7 @@ class ThermoDevice:
     # ---------------------------------------------------------------- running
     def _wait_idle(self) -> list[Transaction]:
         running = _reg("STATUS").bit("RUNNING")
-        return [_RunWait(Op.WAIT, _reg("STATUS").address, (running, 0, RUN_WAIT_SLICE_MS)),
+        return [_RunWait(Op.WAIT, _reg("STATUS").address, (running, 0, self._wait_slice_ms)),
                 rd("STATUS"), rd("SAT_MAP", self.n_cells)]
 
     def _check_saturation(self, status_words: np.ndarray, sat_words: np.ndarray) -> None:
@@ -451,12 +474,12 @@ class ThermoDevice:
         if not wait:
             return self._do(tx)
         tx += self._wait_idle()
-        return self._do(tx, lambda d: self._check_saturation(d[3], d[4]), wait_s=RUN_WAIT_SLICE_MS / 1000)
+        return self._do(tx, lambda d: self._check_saturation(d[3], d[4]), wait_s=self._wait_slice_ms / 1000)
 
     def wait(self) -> Any:
         """Block until the current run ends (raises DeviceSaturated if a rail was hit)."""
         return self._do(self._wait_idle(), lambda d: self._check_saturation(d[1], d[2]),
-                        wait_s=RUN_WAIT_SLICE_MS / 1000)
+                        wait_s=self._wait_slice_ms / 1000)
 
     def stop(self) -> Any:
         return self._do([wr("CTRL", [_reg("CTRL").bit("STOP")])])
@@ -502,7 +525,7 @@ class ThermoDevice:
                   Transaction(Op.READ_NI, _win("SAMPLE_FIFO").base, (k * self.active,))]
             chunk = self._do(tx, lambda d: (self._check_saturation(d[5], d[6]),
                                             q31_to_float(d[7].view(np.int32), self.vmax))[1],
-                             wait_s=RUN_WAIT_SLICE_MS / 1000)
+                             wait_s=self._wait_slice_ms / 1000)
             out.append(chunk.reshape(k, self.active))
             done += k
         return np.concatenate(out)

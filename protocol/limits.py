@@ -11,7 +11,8 @@ MAX_TRANSACTIONS = 512
 MAX_WORDS_PER_TX = 64 * 1024 * 1024
 MAX_WORDS_PER_PACKET = 64 * 1024 * 1024
 #: msgpack Unpacker limits for untrusted headers.
-MAX_ARRAY_LEN = MAX_TRANSACTIONS + 1  # one more, so an over-long list is TOO_LARGE with its seq
+MAX_ARRAY_LEN = MAX_HEADER_BYTES  # the header's byte limit bounds arrays already; a list
+# longer than MAX_TRANSACTIONS is then refused by the explicit check, which can answer its seq
 MAX_MAP_LEN = 32
 MAX_BIN_LEN = 256
 MAX_STR_LEN = 1024

@@ -29,6 +29,7 @@ class LocalDriver(PacketDriver):
     def _exchange(self, frames: list, seq: int, timeout: float) -> list:
         reply = self.fw.execute([bytes(memoryview(f)) for f in frames], timeout=timeout)
         if isinstance(reply, self._pending_type):
+            self.fw.abandon(reply)  # the transactions before its WAIT stay applied
             raise DeviceTimeout(f"local device did not complete the packet within {timeout:g} s")
         return [bytes(memoryview(f)) for f in encode_reply(reply)]
 
