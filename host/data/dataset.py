@@ -1,0 +1,62 @@
+"""The Dataset container and seeded minibatching.
+
+Every shuffle takes an explicit ``np.random.Generator`` so a run is reproducible from its seed
+and a resumed run can continue the same stream.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    """A train/test split. X rows are examples (float64); y are integer class labels."""
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    name: str
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={self.X_train.shape}, test={self.X_test.shape}, "
+                f"n_classes={self.n_classes})")
+
+
+def n_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Minibatches per epoch (for progress bars and schedules)."""
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def minibatches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator,
+                drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch: a fresh permutation from ``rng``, cut into batches of ``batch_size``.
+
+    Each example appears exactly once; the last batch is smaller unless ``drop_last``.
+    """
+    n = len(X)
+    if len(y) != n:
+        raise ValueError(f"X has {n} rows but y has {len(y)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    order = rng.permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        yield X[idx], y[idx]
+
+
+def epoch_batches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator,
+                  epochs: int, drop_last: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(epoch, X_batch, y_batch)`` over ``epochs`` epochs, reshuffling each epoch."""
+    for epoch in range(epochs):
+        for Xb, yb in minibatches(X, y, batch_size, rng, drop_last):
+            yield epoch, Xb, yb

@@ -1,0 +1,90 @@
+"""Optimizers on one small interface (``init`` / ``step``), digital and device-assisted.
+
+``ALGORITHMS`` maps the names used by ``thermohil train --algo`` to a builder and its
+hyperparameters (name -> (type, default, help)); the CLI exposes each hyperparameter as an
+option and refuses options an algorithm does not take.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from host.optim.base import (NonFiniteError, Optimizer, State, as_schedule, cosine_decay,
+                             exponential_decay)
+from host.optim.composed import Composed
+from host.optim.directions import GradientDirection, NaturalGradientDirection
+from host.optim.rules import AdamRule, SGDRule
+from host.optim.tngd import CurvatureSaturates, TNGDDirection
+
+
+def sgd(lr: float = 0.05, momentum: float = 0.0) -> Optimizer:
+    return Composed("sgd", GradientDirection(), SGDRule(lr, momentum))
+
+
+def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    return Composed("adam", GradientDirection(), AdamRule(lr, b1, b2, eps))
+
+
+def ngd(lr: float = 0.01, lam: float = 0.01, solver: str = "woodbury", cg_iters: int = 50) -> Optimizer:
+    return Composed(f"ngd-{solver}", NaturalGradientDirection(lam, solver, cg_iters), SGDRule(lr))
+
+
+def tngd(device: Any, lr: float = 0.01, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
+         kappa: float = 0.0, readout: str = "state", form: str = "lowrank", init: str = "warm",
+         stability: float | None = None) -> Optimizer:
+    direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability)
+    return Composed("tngd", direction, SGDRule(lr), uses_device=True)
+
+
+def tngd_adam(device: Any, lr: float = 1e-3, lam: float = 1.0, t: float = 50.0, t_delay: float = 0.0,
+              kappa: float = 0.0, readout: str = "state", form: str = "lowrank", init: str = "warm",
+              stability: float | None = None, b1: float = 0.0, b2: float = 0.0) -> Optimizer:
+    """g̃ fed to Adam; β1 = β2 = 0 as in the paper (Adam then takes η·g̃/|g̃| steps)."""
+    direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability)
+    return Composed("tngd-adam", direction, AdamRule(lr, b1, b2), uses_device=True)
+
+
+@dataclass
+class AlgorithmSpec:
+    name: str
+    build: Callable[..., Optimizer]
+    params: dict[str, tuple[type, Any, str]]
+    uses_device: bool = False
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+_TNGD_PARAMS = {
+    "lam": (float, None, "damping λ of G + λI"),
+    "t": (float, 50.0, "analog time per iteration (τ0)"),
+    "t_delay": (float, 0.0, "delay t_d: the device runs on the old curvature while the host computes"),
+    "kappa": (float, 0.0, "device temperature κ (noise); below ~0.01 it has no visible effect"),
+    "readout": (str, "state", "read-out: 'state' (instantaneous) or 'mean' (accumulator over t)"),
+    "form": (str, "lowrank", "curvature upload: 'lowrank' (J, H, λ) or 'dense' (G + λI)"),
+    "init": (str, "warm", "device state at each iteration: 'warm' (paper), 'zero' or 'grad'"),
+    "stability": (float, 0.5, "emulator fidelity: substep = stability / stiffness bound"),
+}
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "sgd": AlgorithmSpec("sgd", sgd, {"lr": (float, 0.05, "step size"),
+                                      "momentum": (float, 0.0, "heavy-ball momentum")}),
+    "adam": AlgorithmSpec("adam", adam, {"lr": (float, 1e-3, "step size"),
+                                         "b1": (float, 0.9, "β1"), "b2": (float, 0.999, "β2")}),
+    "ngd": AlgorithmSpec("ngd", ngd, {"lr": (float, 0.01, "step size"),
+                                      "lam": (float, 0.01, "damping λ"),
+                                      "solver": (str, "woodbury", "exact | woodbury | cg"),
+                                      "cg_iters": (int, 50, "CG iterations (solver cg)")}),
+    "tngd": AlgorithmSpec("tngd", tngd, {"lr": (float, 0.01, "step size η"),
+                                         **{**_TNGD_PARAMS, "lam": (float, 0.01, "damping λ")}},
+                          uses_device=True),
+    "tngd-adam": AlgorithmSpec("tngd-adam", tngd_adam,
+                               {"lr": (float, 1e-3, "step size η"),
+                                **{**_TNGD_PARAMS, "lam": (float, 1.0, "damping λ")},
+                                "b1": (float, 0.0, "Adam β1 (paper: 0)"),
+                                "b2": (float, 0.0, "Adam β2 (paper: 0)")}, uses_device=True),
+}
+
+__all__ = ["Optimizer", "State", "NonFiniteError", "CurvatureSaturates", "ALGORITHMS",
+           "AlgorithmSpec", "sgd", "adam", "ngd", "tngd", "tngd_adam", "as_schedule",
+           "exponential_decay", "cosine_decay", "Composed", "GradientDirection",
+           "NaturalGradientDirection", "TNGDDirection", "SGDRule", "AdamRule"]

@@ -1,0 +1,140 @@
+"""Thermodynamic Natural Gradient Descent: the natural-gradient solve done by the device.
+
+Each iteration uploads the bias ∇ℓ and the curvature G + λI — low-rank as (J, H, λ) with
+G = Jᵀ H J, so the N×N matrix is never formed, or dense for small models — commits, lets the
+device relax for analog time t under
+
+    dg̃ = −((G + λI) g̃ − ∇ℓ) dt + sqrt(2κ) dW,
+
+and reads g̃ back (instantaneous state, or the accumulator mean over the t window). Donatella et
+al. 2024. The device is not reset between iterations (warm start: g̃ starts from the previous
+estimate). With ``t_delay`` > 0 the device keeps running on the previous curvature for t_d while
+the host computes the next gradient — on the emulator that run happens on the daemon's thread,
+so host and device really overlap; the next upload waits for it to finish, as the hardware
+would. Upload, commit, run, wait and read-out are ONE packet per iteration.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from host.errors import DeviceSaturated
+
+
+class CurvatureSaturates(RuntimeError):
+    """The device kept hitting its rails even at the smallest signal scale."""
+
+
+class TNGDDirection:
+    READOUTS = ("state", "mean")
+    INITS = ("warm", "zero", "grad")
+    name = "tngd"
+
+    def __init__(self, device: Any, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
+                 kappa: float = 0.0, readout: str = "state", form: str = "lowrank",
+                 init: str = "warm", stability: float | None = None, headroom: float = 0.5) -> None:
+        if readout not in self.READOUTS:
+            raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
+        if init not in self.INITS:
+            raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+        if form not in ("lowrank", "dense"):
+            raise ValueError(f"form must be 'lowrank' or 'dense', got {form!r}")
+        if not (lam > 0 and t > 0 and t_delay >= 0 and kappa >= 0):
+            raise ValueError("need lam > 0, t > 0, t_delay >= 0, kappa >= 0")
+        self.dev, self.lam, self.t, self.t_delay, self.kappa = device, lam, t, t_delay, kappa
+        self.readout, self.form, self.init_mode, self.stability = readout, form, init, stability
+        self.headroom = headroom  # the bound on |g̃| uses this fraction of the rails
+        self.scale: float | None = None
+        self.info: dict[str, float] = {}
+        self._diag_loaded = False
+        self._delay_running = False
+        self._last: np.ndarray | None = None
+
+    def init(self, state: Any) -> None:
+        dev = self.dev
+        if state.theta.size > dev.n_cells:
+            raise ValueError(f"the model has {state.theta.size} parameters but the device only "
+                             f"{dev.n_cells} cells (one cell per parameter)")
+        dev.stop()
+        dev.configure(mode="overdamped", temperature=self.kappa, mobility=1.0, noise_gain=1.0,
+                      stability=self.stability)
+        dev.clear_saturation()
+        dev.reset_state()
+
+    # the scale s: the device solves for g̃/s so |g̃/s| ≤ ‖∇ℓ‖/(λ s) stays inside the rails
+    def _choose_scale(self, grad: np.ndarray) -> float:
+        need = float(np.linalg.norm(grad)) / (self.lam * self.headroom * self.dev.vmax)
+        need = 2.0 ** math.ceil(math.log2(max(need, 2.0**-30)))
+        if self.scale is None or need > self.scale or need < self.scale / 64:
+            return need  # hysteresis: keep the scale (and the warm start) unless far off
+        return self.scale
+
+    def __call__(self, state: Any, X: np.ndarray, y: np.ndarray, objective: Any, grad: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        if self.form == "lowrank":
+            J, H = objective.ggn_factors(state.theta, X, y)
+            coupling = None
+        else:
+            coupling = objective.ggn_dense(state.theta, X, y)
+            coupling[np.diag_indices_from(coupling)] += self.lam
+        digital = time.perf_counter() - t0
+        sent0, recv0, dt0 = self.dev.stats.bytes_sent, self.dev.stats.bytes_received, time.perf_counter()
+        for attempt in range(4):
+            scale = self._choose_scale(grad) if attempt == 0 else self.scale * 16
+            try:
+                d = self._device_solve(state, grad, scale, coupling, J if coupling is None else None,
+                                       H if coupling is None else None)
+                break
+            except DeviceSaturated:
+                self.scale = scale
+                self.dev.clear_saturation()
+                self.dev.reset_state()
+                self._last = None
+        else:
+            raise CurvatureSaturates(
+                f"the device saturated at step {state.step} even with the bias scaled down by "
+                f"{self.scale:g}: the uploaded curvature is not positive definite or too stiff")
+        self.info = {
+            "device_time": self.t + self.t_delay,
+            "bytes_sent": self.dev.stats.bytes_sent - sent0,
+            "bytes_received": self.dev.stats.bytes_received - recv0,
+            "curvature_time_s": digital,
+            "device_call_s": time.perf_counter() - dt0,
+            "scale": self.scale or 0.0,
+            "rank": 0 if coupling is not None else J.shape[0],
+        }
+        return d
+
+    def _device_solve(self, state: Any, grad: np.ndarray, scale: float, coupling: np.ndarray | None,
+                      J: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
+        dev = self.dev
+        rescale = self.scale is not None and scale != self.scale and self._last is not None
+        with dev.batch():
+            if self._delay_running:
+                dev.wait()  # the t_d run on the previous curvature ends before the new upload
+            if coupling is not None:
+                dev.load_coupling(coupling)
+            else:
+                dev.load_lowrank(J, H, None if self._diag_loaded else self.lam)
+            dev.load_bias(grad / scale)
+            dev.commit()
+            if self.init_mode == "zero":
+                dev.reset_state()
+            elif self.init_mode == "grad":
+                dev.set_state(np.clip(grad / scale, -0.9 * dev.vmax, 0.9 * dev.vmax))
+            elif rescale:  # keep the warm start when the scale changes
+                dev.set_state(np.clip(self._last / scale, -0.9 * dev.vmax, 0.9 * dev.vmax))
+            dev.run(self.t)
+            out = dev.mean() if self.readout == "mean" else dev.state()
+        self._diag_loaded = coupling is None
+        self.scale = scale
+        d = out.value * scale
+        self._last = d
+        self._delay_running = False
+        if self.t_delay > 0:
+            dev.run(self.t_delay, wait=False)
+            self._delay_running = True
+        return d

@@ -1,0 +1,274 @@
+"""The training loop: data → model → optimizer (digital or on a device) → metrics, checkpoints.
+
+``train(TrainConfig(...))`` is what ``thermohil train`` runs. Per step it appends a line to
+``DIR/metrics.jsonl`` (loss, wall time, device time, bytes, projected hardware time), evaluates
+at each epoch end, checkpoints at each epoch end (``--resume`` continues from there), and draws
+``DIR/loss.png`` when matplotlib is installed.
+
+Projected hardware time (DESIGN §7) per iteration = digital time (measured on this host)
++ transfer (payload words as 16-bit words over a 50 Gb/s link) + analog time t·τ0 (τ0 = 1 µs);
+with a delay t_d the device's t_d overlaps the host's digital work: max(digital, t_d·τ0).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import numpy as np
+
+from host import data as datasets
+from host import nn
+from host.objective import Objective
+from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
+
+TAU0_S = 1e-6
+LINK_BITS_PER_S = 50e9
+WORD_BITS_ON_LINK = 16
+
+
+@dataclass
+class TrainConfig:
+    algo: str
+    dataset: str
+    device: str | None = "spawn://"
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 0
+    out: str | None = None
+    hidden: tuple[int, ...] | None = None
+    activation: str = "relu"
+    hyper: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    progress: bool | None = None  # None: a bar only when stderr is a terminal
+    eval_every: int = 0  # steps between evaluations besides each epoch end (0: epoch ends only)
+
+
+MODEL_DEFAULTS = {
+    # DESIGN §7: spiral MLP 2-100-1 ReLU + sigmoid/BCE; digits: a small MLP classifier
+    "spiral": dict(hidden=(100,), loss="bce"),
+    "digits": dict(hidden=(32,), loss="ce"),
+}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the last good checkpoint is kept."""
+
+
+def build_problem(cfg: TrainConfig) -> tuple[Any, Objective]:
+    if cfg.dataset not in MODEL_DEFAULTS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(sorted(MODEL_DEFAULTS))}")
+    ds = datasets.load(cfg.dataset)
+    d = MODEL_DEFAULTS[cfg.dataset]
+    hidden = tuple(cfg.hidden) if cfg.hidden else d["hidden"]
+    n_out = 1 if d["loss"] == "bce" else ds.n_classes
+    model = nn.MLP([ds.X_train.shape[1], *hidden, n_out], activation=cfg.activation)
+    loss = nn.SigmoidBCE() if d["loss"] == "bce" else nn.SoftmaxCrossEntropy()
+    return ds, Objective(model, loss)
+
+
+def device_url(url: str | None, n_params: int, rank: int, seed: int) -> str:
+    """The embedded default spawns a device sized for the model (one cell per parameter)."""
+    if url in (None, "", "none"):
+        raise ValueError("this algorithm runs on a device: pass --device URL (default spawn://)")
+    parsed = urlparse(url)
+    if parsed.scheme != "spawn":
+        return url
+    q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    q.setdefault("cells", str(n_params))
+    q.setdefault("max_rank", str(rank))
+    q.setdefault("seed", str(seed))
+    return f"spawn://?{urlencode(q)}"
+
+
+def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int) -> tuple[Any, Any]:
+    spec = ALGORITHMS.get(cfg.algo)
+    if spec is None:
+        raise ValueError(f"unknown algorithm {cfg.algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    unknown = set(cfg.hyper) - set(spec.params)
+    if unknown:
+        raise ValueError(f"{cfg.algo} takes no hyperparameter(s) {', '.join(sorted(unknown))}; "
+                         f"it takes: {', '.join(sorted(spec.params))}")
+    kwargs = {k: v for k, v in {**{k: p[1] for k, p in spec.params.items()}, **cfg.hyper}.items()
+              if v is not None}
+    if not spec.uses_device:
+        return spec.build(**kwargs), None
+    import host
+    rank = cfg.batch_size * out_dim
+    url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
+    dev = host.connect(url, timeout=30.0)
+    return spec.build(dev, **kwargs), dev
+
+
+def projected_hw_time(digital_s: float, info: dict, uses_device: bool) -> float:
+    if not uses_device:
+        return digital_s
+    words = (info.get("bytes_sent", 0) + info.get("bytes_received", 0)) / 4
+    transfer = words * WORD_BITS_ON_LINK / LINK_BITS_PER_S
+    t = info.get("device_time", 0.0)
+    t_delay = info.get("t_delay", 0.0)
+    return transfer + (t - t_delay) * TAU0_S + max(digital_s, t_delay * TAU0_S)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _save_checkpoint(path: Path, state: Any, epoch: int, totals: dict) -> None:
+    arrays = {"theta": state.theta, **{f"slot_{k}": v for k, v in state.slots.items()
+                                       if isinstance(v, np.ndarray)}}
+    meta = json.dumps({"step": state.step, "epoch": epoch, "totals": totals})
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, meta=np.array(meta), **arrays)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, state: Any) -> tuple[int, dict]:
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        state.theta = z["theta"].copy()
+        for k in z.files:
+            if k.startswith("slot_"):
+                state.slots[k[5:]] = z[k].copy()
+    state.step = meta["step"]
+    return meta["epoch"], meta["totals"]
+
+
+def _plot(out: Path, rows: list[dict]) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    steps = [r["step"] for r in rows if "batch_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [r["batch_loss"] for r in rows if "batch_loss" in r], lw=0.6, alpha=0.5, label="batch")
+    ev = [r for r in rows if "test_loss" in r]
+    ax.plot([r["step"] for r in ev], [r["train_loss"] for r in ev], "o-", label="train")
+    ax.plot([r["step"] for r in ev], [r["test_loss"] for r in ev], "s-", label="test")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=120)
+    plt.close(fig)
+    return True
+
+
+# ------------------------------------------------------------------------------ the loop
+def train(cfg: TrainConfig) -> dict:
+    """Train; returns the summary (what ``--json`` prints)."""
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ValueError("epochs and batch size must be >= 1")
+    ds, objective = build_problem(cfg)
+    out_dim = 1 if MODEL_DEFAULTS[cfg.dataset]["loss"] == "bce" else ds.n_classes
+    out = Path(cfg.out) if cfg.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.npz" if out else None
+    if cfg.resume and not (ckpt and ckpt.exists()):
+        raise ValueError("--resume needs --out DIR holding a checkpoint.npz from an earlier run")
+    if cfg.resume:
+        saved = json.loads((out / "config.json").read_text())
+        for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation"):
+            mine = asdict(cfg)[key]
+            mine = list(mine) if isinstance(mine, tuple) else mine
+            if saved.get(key) != mine:
+                raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {mine!r}")
+    elif out:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=list))
+
+    optimizer, dev = _build_optimizer(cfg, objective, out_dim)
+    try:
+        return _loop(cfg, ds, objective, optimizer, out, ckpt)
+    finally:
+        optimizer.close()
+        if dev is not None:
+            dev.close()
+
+
+def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: Path | None,
+          ckpt: Path | None) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    state = optimizer.init(objective.model.init(rng), rng)
+    start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
+                              "bytes_sent": 0, "bytes_received": 0}
+    if cfg.resume and ckpt is not None:
+        start_epoch, totals = _load_checkpoint(ckpt, state)
+        start_epoch += 1
+    metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w") if out else None
+    rows: list[dict] = []
+    n_batches = math.ceil(len(ds.X_train) / cfg.batch_size)
+    show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    bar = None
+    if show:
+        from tqdm import tqdm
+        bar = tqdm(total=(cfg.epochs - start_epoch) * n_batches, desc=f"{cfg.algo} on {cfg.dataset}",
+                   unit="it", file=sys.stderr)
+
+    def emit(row: dict) -> None:
+        rows.append(row)
+        if metrics_f:
+            metrics_f.write(json.dumps(row) + "\n")
+            metrics_f.flush()
+
+    def evaluate(epoch: int) -> dict:
+        train_loss, train_acc = objective.evaluate(state.theta, ds.X_train, ds.y_train)
+        test_loss, test_acc = objective.evaluate(state.theta, ds.X_test, ds.y_test)
+        row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+               "test_loss": test_loss, "test_accuracy": test_acc, **totals}
+        emit(row)
+        return row
+
+    last = None
+    try:
+        if start_epoch == 0:
+            last = evaluate(0)
+        for epoch in range(start_epoch, cfg.epochs):
+            batch_rng = np.random.default_rng([cfg.seed, epoch])  # resume reproduces the batches
+            for X, y in datasets.minibatches(ds.X_train, ds.y_train, cfg.batch_size, batch_rng):
+                t0 = time.perf_counter()
+                state, info = optimizer.step(state, X, y, objective)
+                wall = time.perf_counter() - t0
+                info.setdefault("t_delay", getattr(getattr(optimizer, "direction", None), "t_delay", 0.0))
+                digital = wall - info.get("device_call_s", 0.0)
+                hw = projected_hw_time(digital, info, optimizer.uses_device)
+                totals["wall_time_s"] += wall
+                totals["device_time"] += info.get("device_time", 0.0)
+                totals["projected_hw_time_s"] += hw
+                totals["bytes_sent"] += info.get("bytes_sent", 0)
+                totals["bytes_received"] += info.get("bytes_received", 0)
+                emit({"step": state.step, "epoch": epoch + 1, "batch_loss": info["batch_loss"],
+                      "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
+                      **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank")
+                         if k in info},
+                      "cumulative": dict(totals)})
+                if bar:
+                    bar.update()
+                    bar.set_postfix(loss=f"{info['batch_loss']:.4f}")
+                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                    last = evaluate(epoch + 1)
+            last = evaluate(epoch + 1)
+            if ckpt is not None:
+                _save_checkpoint(ckpt, state, epoch, totals)
+    except (NonFiniteError, CurvatureSaturates) as e:
+        raise TrainingError(f"{e}" + (f" (checkpoint of the last completed epoch: {ckpt})" if ckpt else "")) from e
+    finally:
+        if bar:
+            bar.close()
+        if metrics_f:
+            metrics_f.close()
+    if out:
+        _plot(out, rows if not cfg.resume else [json.loads(x) for x in open(out / "metrics.jsonl")])
+    assert last is not None
+    return {"algo": cfg.algo, "dataset": cfg.dataset, "epochs": cfg.epochs, "iterations": state.step,
+            "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
+            "test_accuracy": last["test_accuracy"], "wall_time_s": totals["wall_time_s"],
+            "device_time": totals["device_time"], "projected_hw_time_s": totals["projected_hw_time_s"],
+            "bytes_sent": totals["bytes_sent"], "seed": cfg.seed, "out": str(out) if out else None,
+            "hyper": cfg.hyper}
