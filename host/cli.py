@@ -76,13 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--time", type=_positive_float, default=400.0, help="averaging time (τ0)")
     d.add_argument("--temperature", type=float, default=1e-3)
     d.add_argument("--seed", type=_int, default=0)
+
+    from host.train_cli import add_train_parser  # the training command lives in its own module
+    add_train_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo}[args.command](args)
+        from host.train_cli import cmd_train
+        return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo,
+                "train": cmd_train}[args.command](args)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a clear one-line message, not a traceback, for expected failures
