@@ -10,5 +10,19 @@ from __future__ import annotations
 from host.device import Deferred, ThermoDevice, connect
 from host.errors import DeviceError, DeviceReset, DeviceSaturated, DeviceTimeout, NotOwner
 
-__all__ = ["connect", "ThermoDevice", "Deferred", "DeviceError", "DeviceTimeout", "DeviceReset",
+_SUBPACKAGES = ("linalg", "nn", "optim", "data", "training")
+
+
+def __getattr__(name: str):
+    """``host.linalg``, ``host.optim``, ``host.train`` ... imported on first use, so that
+    ``import host`` stays light (and works on a machine with only a real board)."""
+    import importlib
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"host.{name}")
+    if name in ("train", "TrainConfig"):
+        return getattr(importlib.import_module("host.training"), name)
+    raise AttributeError(f"module 'host' has no attribute {name!r}")
+
+
+__all__ = ["linalg", "nn", "optim", "data", "train", "TrainConfig", "connect", "ThermoDevice", "Deferred", "DeviceError", "DeviceTimeout", "DeviceReset",
            "DeviceSaturated", "NotOwner"]

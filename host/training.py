@@ -48,6 +48,7 @@ class TrainConfig:
     resume: bool = False
     progress: bool | None = None  # None: a bar only when stderr is a terminal
     eval_every: int = 0  # steps between evaluations besides each epoch end (0: epoch ends only)
+    timeout: float | None = None  # device reply timeout (s); None: 30 s
 
 
 MODEL_DEFAULTS = {
@@ -102,7 +103,7 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int) -> tu
     import host
     rank = cfg.batch_size * out_dim
     url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
-    dev = host.connect(url, timeout=30.0)
+    dev = host.connect(url, timeout=cfg.timeout or 30.0)
     return spec.build(dev, **kwargs), dev
 
 
@@ -175,7 +176,7 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("--resume needs --out DIR holding a checkpoint.npz from an earlier run")
     if cfg.resume:
         saved = json.loads((out / "config.json").read_text())
-        for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation"):
+        for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation", "hyper"):
             mine = asdict(cfg)[key]
             mine = list(mine) if isinstance(mine, tuple) else mine
             if saved.get(key) != mine:
@@ -245,7 +246,7 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                 totals["bytes_received"] += info.get("bytes_received", 0)
                 emit({"step": state.step, "epoch": epoch + 1, "batch_loss": info["batch_loss"],
                       "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
-                      **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank")
+                      **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale")
                          if k in info},
                       "cumulative": dict(totals)})
                 if bar:

@@ -93,6 +93,7 @@ class TNGDDirection:
                 self.dev.clear_saturation()
                 self.dev.reset_state()
                 self._last = None
+                state.slots.pop("tngd_last", None)
         else:
             raise CurvatureSaturates(
                 f"the device saturated at step {state.step} even with the bias scaled down by "
@@ -111,7 +112,10 @@ class TNGDDirection:
     def _device_solve(self, state: Any, grad: np.ndarray, scale: float, coupling: np.ndarray | None,
                       J: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
         dev = self.dev
-        rescale = self.scale is not None and scale != self.scale and self._last is not None
+        if self._last is None and "tngd_last" in state.slots:  # resumed: restore the warm start
+            self._last = state.slots["tngd_last"]
+            self.scale = None
+        rescale = self._last is not None and scale != self.scale
         with dev.batch():
             if self._delay_running:
                 dev.wait()  # the t_d run on the previous curvature ends before the new upload
@@ -132,7 +136,7 @@ class TNGDDirection:
         self._diag_loaded = coupling is None
         self.scale = scale
         d = out.value * scale
-        self._last = d
+        self._last = state.slots["tngd_last"] = d
         self._delay_running = False
         if self.t_delay > 0:
             dev.run(self.t_delay, wait=False)

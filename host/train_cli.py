@@ -1,0 +1,123 @@
+"""``thermohil train``: the training loop from the command line.
+
+Every hyperparameter of every algorithm in ``host.optim.ALGORITHMS`` is an option; an option the
+chosen algorithm does not take is an error (so a typo or a wrong algorithm is never silently
+ignored). The algorithm's own default applies when an option is not given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from host.optim import ALGORITHMS
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _hyper_table() -> dict[str, tuple[type, str]]:
+    """Each hyperparameter name once, with its type and the algorithms that take it."""
+    table: dict[str, tuple[type, list[str]]] = {}
+    for spec in ALGORITHMS.values():
+        for name, (typ, _default, _help) in spec.params.items():
+            table.setdefault(name, (typ, []))[1].append(spec.name)
+    return {k: (t, ", ".join(algos)) for k, (t, algos) in table.items()}
+
+
+def _epilog() -> str:
+    lines = ["algorithms and their hyperparameters (default):"]
+    for spec in ALGORITHMS.values():
+        where = "device" if spec.uses_device else "digital"
+        opts = ", ".join(f"{_option(k)} ({d})" for k, (_t, d, _h) in spec.params.items())
+        lines.append(f"  {spec.name:<10} [{where}] {opts}")
+    return "\n".join(lines)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths, e.g. 64,32; got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden widths must be >= 1, got {text!r}")
+    return widths
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def add_train_parser(sub: Any) -> None:
+    from host.data import DATASETS
+    t = sub.add_parser("train", help="train a network (digital or on a device)",
+                       description="Train a small network with a digital or device-assisted optimizer.",
+                       epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--algo", required=True, choices=sorted(ALGORITHMS), metavar="ALGO",
+                   help=f"one of: {', '.join(sorted(ALGORITHMS))}")
+    t.add_argument("--dataset", required=True, choices=sorted(DATASETS), metavar="DATASET",
+                   help=f"one of: {', '.join(sorted(DATASETS))}")
+    t.add_argument("--device", default=None,
+                   help="device URL for device algorithms (default spawn://, a private emulator); "
+                        "'none' for digital ones")
+    t.add_argument("--epochs", type=_at_least_one, default=10)
+    t.add_argument("--batch-size", type=_at_least_one, default=32)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
+    t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths, e.g. 64,32")
+    t.add_argument("--activation", choices=("relu", "tanh"), default="relu")
+    t.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps")
+    t.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
+    t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--timeout", type=float, default=None, help="device reply timeout (s)")
+    g = t.add_argument_group("algorithm hyperparameters (see the list below)")
+    for name, (typ, algos) in _hyper_table().items():
+        g.add_argument(_option(name), dest=f"hp_{name}", type=typ, default=None, metavar=typ.__name__.upper(),
+                       help=f"({algos})")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from host.training import TrainConfig, train
+    spec = ALGORITHMS[args.algo]
+    hyper = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    wrong = sorted(set(hyper) - set(spec.params))
+    if wrong:
+        raise ValueError(f"--algo {args.algo} takes no {', '.join(_option(w) for w in wrong)}; "
+                         f"it takes: {', '.join(_option(k) for k in spec.params)}")
+    if spec.uses_device:
+        if args.device == "none":
+            raise ValueError(f"--algo {args.algo} runs on a device: give --device URL or leave it "
+                             "out for the embedded spawn:// emulator")
+        device = args.device or "spawn://"
+    else:
+        if args.device not in (None, "none"):
+            raise ValueError(f"--algo {args.algo} is digital and uses no device; drop --device")
+        device = None
+    out = args.out or f"runs/{args.algo}-{args.dataset}-s{args.seed}"
+    cfg = TrainConfig(algo=args.algo, dataset=args.dataset, device=device, epochs=args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, out=out, hidden=args.hidden,
+                      activation=args.activation, hyper=hyper, resume=args.resume,
+                      progress=False if args.no_progress else None, eval_every=args.eval_every,
+                      timeout=args.timeout)
+    if not args.json:
+        where = f" on {device}" if device else ""
+        print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epochs, "
+              f"batch {args.batch_size}, seed {args.seed} -> {out}", file=sys.stderr)
+    summary = train(cfg)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"iterations {summary['iterations']}  train loss {summary['final_train_loss']:.4f}  "
+              f"test loss {summary['final_test_loss']:.4f}  test accuracy {summary['test_accuracy']:.2%}")
+        print(f"wall time {summary['wall_time_s']:.1f} s  device time {summary['device_time']:g} τ0  "
+              f"projected hardware time {summary['projected_hw_time_s']:.3g} s  -> {out}/metrics.jsonl")
+    return 0
