@@ -68,7 +68,7 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--device", default=None,
                    help="device URL for device algorithms (default spawn://, a private emulator); "
                         "'none' for digital ones")
-    t.add_argument("--epochs", type=_at_least_one, default=10)
+    t.add_argument("--epochs", type=_at_least_one, default=5)
     t.add_argument("--batch-size", type=_at_least_one, default=32)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
@@ -110,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       timeout=args.timeout)
     if not args.json:
         where = f" on {device}" if device else ""
-        print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epochs, "
+        print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "
               f"batch {args.batch_size}, seed {args.seed} -> {out}", file=sys.stderr)
     summary = train(cfg)
     if args.json:

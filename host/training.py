@@ -38,7 +38,7 @@ class TrainConfig:
     algo: str
     dataset: str
     device: str | None = "spawn://"
-    epochs: int = 10
+    epochs: int = 5
     batch_size: int = 32
     seed: int = 0
     out: str | None = None

@@ -198,3 +198,19 @@ def test_saturating_curvature_stops_with_a_message_and_keeps_the_checkpoint(daem
         dev.commit()
         dev.run(20.0)
         assert np.allclose(dev.state(), 0.1, atol=1e-3)
+
+
+def test_short_t_started_at_the_gradient_is_sgd(daemon):
+    """The other regime of the paper: t → 0 with g̃0 = ∇ℓ gives g̃ ≈ ∇ℓ, i.e. an SGD step."""
+    ds = host.data.load("digits")
+    model = host.nn.MLP([64, 8, 10])
+    obj = Objective(model, host.nn.SoftmaxCrossEntropy())
+    X, y = ds.X_train[:16], ds.y_train[:16]
+    theta0 = model.init(np.random.default_rng(1))
+    _, grad = obj.value_and_grad(theta0, X, y)
+    with host.connect(daemon.endpoint) as dev:
+        opt = host.optim.tngd(dev, lr=1.0, lam=0.01, t=1e-3, init="grad")
+        st = opt.init(theta0, np.random.default_rng(0))
+        st, _ = opt.step(st, X, y, obj)
+    d = theta0 - st.theta
+    assert np.linalg.norm(d - grad) < 0.01 * np.linalg.norm(grad)
