@@ -72,9 +72,9 @@ class Daemon:
             raise PermissionError(
                 f"refusing to bind {endpoint} without CURVE keys: it is not a loopback address. "
                 "Pass --curve-keys DIR (see docs/protocol.md) or --insecure.")
-        self.router.bind(endpoint.replace(":0", ":*") if endpoint.endswith(":0") else endpoint)
+        self._bind(self.router, endpoint.replace(":0", ":*") if endpoint.endswith(":0") else endpoint, "")
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.pub.bind(events or events_endpoint_for(self.endpoint))
+        self._bind(self.pub, events or events_endpoint_for(self.endpoint), " (the event endpoint, --events)")
         self.events_endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.parent_pid = parent_pid
         self.pending: dict[tuple[bytes, int], tuple[Pending, bytes]] = {}
@@ -84,6 +84,23 @@ class Daemon:
         os.set_blocking(self._wake_w, False)
         self.fw.listeners.append(self._on_event)
         self._stop = False
+
+    def _bind(self, sock: zmq.Socket, endpoint: str, what: str) -> None:
+        """Bind, or release everything and raise a one-line error (the CLI prints it): a port
+        in use is a user error, not a traceback."""
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            self._close_sockets()
+            raise RuntimeError(f"cannot bind {endpoint.replace(':*', ':0')}{what}: "
+                               f"{zmq.strerror(e.errno)}") from None
+
+    def _close_sockets(self) -> None:
+        if self.auth is not None:
+            self.auth.stop()
+        self.router.close(0)
+        self.pub.close(0)
+        self.ctx.term()
 
     def _setup_curve(self, keydir: Path) -> None:
         import zmq.auth
@@ -180,11 +197,7 @@ class Daemon:
 
     def close(self) -> None:
         self.fw.shutdown()
-        if self.auth is not None:
-            self.auth.stop()
-        self.router.close(0)
-        self.pub.close(0)
-        self.ctx.term()
+        self._close_sockets()
         os.close(self._wake_r)
         os.close(self._wake_w)
 

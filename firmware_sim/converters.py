@@ -1,7 +1,9 @@
 """DAC and ADC conversion between fixed-point codes and physical values.
 
 A DAC keeps the top ``bits`` of a 32-bit code (the rest are wired to nothing), so a host that
-writes full 32-bit codes to a 12-bit DAC gets the truncation a real board would give it.
+writes full 32-bit codes to a 12-bit DAC gets the truncation a real board would give it. An ADC
+rounds to its nearest step (a mid-tread quantizer: error within ±½ step, no bias), and its codes
+are left-aligned in the 32-bit word.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ def dac(codes: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
 
 
 def adc(values: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
-    """Physical values to int32 codes through a ``bits``-bit ADC (saturates at full scale)."""
-    v = np.asarray(values, dtype=np.float64) * (_SCALE / full_scale)
-    codes = np.clip(np.rint(v), -_SCALE, _SCALE - 1).astype(np.int32)
-    return keep_top_bits(codes, bits)
+    """Physical values to int32 codes through a ``bits``-bit ADC: rounded to the nearest of its
+    2^bits steps (ties to even), saturating at the end codes."""
+    step = 2.0 ** (32 - min(bits, 32))
+    v = np.asarray(values, dtype=np.float64) * (_SCALE / (full_scale * step))
+    codes = np.clip(np.rint(v), -_SCALE / step, _SCALE / step - 1) * step
+    return codes.astype(np.int32)

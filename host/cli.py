@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -35,6 +36,27 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _nonnegative(text: str) -> int:
+    v = _int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    """--device, --timeout, --retries: how a device-using command reaches its device."""
+    p.add_argument("--device", default=DEFAULT_DEVICE, help="device URL (default: spawn a private emulator)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="seconds to wait for each reply attempt (default: the driver's)")
+    p.add_argument("--retries", type=_nonnegative, default=None, metavar="N",
+                   help="resends after a silent attempt (default: the driver's)")
+
+
+def _connect(args: argparse.Namespace, **kwargs: object):
+    import host
+    return host.connect(args.device, timeout=args.timeout, retries=args.retries, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="thermohil", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="INFO")
 
     i = sub.add_parser("info", help="identity and capabilities of a device")
-    i.add_argument("--device", default=DEFAULT_DEVICE, help="device URL (default: spawn a private emulator)")
+    _device_options(i)
     i.add_argument("--json", action="store_true")
 
     r = sub.add_parser("regs", help="peek and poke registers")
-    r.add_argument("--device", default=DEFAULT_DEVICE)
+    _device_options(r)
     rs = r.add_subparsers(dest="action", required=True, metavar="ACTION")
     rs.add_parser("dump", help="every register with its decoded fields")
     rr = rs.add_parser("read", help="read a register by name or address")
@@ -70,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_parser("map", help="print the register map (no device needed)")
 
     d = sub.add_parser("demo", help="solve a random SPD system on the device next to scipy")
-    d.add_argument("--device", default=DEFAULT_DEVICE)
+    _device_options(d)
     d.add_argument("--size", type=_positive, default=16)
     d.add_argument("--cond", type=_positive_float, default=10.0)
     d.add_argument("--time", type=_positive_float, default=400.0, help="averaging time (τ0)")
@@ -90,10 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "train": cmd_train}[args.command](args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `thermohil regs map | head`: the reader left, nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit cannot fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the broken pipe
     except Exception as e:  # a clear one-line message, not a traceback, for expected failures
         from host.errors import DeviceError
         if isinstance(e, (DeviceError, ValueError, KeyError, PermissionError, FileNotFoundError, RuntimeError)):
-            print(f"thermohil: error: {e}", file=sys.stderr)
+            text = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) quotes
+            print(f"thermohil: error: {text}", file=sys.stderr)
             return 1
         raise
 
@@ -109,8 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import host
-    with host.connect(args.device, claim=False) as dev:
+    with _connect(args, claim=False) as dev:
         info = dev.info()
     if args.json:
         print(json.dumps(info))
@@ -120,8 +146,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _float_text(reg, value: float) -> str:
+    """The shortest text that reads back as the same f32 / f64 (0.01, not 0.009999999776)."""
+    import numpy as np
+    return str(np.float32(value)) if reg.format == "f32" else repr(float(value))
+
+
 def _format(reg, value) -> str:
-    text = f"{value:g}" if isinstance(value, float) else f"{value} ({value:#010x})"
+    text = _float_text(reg, value) if isinstance(value, float) else f"{value} ({value:#010x})"
     if reg.fields and isinstance(value, int):
         text += "  " + " ".join(f"{f.name}={f.get(value)}" for f in reg.fields)
     return text + (f" {reg.unit}" if reg.unit else "")
@@ -136,7 +168,11 @@ def cmd_regs(args: argparse.Namespace) -> int:
             print(f"{w.base:#010x}  {w.name:<15} {w.access:<3} {w.format:<4} [{w.depth}] {w.doc}")
         return 0
     import host
-    with host.connect(args.device, claim=args.action == "write") as dev:
+    target = _target(args.name) if args.action in ("read", "write") else None
+    reg = REGMAP.registers.get(target) if isinstance(target, str) else None
+    if args.action == "write":  # a bad value is refused before the device is touched
+        value = _parse_value(target, args.value)
+    with _connect(args, claim=args.action == "write") as dev:
         if args.action == "dump":
             for reg in sorted(REGMAP.registers.values(), key=lambda r: r.address):
                 try:
@@ -146,23 +182,42 @@ def cmd_regs(args: argparse.Namespace) -> int:
                     continue
                 print(f"{reg.address:#010x}  {reg.name:<15} {_format(reg, value)}")
             return 0
-        target = _target(args.name)
         if args.action == "read":
             value = dev.read(target)
-            reg = REGMAP.registers.get(target) if isinstance(target, str) else None
             print(_format(reg, value) if reg else value)
             return 0
-        reg = REGMAP.registers.get(target) if isinstance(target, str) else None
-        value = float(args.value) if reg is not None and reg.format == "f32" else _int(args.value)
         dev.write(target, value)
         print(_format(reg, dev.read(target)) if reg else dev.read(target))
         return 0
 
 
+def _parse_value(target: str | int, text: str) -> int | float:
+    """The value of ``regs write`` in the target's format, or a message saying what it needs."""
+    from protocol.regmap import REGMAP
+    fmt = REGMAP[target].format if isinstance(target, str) else "u32"
+    what = f"{target} is {fmt}" if isinstance(target, str) else f"address {target:#x} takes a u32 word"
+    if fmt in ("f32", "f64") or fmt.startswith("q31"):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{what}: not a number: {text!r}") from None
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"{what}: not an integer: {text!r}") from None
+
+
 def _target(name: str) -> str | int:
+    """A register or window name, or an address; an address of a named register becomes its
+    name, so it is read and written decoded."""
     from protocol.regmap import REGMAP
     if name[:1].isdigit():
-        return _int(name)
+        try:
+            addr = int(name, 0)
+        except ValueError:
+            raise ValueError(f"not a register name or address: {name!r}") from None
+        by_addr = {r.address: r.name for r in REGMAP.registers.values()}
+        return by_addr.get(addr, addr)
     upper = name.upper()
     if upper not in REGMAP.registers and upper not in REGMAP.windows:
         raise KeyError(f"no register named {name!r} (see `thermohil regs map`)")

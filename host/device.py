@@ -95,6 +95,7 @@ class ThermoDevice:
         self.driver = driver
         self._batch: list[_Call] | None = None
         self._wait_slice_ms = RUN_WAIT_SLICE_MS
+        self._lease_ms = lease_ms
         self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
         self._settings: dict[tuple[int, int], Transaction] = {}
         self.token = 0
@@ -122,7 +123,8 @@ class ThermoDevice:
         data: list = []
         start = 0
         while True:
-            reply = self.driver.transact(tx[start:], timeout=self._timeout() + wait_s)
+            reply = self.driver.transact(self._share_wait_slice(tx[start:]),
+                                         timeout=self._timeout() + wait_s)
             bad = next((i for i, s in enumerate(reply.tx_status) if s != Status.OK), None)
             if bad is None and reply.status == Status.OK:
                 data += reply.data
@@ -143,6 +145,18 @@ class ThermoDevice:
                 c.result._value = c.decode(part)
             else:
                 c.result._value = None
+
+    def _share_wait_slice(self, tx: list[Transaction]) -> list[Transaction]:
+        """Split one wait slice among the host's run WAITs of a packet. A parked packet does not
+        renew the lease, so the packet as a whole, not each WAIT, must end inside the slice
+        (lease/3): k runs in one batch get slice/k each, and a WAIT that times out is re-sent
+        (a new packet, which renews the lease)."""
+        k = sum(isinstance(t, _RunWait) for t in tx)
+        if not k:
+            return tx
+        ms = max(1, self._wait_slice_ms // k)
+        return [_RunWait(t.op, t.addr, (t.args[0], t.args[1], ms)) if isinstance(t, _RunWait) else t
+                for t in tx]
 
     def _timeout(self) -> float:
         return float(getattr(self.driver, "timeout", 5.0))
@@ -218,8 +232,6 @@ class ThermoDevice:
         """Take ownership (writes need it). The lease renews with every packet you send."""
         if lease_ms < 300:
             raise ValueError(f"lease_ms must be >= 300, got {lease_ms}")
-        # a parked WAIT is no heartbeat: the host's WAIT slices must end well inside the lease
-        self._wait_slice_ms = min(RUN_WAIT_SLICE_MS, lease_ms // 3)
         token = self.token or (secrets.randbits(32) | 1)
         self.driver.owner = token
         try:
@@ -228,6 +240,12 @@ class ThermoDevice:
             self.driver.owner = self.token
             raise
         self.token = token
+        self._set_lease(lease_ms)
+
+    def _set_lease(self, lease_ms: int) -> None:
+        # a parked WAIT is no heartbeat: the host's WAIT slices must end well inside the lease
+        self._lease_ms = lease_ms
+        self._wait_slice_ms = min(RUN_WAIT_SLICE_MS, max(1, lease_ms // 3))
 
     def release(self) -> None:
         if self.token:
@@ -256,7 +274,7 @@ class ThermoDevice:
         """After DeviceReset: claim the device again and re-apply the last configuration."""
         self.driver.boot_id = None
         self._static = self._read_static()
-        self.claim()
+        self.claim(self._lease_ms)
         for tx in self._config.values():
             self._do(list(tx))
         if self._config:
@@ -295,6 +313,15 @@ class ThermoDevice:
         if isinstance(entry, Register):
             if entry.format == "f32":
                 self._do([wr_f32(entry.name, float(value))])
+            elif entry.name == "LEASE_MS":
+                # set first, so run WAITs queued after it in a batch already fit the new lease
+                previous = self._lease_ms
+                self._set_lease(int(value))
+                try:
+                    self._do([wr(entry.name, [int(value)])])
+                except DeviceError:
+                    self._set_lease(previous)
+                    raise
             elif entry.format == "u32":
                 self._do([wr(entry.name, [int(value)])])
             else:
@@ -418,15 +445,24 @@ class ThermoDevice:
         if r:
             tx += self._window_tx("LOWRANK_J", J) + self._window_tx("LOWRANK_H", H)
         if not keep_diag:
-            tx += self._window_tx("DIAG", self._per_cell(lam, "lam"))
+            tx += self._window_tx("DIAG", lam)
             self._remember("diag", tx[-2:])
         self._remember("coupling", tx)
         return self._do(tx)
 
     def load_bias(self, b: Any) -> Any:
-        """Stage the bias vector b (zero-padded to every cell)."""
-        b = np.asarray(b, dtype=np.float64).reshape(-1)
-        tx = self._window_tx("BIAS", self._per_cell(b, "bias"))
+        """Stage the bias vector b: one value per staged active cell (the size of the coupling
+        staged last, or ``configure(active=)``), or a scalar for every cell. A length mismatch is
+        an error, not a silent zero-pad or truncation."""
+        b = np.asarray(b, dtype=np.float64)
+        if b.ndim > 1:
+            raise ValueError(f"bias must be a vector, got shape {b.shape}")
+        if b.ndim == 1 and b.size != self._staged_active:
+            raise ValueError(f"bias has {b.size} values but the staged configuration has "
+                             f"{self._staged_active} active cells (stage the coupling first; "
+                             f"the device has {self.n_cells} cells)")
+        # only the active cells' words go up (the rest of the memory is not used by the run)
+        tx = self._window_tx("BIAS", b if b.ndim == 1 else self._per_cell(b, "bias"))
         self._remember("bias", tx)
         return self._do(tx)
 
@@ -461,15 +497,17 @@ class ThermoDevice:
                 f"the run saturated: node voltage of cell(s) {cells[:10]}{'...' if len(cells) > 10 else ''} "
                 f"hit the rails ±{self.vmax:g} V. The coupling is probably not positive definite "
                 "(unstable dynamics), or A⁻¹b lies outside the rails — check the eigenvalues of A "
-                "or scale b down. Clear the flag with dev.clear_saturation().", cells)
+                "or scale b down. The next run clears the flag.", cells)
 
     def run(self, t: float, *, wait: bool = True, accumulate: bool = False) -> Any:
         """Run the dynamics for device time t (units of τ0). The accumulator restarts unless
         ``accumulate``; with ``wait`` the call returns when the run ends and raises
-        DeviceSaturated if a rail was hit."""
+        DeviceSaturated if a rail was hit during this run (the same CTRL word that starts it
+        clears the sticky flag, so an earlier run's saturation does not leak into this one)."""
         if not (np.isfinite(t) and t >= 0):
             raise ValueError(f"run time must be finite and >= 0, got {t}")
-        ctrl = _reg("CTRL").bit("RUN") | (0 if accumulate else _reg("CTRL").bit("CLEAR_ACC"))
+        ctrl = _reg("CTRL")
+        ctrl = ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN") | (0 if accumulate else ctrl.bit("CLEAR_ACC"))
         tx = [wr_f32("RUN_TIME", t), wr("CTRL", [ctrl])]
         if not wait:
             return self._do(tx)
@@ -507,7 +545,8 @@ class ThermoDevice:
         return self._do([rd("ACC_TIME"), rd("ACCUMULATOR", self.active)], decode)
 
     def samples(self, n: int, period: float = 1.0, *, burn_in: float = 0.0) -> np.ndarray:
-        """n samples of x taken every ``period`` of device time (after ``burn_in``)."""
+        """n samples of x taken every ``period`` of device time (after ``burn_in``). Leaves
+        SAMPLE_PERIOD at 0, so later runs do not keep filling the FIFO."""
         if n < 1 or not (np.isfinite(period) and period > 0):
             raise ValueError(f"need n >= 1 and period > 0, got n={n}, period={period}")
         if self._batch is not None:
@@ -519,12 +558,14 @@ class ThermoDevice:
         ctrl = _reg("CTRL")
         while done < n:
             k = min(per_chunk, n - done)
+            # RUN latches SAMPLE_PERIOD, so it is zeroed again right after, in the same packet
             tx = [wr_f32("SAMPLE_PERIOD", period), wr("SAMPLE_COUNT", [k]),
                   wr_f32("RUN_TIME", (k + 0.5) * period),
-                  wr("CTRL", [ctrl.bit("CLEAR_FIFO") | ctrl.bit("RUN")]), *self._wait_idle(),
+                  wr("CTRL", [ctrl.bit("CLEAR_FIFO") | ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN")]),
+                  wr_f32("SAMPLE_PERIOD", 0.0), *self._wait_idle(),
                   Transaction(Op.READ_NI, _win("SAMPLE_FIFO").base, (k * self.active,))]
-            chunk = self._do(tx, lambda d: (self._check_saturation(d[5], d[6]),
-                                            q31_to_float(d[7].view(np.int32), self.vmax))[1],
+            chunk = self._do(tx, lambda d: (self._check_saturation(d[6], d[7]),
+                                            q31_to_float(d[8].view(np.int32), self.vmax))[1],
                              wait_s=self._wait_slice_ms / 1000)
             out.append(chunk.reshape(k, self.active))
             done += k

@@ -10,6 +10,7 @@ import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
+from urllib.parse import parse_qs, urlparse
 
 from protocol import limits
 from protocol.codec import Reply, Transaction, decode_reply, encode_request
@@ -23,6 +24,19 @@ class LinkStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     retries: int = 0
+
+
+def url_query(url: str, valid: Sequence[str]) -> dict[str, str]:
+    """The URL's query parameters (last value wins). An unknown key is a ValueError naming the
+    valid ones: a misspelt ``?timout=`` must not be silently ignored."""
+    parsed = urlparse(url)
+    q = {k: v[-1] for k, v in parse_qs(parsed.query, keep_blank_values=True).items()}
+    unknown = sorted(set(q) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))} in device URL {url!r}; "
+                         f"{parsed.scheme}:// takes: {', '.join(valid)}")
+    return q
 
 
 def _nbytes(frames: Sequence[Any]) -> int:

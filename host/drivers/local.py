@@ -1,25 +1,24 @@
 """local:// — the emulated firmware in this process, no socket (fast tests, notebooks).
 
 Packets still go through the wire codec, so local:// behaves exactly like the daemon.
-Query parameters: cells, profile, seed, serial, max_rank.
+Query parameters: cells, profile, seed, serial, max_rank, timeout (others are a ValueError).
 """
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlparse
-
-from host.drivers.base import PacketDriver
+from host.drivers.base import PacketDriver, url_query
 from host.errors import DeviceTimeout
 from protocol.codec import encode_reply
 
 
 class LocalDriver(PacketDriver):
     schemes = ("local",)
+    QUERY = ("cells", "profile", "seed", "serial", "max_rank", "timeout")
 
     def __init__(self, url: str, *, timeout: float = 30.0, **_: object) -> None:
-        super().__init__(url, timeout=timeout)
+        q = url_query(url, self.QUERY)
+        super().__init__(url, timeout=float(q.get("timeout", timeout)))
         from device.emulator import DEFAULT_SERIAL, build_firmware  # lazy: host works without it
         from firmware_sim import Pending
-        q = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
         self.fw = build_firmware(int(q.get("cells", 64)), profile=q.get("profile", "ideal"),
                                  seed=int(q.get("seed", 0)),
                                  serial=int(q["serial"], 0) if "serial" in q else DEFAULT_SERIAL,

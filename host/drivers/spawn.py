@@ -1,7 +1,8 @@
 """spawn:// — start a private emulator daemon on a free loopback port; stop it on close.
 
 The embedded default of the CLI: no setup, real sockets, real daemon process. Query parameters
-are passed to ``thermohil serve`` (cells, profile, seed, serial, max_rank) plus ``timeout``.
+are passed to ``thermohil serve`` (cells, profile, seed, serial, max_rank), plus the link's
+``timeout`` and ``retries``; any other is a ValueError, raised before a process starts.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlencode
 
+from host.drivers.base import url_query
 from host.drivers.zmq_driver import ZmqDriver
 
 #: Time allowed for the daemon to boot (first start compiles the Numba kernels into the cache).
@@ -21,23 +23,26 @@ BOOT_TIMEOUT_S = 120.0
 
 class SpawnDriver(ZmqDriver):
     schemes = ("spawn",)
+    SERVE = ("cells", "profile", "seed", "serial", "max_rank")  # passed to `thermohil serve`
+    QUERY = SERVE + ("timeout", "retries")
 
     def __init__(self, url: str, *, timeout: float = 10.0, retries: int = 2) -> None:
-        q = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
+        q = url_query(url, self.QUERY)
         args = [sys.executable, "-m", "host.cli", "serve", "--endpoint", "tcp://127.0.0.1:0",
                 "--events", "tcp://127.0.0.1:0", "--parent-pid", str(os.getpid())]
-        for key in ("cells", "profile", "seed", "serial", "max_rank"):
+        for key in self.SERVE:
             if key in q:
                 args += [f"--{key.replace('_', '-')}", q[key]]
         self.log = tempfile.NamedTemporaryFile(prefix="thermohil-daemon-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         try:
             endpoint, self.events_endpoint = self._await_ready()
-        except BaseException:
+            link = {k: q[k] for k in ("timeout", "retries") if k in q}
+            super().__init__(endpoint + (f"?{urlencode(link)}" if link else ""), timeout=timeout,
+                             retries=retries)
+        except BaseException:  # e.g. ?timeout=abc: never leave the daemon behind
             self._stop_process()
             raise
-        rest = f"?timeout={q['timeout']}" if "timeout" in q else ""
-        super().__init__(endpoint + rest, timeout=timeout, retries=retries)
         self.url = url
 
     def _await_ready(self) -> tuple[str, str]:

@@ -5,29 +5,34 @@ from its reply cache, so a retried write is never applied twice. Query parameter
 ``timeout`` (s per attempt), ``retries``, and for CURVE ``server_cert`` (path of the device's
 public certificate, server.key) with ``client_cert`` (path of this host's zmq.auth secret
 certificate, *.key_secret). Keys travel as files, not in the URL: Z85 text is not URL-safe.
+Any other query parameter is a ValueError. An ipc:// path with no socket file fails at once
+(FileNotFoundError) instead of after the timeout: no daemon is listening there.
 """
 from __future__ import annotations
 
+import os
+import stat
 import time
-from urllib.parse import parse_qs, urlparse
 
 import msgpack
 import zmq
 
-from host.drivers.base import PacketDriver
+from host.drivers.base import PacketDriver, url_query
 from host.errors import DeviceTimeout
 from protocol import limits
 
 
 class ZmqDriver(PacketDriver):
     schemes = ("tcp", "ipc")
+    QUERY = ("timeout", "retries", "server_cert", "client_cert")
 
     def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
-        parsed = urlparse(url)
-        q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        q = url_query(url, self.QUERY)
         super().__init__(url, timeout=float(q.get("timeout", timeout)))
         self.retries = int(q.get("retries", retries))
         self.endpoint = url.split("?", 1)[0]
+        if self.endpoint.startswith("ipc://"):
+            _check_ipc_socket(self.endpoint)
         self._curve = (q["server_cert"], q.get("client_cert")) if "server_cert" in q else None
         self.ctx = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
@@ -68,8 +73,10 @@ class ZmqDriver(PacketDriver):
                     return reply
                 # a late reply to an earlier attempt: ignore it
             self._rebuild()  # Lazy Pirate: a DEALER with a lost reply in flight is not reused
-        raise DeviceTimeout(f"no reply from {self.endpoint} within {timeout:g} s "
-                            f"({self.retries + 1} attempts); is the daemon running?")
+        attempts = self.retries + 1
+        raise DeviceTimeout(f"no reply from {self.endpoint} after {attempts * timeout:g} s "
+                            f"({attempts} attempt{'s' if attempts > 1 else ''} × {timeout:g} s); "
+                            "is the daemon running?")
 
     def _rebuild(self) -> None:
         if self.sock is not None:
@@ -80,6 +87,22 @@ class ZmqDriver(PacketDriver):
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None
+
+
+def _check_ipc_socket(endpoint: str) -> None:
+    """zmq connects to a missing ipc path without complaint and then waits out every timeout;
+    a missing socket file means no daemon, so say so now. (Linux abstract names, ipc://@name,
+    have no file.)"""
+    path = endpoint[len("ipc://"):]
+    if path.startswith("@"):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no device at {endpoint}: the socket file {path} does not exist "
+                                "(is the daemon running, with this --endpoint?)") from None
+    if not stat.S_ISSOCK(mode):
+        raise ValueError(f"no device at {endpoint}: {path} is not a socket")
 
 
 def _reply_seq(frames: list) -> int | None:

@@ -153,6 +153,7 @@ def test_retried_packet_is_answered_from_cache(dev):
     dev.write("CTRL", CTRL.bit("CLEAR_FIFO"))
     dev.samples(3, period=0.5)  # leaves the FIFO empty; take 3 more without reading them
     with dev.batch():
+        dev.write("SAMPLE_PERIOD", 0.5)  # samples() left it 0
         dev.write("SAMPLE_COUNT", 3)
         dev.write("RUN_TIME", 1.75)
         dev.write("CTRL", CTRL.bit("RUN"))
@@ -206,8 +207,8 @@ def test_rmw_result_is_range_checked(dev):
 def test_only_the_owner_may_drain_the_fifo(dev):
     dev.load_coupling(np.eye(dev.n_cells))
     dev.commit()
-    dev.samples(2, period=0.5)
     with dev.batch():
+        dev.write("SAMPLE_PERIOD", 0.5)
         dev.write("SAMPLE_COUNT", 1)
         dev.write("RUN_TIME", 0.75)
         dev.write("CTRL", CTRL.bit("CLEAR_FIFO") | CTRL.bit("RUN"))

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -53,6 +56,49 @@ def test_regs_map_needs_no_device():
     assert p.returncode == 0 and "COUPLING" in p.stdout and "0x10000000" in p.stdout
 
 
+def test_regs_map_into_a_closed_pipe_exits_quietly():
+    """`thermohil regs map | head`: the reader is gone; no BrokenPipeError traceback."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "host.cli", "regs", "map"], stdout=w,
+                           stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
+    finally:
+        os.close(w)
+    assert p.returncode == 141 and p.stderr == ""
+
+
+def test_bad_values_and_names_give_one_clear_line():
+    p = thermohil("regs", "--device", "local://?cells=2", "write", "TEMPERATURE", "abc")
+    assert p.returncode == 1 and p.stderr == "thermohil: error: TEMPERATURE is f32: not a number: 'abc'\n"
+    p = thermohil("regs", "--device", "local://?cells=2", "write", "SCRATCH", "12x")
+    assert p.returncode == 1 and "SCRATCH is u32: not an integer: '12x'" in p.stderr
+    p = thermohil("regs", "--device", "local://?cells=2", "read", "NOT_A_REG")
+    assert p.stderr.startswith("thermohil: error: no register named 'NOT_A_REG'")  # no extra quotes
+    p = thermohil("regs", "--device", "local://?cells=2", "read", "0x1z")
+    assert p.returncode == 1 and "not a register name or address: '0x1z'" in p.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line(daemon):
+    p = thermohil("serve", "--endpoint", daemon.endpoint, "--events", "tcp://127.0.0.1:0")
+    assert p.returncode == 1
+    assert p.stderr == f"thermohil: error: cannot bind {daemon.endpoint}: Address already in use\n"
+
+
+def test_timeout_and_retries_options():
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    p = thermohil("info", "--device", f"tcp://127.0.0.1:{port}", "--timeout", "0.25", "--retries", "1")
+    assert p.returncode == 1 and "after 0.5 s (2 attempts × 0.25 s)" in p.stderr
+    assert time.monotonic() - t0 < 20
+    p = thermohil("regs", "--device", "ipc:///nonexistent/thermohil", "--timeout", "60", "read", "STATUS")
+    assert p.returncode == 1 and "socket file /nonexistent/thermohil does not exist" in p.stderr
+    p = thermohil("demo", "--retries", "-1")
+    assert p.returncode == 2 and "must be >= 0" in p.stderr
+
+
 def test_info_and_peek_poke_over_tcp(daemon):
     p = thermohil("info", "--device", daemon.endpoint, "--json")
     assert p.returncode == 0, p.stderr
@@ -62,6 +108,10 @@ def test_info_and_peek_poke_over_tcp(daemon):
     assert p.returncode == 0, p.stderr
     p = thermohil("regs", "--device", daemon.endpoint, "read", "scratch")
     assert p.returncode == 0 and p.stdout.startswith("42 (0x0000002a)")
+    p = thermohil("regs", "--device", daemon.endpoint, "--timeout", "5", "--retries", "0", "read", "0x11")
+    assert p.returncode == 0 and "RUNNING=0" in p.stdout  # an address of a register is decoded
+    p = thermohil("regs", "--device", daemon.endpoint, "write", "0x24", "0.01")  # TEMPERATURE
+    assert p.returncode == 0 and p.stdout == "0.01 V^2\n", p.stdout
     p = thermohil("regs", "--device", daemon.endpoint, "write", "TEMPERATURE", "-1")
     assert p.returncode == 1 and "RANGE" in p.stderr
     with host.connect(daemon.endpoint) as other:  # while another host owns it, a poke is refused

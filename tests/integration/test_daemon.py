@@ -184,6 +184,44 @@ def test_unstable_matrix_raises_saturated(dev):
     dev.clear_saturation()
 
 
+def test_saturation_of_an_earlier_run_does_not_fail_the_next(dev):
+    """Each run clears SATURATED in the CTRL word that starts it, so the flag reflects this run
+    only: a stable system after an unstable one runs (and samples) without DeviceSaturated."""
+    A = np.eye(8)
+    A[0, 0] = -1.0
+    dev.load_coupling(A)
+    dev.load_bias(np.full(8, 0.5))
+    dev.commit()
+    with pytest.raises(host.DeviceSaturated):
+        dev.run(50.0)
+    assert dev.read("STATUS") & REGMAP.STATUS.bit("SATURATED")  # left set, as another session might
+    dev.load_coupling(np.eye(8))
+    dev.load_bias(np.full(8, 0.5))
+    dev.commit()
+    dev.run(30.0)
+    np.testing.assert_allclose(dev.state(), 0.5, atol=0.15)  # cell 0 relaxed from the rail
+    assert not dev.read("STATUS") & REGMAP.STATUS.bit("SATURATED")
+    dev.load_coupling(A)
+    dev.commit()
+    with pytest.raises(host.DeviceSaturated):
+        dev.run(50.0)
+    dev.load_coupling(np.eye(8))
+    dev.commit()
+    assert dev.samples(5, period=1.0).shape == (5, 8)
+
+
+def test_samples_leave_sampling_off(dev):
+    """SAMPLE_PERIOD is latched by RUN and zeroed in the same packet: later runs add nothing
+    to the FIFO."""
+    dev.load_coupling(np.eye(8))
+    dev.commit()
+    assert dev.samples(4, period=0.5).shape == (4, 8)
+    assert dev.read("SAMPLE_PERIOD") == 0.0
+    assert dev.read("FIFO_LEVEL") == 0
+    dev.run(5.0)
+    assert dev.read("FIFO_LEVEL") == 0
+
+
 def test_retry_with_same_seq_is_applied_once(dev, daemon):
     """A RUN retried with the same (client, seq) — e.g. after a lost reply — runs once."""
     dev.load_coupling(np.eye(4))

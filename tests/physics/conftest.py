@@ -5,10 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: long statistical runs (deselect with -m 'not slow')")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _compiled_kernels() -> None:
     """Compile (or load from the on-disk cache) every kernel once per session."""

@@ -104,6 +104,64 @@ def test_dac_keeps_top_bits_and_adc_saturates():
     assert adc(np.array([20.0, -20.0]), 10.0, 32).tolist() == [2**31 - 1, -(2**31)]
 
 
+def test_adc_rounds_to_the_nearest_step():
+    """docs/physics.md, docs/protocol.md §11: the ADC rounds (no ½-step bias), unlike the DAC."""
+    lsb = 10.0 / 2**11  # 12 bits over ±10 V
+    v = np.array([0.4, 0.6, -0.4, -0.6, 1.49, 1.51]) * lsb
+    assert (adc(v, 10.0, 12) >> 20).tolist() == [0, 1, 0, -1, 1, 2]
+    assert (adc(np.array([20.0, -20.0]), 10.0, 12) >> 20).tolist() == [2047, -2048]
+    x = np.random.default_rng(0).uniform(-9, 9, 10_000)
+    err = adc(x, 10.0, 12) * (10.0 / 2**31) - x
+    assert np.max(np.abs(err)) <= lsb / 2 and abs(err.mean()) < 0.02 * lsb
+
+
+def test_load_bias_length_must_match_the_staged_cells(dev):
+    """No silent zero-pad or truncation; a refused bias leaves the device unchanged."""
+    dev.load_coupling(np.eye(4))
+    dev.load_bias(np.full(4, 0.5))
+    dev.commit()
+    before = dev.read("BIAS"), dev.read("STATUS")
+    for bad in (np.ones(8), np.ones(3), np.ones(9), np.ones((2, 2))):
+        with pytest.raises(ValueError, match="bias") as e:
+            dev.load_bias(bad)
+        if bad.ndim == 1:
+            assert f"has {bad.size} values" in str(e.value) and "4 active cells" in str(e.value)
+    with pytest.raises(ValueError, match="8 values .* 4 active"):
+        with dev.batch():  # refused at the call: nothing of the batch is sent
+            dev.write("SCRATCH", 77)
+            dev.load_bias(np.ones(8))
+    after = dev.read("BIAS"), dev.read("STATUS")
+    np.testing.assert_array_equal(before[0], after[0])
+    assert before[1] == after[1] and dev.read("SCRATCH") != 77
+    with dev.batch():  # the coupling staged first in the same batch sets the size
+        dev.load_coupling(np.eye(8))
+        dev.load_bias(np.ones(8))
+        dev.commit()
+    dev.load_bias(0.25)  # a scalar applies to every cell
+    np.testing.assert_allclose(dev.read("BIAS"), 0.25)
+
+
+def test_a_packet_of_many_run_waits_stays_inside_the_lease():
+    """A parked packet does not renew the lease: k run WAITs of one packet share one slice
+    (lease/3), so a batch of runs longer than the lease in all still owns the device."""
+    with host.connect("local://?cells=8", lease_ms=600) as d:
+        d.configure(temperature=1e-3, substep=1e-4)  # ~0.1 s of wall time per run of 60 τ0
+        d.load_coupling(np.eye(8))
+        d.load_bias(np.zeros(8))
+        d.commit()
+        with d.batch():
+            for _ in range(10):  # ~1 s in all, well over the 0.6 s lease
+                d.run(60.0)
+        assert d.read("DEVICE_TIME") == pytest.approx(600.0)
+        assert d.read("OWNER") == d.token
+        d.write("LEASE_MS", 300)  # a lease set by a plain write shortens the slice too
+        assert d._wait_slice_ms == 100
+        with d.batch():
+            for _ in range(6):
+                d.run(60.0)
+        assert d.read("OWNER") == d.token
+
+
 def test_realistic_profile_quantizes_the_dac():
     with host.connect("local://?cells=4&profile=realistic") as d:
         info = d.info()
