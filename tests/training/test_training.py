@@ -214,3 +214,16 @@ def test_short_t_started_at_the_gradient_is_sgd(daemon):
         st, _ = opt.step(st, X, y, obj)
     d = theta0 - st.theta
     assert np.linalg.norm(d - grad) < 0.01 * np.linalg.norm(grad)
+
+
+@pytest.mark.slow
+def test_tngd_matches_exact_ngd_at_the_paper_damping():
+    """λ = 0.01 (the paper's): the slowest mode relaxes in 1/λ = 100 τ0, so t = 800 τ0 per
+    iteration (e^-8, plus the warm start) brings TNGD to exact NGD — the 5% criterion."""
+    hyper = {"lr": 0.05, "lam": 0.01}
+    common = dict(SMALL, epochs=1, seed=3)
+    ngd = train(TrainConfig(algo="ngd", device=None, hyper={**hyper, "solver": "exact"}, **common))
+    tngd = train(TrainConfig(algo="tngd", device=f"spawn://?cells={P_SMALL}&max_rank=160",
+                             hyper={**hyper, "t": 800.0}, **common))
+    rel = abs(tngd["final_train_loss"] - ngd["final_train_loss"]) / ngd["final_train_loss"]
+    assert rel < 0.05
