@@ -15,6 +15,9 @@ from host.optim.composed import Composed
 from host.optim.directions import GradientDirection, NaturalGradientDirection
 from host.optim.rules import AdamRule, SGDRule
 from host.optim.tngd import CurvatureSaturates, TNGDDirection
+from host.optim.langevin import (AdLScheme, LangevinScheme, OverdampedScheme, Partition,
+                                 PartitionedLangevin, adl, adlala, lala, lol, overdamped, partitioned)
+from host.optim.langevin import presets as _langevin_presets
 
 
 def sgd(lr: float = 0.05, momentum: float = 0.0) -> Optimizer:
@@ -84,7 +87,52 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
                                 "b2": (float, 0.0, "Adam β2 (paper: 0)")}, uses_device=True),
 }
 
+# The Langevin family (issue 4; docs/algorithms.md "The Langevin family"): presets of one
+# partitioned integrator, digital. Defaults: the authors' AdLaLa spiral settings.
+_H = {"h": (float, 0.25, "step size h (the same for every layer)")}
+_LANGEVIN_FAMILY = {
+    "langevin": ("Langevin (BAOAB) on every parameter", _langevin_presets.langevin,
+                 {**_H, "gamma": (float, 0.1, "friction γ"),
+                  "tau": (float, 1e-4, "temperature τ")}),
+    "overdamped": ("overdamped Langevin (BAOAB limit) on every parameter", overdamped,
+                   {**_H, "tau": (float, 1e-4, "temperature τ")}),
+    "adl": ("Adaptive Langevin on every layer, one thermostat ξ per layer", adl,
+            {**_H, "tau": (float, 1e-4, "temperature τ"),
+             "sigma_a": (float, 0.01, "AdL noise σ_A"),
+             "eps": (float, 0.05, "AdL thermostat coupling ε"),
+             "xi0": (float, 1e-3, "initial thermostat ξ0")}),
+    "adlala": ("AdL on the first layer(s), Langevin on the rest", adlala,
+               {**_H, "tau1": (float, 1e-4, "temperature τ1 of the AdL layer(s)"),
+                "tau2": (float, 1e-4, "temperature τ2 of the Langevin layers"),
+                "gamma": (float, 0.1, "friction γ"),
+                "sigma_a": (float, 0.01, "AdL noise σ_A"),
+                "eps": (float, 0.05, "AdL thermostat coupling ε"),
+                "xi0": (float, 1e-3, "initial thermostat ξ0"),
+                "split": (int, 1, "how many leading layers run the first scheme (paper: 1)")}),
+    "lol": ("Langevin on the first layer(s), overdamped Langevin on the rest", lol,
+            {**_H, "tau1": (float, 1e-4, "temperature τ1 of the Langevin layer(s)"),
+             "tau2": (float, 1e-4, "temperature τ2 of the overdamped layers"),
+             "gamma": (float, 0.1, "friction γ"),
+             "split": (int, 1, "how many leading layers run the first scheme (paper: 1)")}),
+    "lala": ("Langevin on every layer with its own γ_i, τ_i", lala,
+             {**_H, "gammas": (str, "0.1", "per-layer frictions γ_i, comma-separated (one value: all)"),
+              "taus": (str, "1e-4", "per-layer temperatures τ_i, comma-separated (one value: all)")}),
+    "partitioned": ("any partition of the layers into langevin/overdamped/adl groups", partitioned,
+                    {**_H, "partition": (str, "0:adl, *:langevin",
+                                         "LAYERS:SCHEME[(name=value,...)] entries, e.g. "
+                                         "'0:adl(tau=1e-3), 1-2:overdamped, *:langevin'"),
+                     "tau": (float, 1e-4, "temperature τ"),
+                     "gamma": (float, 0.1, "friction γ"),
+                     "sigma_a": (float, 0.01, "AdL noise σ_A"),
+                     "eps": (float, 0.05, "AdL thermostat coupling ε"),
+                     "xi0": (float, 1e-3, "initial thermostat ξ0")}),
+}
+for _name, (_doc, _build, _params) in _LANGEVIN_FAMILY.items():
+    ALGORITHMS[_name] = AlgorithmSpec(_name, _build, _params, uses_device=False, doc=_doc)
+
 __all__ = ["Optimizer", "State", "NonFiniteError", "CurvatureSaturates", "ALGORITHMS",
            "AlgorithmSpec", "sgd", "adam", "ngd", "tngd", "tngd_adam", "as_schedule",
            "exponential_decay", "cosine_decay", "Composed", "GradientDirection",
-           "NaturalGradientDirection", "TNGDDirection", "SGDRule", "AdamRule"]
+           "NaturalGradientDirection", "TNGDDirection", "SGDRule", "AdamRule",
+           "PartitionedLangevin", "Partition", "LangevinScheme", "OverdampedScheme", "AdLScheme",
+           "overdamped", "adl", "adlala", "lol", "lala", "partitioned"]
