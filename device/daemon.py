@@ -216,7 +216,14 @@ def serve(endpoint: str, *, cells: int = 64, profile: str = "ideal", seed: int =
           serial: int | None = None, events: str | None = None, curve_dir: str | None = None,
           insecure: bool = False, parent_pid: int | None = None, max_rank: int | None = None) -> int:
     """Run a daemon until SIGINT/SIGTERM; returns the process exit code."""
+    from threadpoolctl import threadpool_limits
+
     from device.emulator import DEFAULT_SERIAL, build_firmware
+    # One BLAS thread: the kernels' large-N matvecs are memory-bound GEMVs, and a multi-threaded
+    # BLAS whose threads spin-wait for a core held by another process (the host, a second
+    # daemon) makes each call wait a scheduler tick — measured 11x slower per substep at
+    # N = 2410, r = 320 on 2 busy cores (docs/performance.md).
+    threadpool_limits(1)
     fw = build_firmware(cells, profile=profile, seed=seed, max_rank=max_rank,
                         serial=DEFAULT_SERIAL if serial is None else serial)
     try:
