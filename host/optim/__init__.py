@@ -136,3 +136,32 @@ __all__ = ["Optimizer", "State", "NonFiniteError", "CurvatureSaturates", "ALGORI
            "NaturalGradientDirection", "TNGDDirection", "SGDRule", "AdamRule",
            "PartitionedLangevin", "Partition", "LangevinScheme", "OverdampedScheme", "AdLScheme",
            "overdamped", "adl", "adlala", "lol", "lala", "partitioned"]
+
+# Device-assisted Langevin family (issue 4 item 2; docs/algorithms.md "Device-assisted variants"):
+# the device's cells carry the momenta and do the O-step (AdL: friction ξ and noise σ_A)
+# physically; same hyperparameters as the digital twins, plus the emulator fidelity knob.
+from host.optim.langevin import device as _langevin_device  # noqa: E402
+from host.optim.langevin.natural import natural_langevin  # noqa: E402
+
+_DEVICE_STABILITY = {"stability": (float, 0.002, "emulator fidelity: substep = stability / largest "
+                                                 "friction (EM bias of the O-step ≈ stability/2)")}
+for _name, _build in (("langevin", _langevin_device.langevin_device), ("adl", _langevin_device.adl_device),
+                      ("adlala", _langevin_device.adlala_device), ("lol", _langevin_device.lol_device),
+                      ("lala", _langevin_device.lala_device),
+                      ("partitioned", _langevin_device.partitioned_device)):
+    _doc, _digital, _params = _LANGEVIN_FAMILY[_name]
+    ALGORITHMS[f"{_name}-device"] = AlgorithmSpec(
+        f"{_name}-device", _build, {**_params, **_DEVICE_STABILITY}, uses_device=True,
+        doc=f"{_doc}; momenta in the device's cells (O-step, AdL friction and noise done physically)")
+
+ALGORITHMS["natural-langevin"] = AlgorithmSpec(
+    "natural-langevin", natural_langevin,
+    {"h": (float, 0.05, "step size h: θ ← θ − h·x"),
+     "tau": (float, 1e-4, "temperature τ (device temperature κ = 2τ/h)"),
+     "lam": (float, 0.1, "damping λ of F = G + λI"),
+     "t": (float, 50.0, "analog time per step (τ0): several times 1/λ_min(F) to decorrelate"),
+     "init": (str, "zero", "device state at each step: 'zero' (independent samples) or 'warm'"),
+     "form": (str, "lowrank", "curvature upload: 'lowrank' (J, H, λ) or 'dense' (G + λI)"),
+     "stability": (float, 0.1, "emulator fidelity: substep = stability / stiffness bound")},
+    uses_device=True,
+    doc="thermodynamic natural Langevin: one device sample x ~ N(F⁻¹∇ℓ, (2τ/h)F⁻¹) per step, θ ← θ − h x")

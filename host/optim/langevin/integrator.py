@@ -191,9 +191,7 @@ class PartitionedLangevin(Optimizer):
         for v, g, scheme in views:                       # kick phase: the one gradient
             scheme.kick(v, grad[g.slice], kick)
         info: dict[str, float] = {"batch_loss": float(loss)}
-        for v, g, scheme in views:                       # drift phase: no gradient needed
-            for key, value in scheme.drift(v, grad[g.slice], h, n, gen).items():
-                info[f"{g.name}.{key}"] = value
+        info.update(self._drift_phase(views, grad, h, n, gen))   # drift phase: no gradient needed
         check_finite("momenta", work["p"], n)
         check_finite("thermostats", work["xi"], n)
         check_finite("parameters", theta, n)
@@ -204,3 +202,14 @@ class PartitionedLangevin(Optimizer):
         self._rng_cache = (state.slots["rng"], gen)
         state.step = n + 1
         return state, info
+
+    def _drift_phase(self, views: list[tuple[GroupState, Group, Scheme]], grad: np.ndarray, h: float,
+                     n: int, gen: np.random.Generator) -> dict[str, float]:
+        """Every group's gradient-free sub-steps, in group order; per-group ``info`` entries.
+        The device variant (``host.optim.langevin.device``) overrides this to batch the O-steps
+        of all groups into one device packet."""
+        info: dict[str, float] = {}
+        for v, g, scheme in views:
+            for key, value in scheme.drift(v, grad[g.slice], h, n, gen).items():
+                info[f"{g.name}.{key}"] = value
+        return info

@@ -1,0 +1,431 @@
+"""Device-assisted Langevin family and thermodynamic natural Langevin (issue 4 items 2 and 3).
+
+Every test runs a real device: ``local://`` (the emulated firmware in this process, packets
+through the wire codec) for the statistics, a daemon subprocess over tcp for the training run.
+Ideal profile. The emulator integrates with Euler–Maruyama substeps, so a device O-step is the
+exact Ornstein–Uhlenbeck step only up to an O(dt) bias; each statistical test computes the exact
+law of the discrete map the emulator actually applies (substep read back from EMU_DT) and checks
+that its distance from the ideal answer is below a quarter of the tolerance, so the comparison
+with the digital twin means something. Standard errors come from each chain's own integrated
+autocorrelation time (the helpers of test_langevin.py); tolerance Z = 4 standard errors.
+``-s`` prints every measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import host
+from host.optim import ALGORITHMS
+from host.optim.langevin import adl, langevin, partitioned
+from host.optim.langevin.device import (DevicePartitionedLangevin, adl_device, exact_ou, langevin_device,
+                                        partitioned_device)
+from host.optim.langevin.natural import natural_langevin
+
+from test_langevin import Quadratic, Z, assert_temperature, mean_and_error, sample, stiffnesses
+
+
+# ------------------------------------------------------------------------------ helpers
+def em_ou(gamma: float, kappa: float, t: float, dt: float) -> tuple[float, float]:
+    """(c, var) of v ← c v + sqrt(var) R: the emulator's Euler–Maruyama substeps of
+    dv = −Γv dt + sqrt(2κΓ) dW over t (full substeps of dt, the last one shortened)."""
+    n = max(1, math.ceil(t / dt * (1 - 1e-12)))
+    steps = [dt] * (n - 1) + [t - (n - 1) * dt]
+    c, var = 1.0, 0.0
+    for d in steps:
+        c, var = (1 - gamma * d) * c, (1 - gamma * d) ** 2 * var + 2 * kappa * gamma * d
+    return c, var
+
+
+def baoab_stationary(k: float, h: float, c: float, s2: float) -> tuple[float, float]:
+    """Stationary (k⟨θ²⟩, ⟨p²⟩) of B A O A on ½kθ² with the O-step p ← c p + sqrt(s2) R (post-O p)."""
+    ops = [(np.array([[1, 0], [-h * k, 1]]), np.zeros((2, 2))),
+           (np.array([[1, h / 2], [0, 1]]), np.zeros((2, 2))),
+           (np.array([[1, 0], [0, c]]), np.array([[0, 0], [0, math.sqrt(s2)]])),
+           (np.array([[1, h / 2], [0, 1]]), np.zeros((2, 2)))]
+    M, Q = np.eye(2), np.zeros((2, 2))
+    for Mi, Ni in ops:
+        M, Q = Mi @ M, Mi @ Q @ Mi.T + Ni @ Ni.T
+    S = scipy.linalg.solve_discrete_lyapunov(M, Q)
+    return k * S[0, 0], S[1, 1]
+
+
+def agree(dev_series, dig_series, label: str) -> None:
+    """Device and digital means agree within Z combined standard errors."""
+    m1, s1, _ = mean_and_error(dev_series)
+    m2, s2, _ = mean_and_error(dig_series)
+    se = math.hypot(s1, s2)
+    print(f"  {label}: device {m1:.5f} ± {s1:.5f}, digital {m2:.5f} ± {s2:.5f}, |Δ|/se = {abs(m1 - m2) / se:.2f}")
+    assert abs(m1 - m2) < Z * se, label
+
+
+@pytest.fixture
+def local():
+    devs = []
+
+    def make(cells: int, seed: int = 1, max_rank: int | None = None):
+        url = f"local://?cells={cells}&seed={seed}" + (f"&max_rank={max_rank}" if max_rank is not None else "")
+        devs.append(host.connect(url))
+        return devs[-1]
+    yield make
+    for d in devs:
+        d.close()
+
+
+# ------------------------------------------------------------------------------ the O-step itself
+def test_one_packet_does_every_groups_o_step_with_the_ou_law(local):
+    """Four groups, one packet per step: a Langevin group (Γ = γ, κ = τ), an AdL group (Γ = ξ,
+    κ = σ_A²/2ξ), an AdL group with ξ < 0 (done on the host, exactly) and an overdamped group (idle
+    cells). With ∇L = 0 and ε = 0 the step is the O-step alone; the momenta after it, pooled over
+    the cells and repeats, have the mean c·p0 and variance of the OU law."""
+    n = 500
+    dev = local(4 * n)
+    part = {0: "langevin(gamma=1.0, tau=0.5)", 1: "adl(tau=0.5, sigma_a=0.6, eps=0, xi0=0.8)",
+            2: "adl(tau=0.5, sigma_a=0.6, eps=0, xi0=-0.3)", 3: "overdamped(tau=0.5)"}
+    opt = DevicePartitionedLangevin(dev, 0.5, ", ".join(f"{k}:{v}" for k, v in part.items()),
+                                    groups=[slice(i * n, (i + 1) * n) for i in range(4)])
+    obj = Quadratic(np.zeros(4 * n))
+    st = opt.init(np.zeros(4 * n), np.random.default_rng(0))
+    p0 = np.array([0.8, -1.5, 0.4, 0.0])
+    out = {i: [] for i in range(3)}
+    for rep in range(20):
+        st.slots["p"] = np.repeat(p0, n)
+        st.step = 1                         # past the initial half kick (∇L = 0 anyway)
+        packets = dev.stats.packets
+        st, info = opt.step(st, None, None, obj)
+        assert dev.stats.packets - packets == 1
+        for i in range(3):
+            out[i].append(st.slots["p"][i * n:(i + 1) * n].copy())
+        assert info["group2.on_host"] == 1.0 and info["group1.on_host"] == 0.0
+        assert not st.slots["p"][3 * n:].any()
+    dt = dev.read("EMU_DT")
+    h = 0.5
+    for i, (gamma, q) in enumerate([(1.0, 2 * 1.0 * 0.5), (0.8, 0.36), (-0.3, 0.36)]):
+        x = np.concatenate(out[i])
+        ideal_c = math.exp(-gamma * h)
+        ideal_var = q * h * (-math.expm1(-2 * gamma * h) / (2 * gamma * h))
+        c, var = (ideal_c, ideal_var) if i == 2 else em_ou(gamma, q / (2 * gamma), h, dt)
+        se_m, se_v = math.sqrt(var / x.size), var * math.sqrt(2 / x.size)
+        m, v = x.mean(), x.var()
+        print(f"  group{i}: mean {m:.5f} (OU {c * p0[i]:.5f}, ±{se_m:.5f}), var {v:.5f} (OU {var:.5f}, "
+              f"±{se_v:.5f}); EM vs exact: {abs(c - ideal_c) * abs(p0[i]) / se_m:.3f} / "
+              f"{abs(var - ideal_var) / se_v:.3f} s.e.")
+        assert abs(m - c * p0[i]) < Z * se_m and abs(v - var) < Z * se_v
+        assert abs(c - ideal_c) * abs(p0[i]) < Z * se_m / 4 and abs(var - ideal_var) < Z * se_v / 4
+
+
+def test_noise_free_trajectories_follow_the_device_splitting(local):
+    """τ = σ_A = 0: the device step is deterministic, so it must equal a literal transcription —
+    Langevin B A O A with O the EM factor of the run; AdL B A E_{h/2} (CD)_h E_{h/2} A, with the
+    kinetic energy before the run and as read back."""
+    N, h, gamma, eps, xi = 40, 0.3, 0.7, 0.05, 0.4
+    k = np.linspace(0.5, 3.0, N)
+    theta0 = np.random.default_rng(9).standard_normal(N)
+    dev = local(N)
+    for scheme in ("langevin", "adl"):
+        if scheme == "langevin":
+            opt = langevin_device(dev, h=h, gamma=gamma, tau=0.0, groups=[slice(0, N)])
+        else:
+            opt = adl_device(dev, h=h, tau=0.01, sigma_a=0.0, eps=eps, xi0=xi, groups=[slice(0, N)])
+        st = opt.init(theta0, np.random.default_rng(1))
+        th, p, x = theta0.copy(), -h / 2 * k * theta0, xi
+        for n in range(30):
+            th = th + h / 2 * p
+            if scheme == "langevin":
+                st, info = opt.step(st, None, None, Quadratic(k))
+                p = em_ou(gamma, 0.0, h, dev.read("EMU_DT"))[0] * p
+            else:
+                x = x + h / 2 * eps * (p @ p - N * 0.01)
+                st, info = opt.step(st, None, None, Quadratic(k))
+                on_host = info["group0.on_host"] == 1.0
+                p = (math.exp(-x * h) if on_host else em_ou(x, 0.0, h, dev.read("EMU_DT"))[0]) * p
+                x = x + h / 2 * eps * (p @ p - N * 0.01)
+                assert info["group0.xi"] == pytest.approx(x, rel=1e-6)
+            th = th + h / 2 * p
+            p = p - h * k * th
+            np.testing.assert_allclose(st.theta, th, rtol=0, atol=1e-7)   # q31 read-outs: ~1e-9 per step
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_langevin_device_and_digital_agree_on_a_harmonic_potential(local):
+    """BAOAB with the O-step in the cells: configurational and kinetic temperatures equal the
+    exact stationary law of the map the emulator applies (the O-step by EM substeps), which is
+    within half the tolerance of τ, and equal the digital twin's — at hω up to 1.5, γh = 0.5."""
+    tau, h, gamma = 0.7, 0.5, 1.0
+    k = stiffnesses([0.25, 1.0, 4.0, 9.0], 50)
+    dev = local(k.size)
+    groups = {"all": slice(0, k.size)}
+    _, conf, info = sample(langevin_device(dev, h=h, gamma=gamma, tau=tau, stability=0.005), Quadratic(k), groups,
+                           2200, 200)
+    _, conf_d, info_d = sample(langevin(h=h, gamma=gamma, tau=tau), Quadratic(k), groups, 2200, 200, seed=1)
+    c, var = em_ou(gamma, tau, h, dev.read("EMU_DT"))
+    target = np.mean([baoab_stationary(kk, h, c, var) for kk in (0.25, 1.0, 4.0, 9.0)], axis=0)
+    se = [mean_and_error(conf["all"])[1], mean_and_error(info["all.kinetic_temperature"])[1]]
+    print(f"  EM O-step bias (substep {dev.read('EMU_DT'):.4f}): configurational {target[0] - tau:+.2e}, "
+          f"kinetic {target[1] - tau:+.2e} ({abs(target[0] - tau) / se[0]:.2f} / "
+          f"{abs(target[1] - tau) / se[1]:.2f} s.e.)")
+    assert abs(target[0] - tau) < Z * se[0] / 2 and abs(target[1] - tau) < Z * se[1] / 2
+    assert_temperature(conf["all"], target[0], "langevin-device configurational (emulated map)")
+    assert_temperature(info["all.kinetic_temperature"], target[1], "langevin-device kinetic (emulated map)")
+    agree(conf["all"], conf_d["all"], "configurational")
+    agree(info["all.kinetic_temperature"], info_d["all.kinetic_temperature"], "kinetic")
+    assert set(info["device_time"]) == {h}
+
+
+def test_adl_device_absorbs_unknown_gradient_noise_like_its_digital_twin(local):
+    """The thermostat reading the device's momenta and writing the cells' friction drives the
+    kinetic and configurational temperatures to τ under gradient noise σ_g = 2 it is not told
+    of, and ξ to (σ_A² + hσ_g²)/2τ, as the digital AdL does."""
+    tau, h, sigma_g = 1.0, 0.1, 2.0
+    k = stiffnesses([0.5, 1.0, 2.0, 4.0], 75)
+    dev = local(k.size)
+    groups = {"all": slice(0, k.size)}
+    kw = dict(h=h, tau=tau, sigma_a=0.5, eps=1.0 / k.size, xi0=0.5)
+    _, conf, info = sample(adl_device(dev, **kw), Quadratic(k, sigma_g, seed=3), groups, 2800, 500)
+    _, conf_d, info_d = sample(adl(**kw), Quadratic(k, sigma_g, seed=4), groups, 2800, 500, seed=1)
+    assert not info["all.on_host"].any()
+    assert_temperature(conf["all"], tau, "adl-device + gradient noise, configurational")
+    assert_temperature(info["all.kinetic_temperature"], tau, "adl-device + gradient noise, kinetic")
+    agree(conf["all"], conf_d["all"], "configurational")
+    agree(info["all.kinetic_temperature"], info_d["all.kinetic_temperature"], "kinetic")
+    agree(info["all.xi"], info_d["all.xi"], "ξ")
+    xi_star = (0.5**2 + h * sigma_g**2) / (2 * tau)
+    xi = mean_and_error(info["all.xi"])[0]
+    print(f"  adl-device ξ: {xi:.4f} (FD prediction {xi_star:.4f})")
+    assert abs(xi - xi_star) < 0.05 * xi_star
+
+
+def test_partitioned_device_holds_each_group_at_its_own_temperature(local):
+    """AdL, Langevin and overdamped groups at three temperatures, one gradient and one device
+    packet per step; device and digital twins agree group by group."""
+    n = 100
+    k = np.concatenate([stiffnesses(ks, n // 4) for ks in ([0.5, 1, 2, 4], [2, 4, 8, 16], [8, 12, 16, 24])])
+    slices = [slice(i * n, (i + 1) * n) for i in range(3)]
+    spec = "0:adl(tau=0.5, eps=0.005), 1:langevin(tau=1.5, gamma=2), 2:overdamped(tau=3)"
+    kw = dict(h=0.25, partition=spec, gamma=1.0, sigma_a=0.5, xi0=0.3, groups=slices)
+    dev = local(3 * n)
+    groups = {f"group{i}": sl for i, sl in enumerate(slices)}
+    seen: list[int] = []
+
+    class Counting(Quadratic):                                 # device packets between gradients
+        def value_and_grad(self, theta, X, y):
+            seen.append(dev.stats.packets)
+            return super().value_and_grad(theta, X, y)
+
+    _, conf, info = sample(partitioned_device(dev, stability=0.005, **kw), Counting(k), groups, 2000, 400)
+    assert set(np.diff(seen)) == {1}                           # one packet per step
+    _, conf_d, info_d = sample(partitioned(**kw), Quadratic(k), groups, 2000, 400, seed=1)
+    for i, tau in enumerate((0.5, 1.5, 3.0)):
+        assert_temperature(conf[f"group{i}"], tau, f"group{i} configurational (device)")
+        agree(conf[f"group{i}"], conf_d[f"group{i}"], f"group{i} configurational")
+        if i < 2:
+            assert_temperature(info[f"group{i}.kinetic_temperature"], tau, f"group{i} kinetic (device)")
+            agree(info[f"group{i}.kinetic_temperature"], info_d[f"group{i}.kinetic_temperature"],
+                  f"group{i} kinetic")
+
+
+def test_exact_ou_covers_negative_and_zero_friction():
+    rng = np.random.default_rng(0)
+    for f in (-0.4, 0.0, 1e-14, 0.7):
+        p = np.full(200_000, 1.3)
+        exact_ou(p, f, 0.5, 0.6, rng)
+        var = 0.5 * 0.6 if abs(f) < 1e-9 else 0.5 * -math.expm1(-2 * f * 0.6) / (2 * f)
+        assert abs(p.mean() - 1.3 * math.exp(-f * 0.6)) < 5 * math.sqrt(var / p.size)
+        assert abs(p.var() - var) < 5 * var * math.sqrt(2 / p.size)
+
+
+def test_settings_and_sizes_are_checked(local):
+    dev = local(8)
+    with pytest.raises(ValueError, match="only 8 cells"):
+        langevin_device(dev).init(np.zeros(9), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="headroom"):
+        langevin_device(dev, headroom=2.0)
+
+
+def test_device_algorithms_are_registered_with_cli_options():
+    from host.train_cli import add_train_parser
+    for name in ("langevin-device", "adl-device", "adlala-device", "lol-device", "lala-device",
+                 "partitioned-device", "natural-langevin"):
+        assert ALGORITHMS[name].uses_device
+    for name in ("langevin", "adlala", "lol", "lala"):
+        assert set(ALGORITHMS[f"{name}-device"].params) == set(ALGORITHMS[name].params) | {"stability"}
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["train", "--algo", "adlala-device", "--dataset", "spiral", "--stability", "0.01",
+                              "--tau1", "1e-5"])
+    assert args.hp_stability == 0.01 and args.hp_tau1 == 1e-5
+    args = parser.parse_args(["train", "--algo", "natural-langevin", "--dataset", "spiral", "--t", "20",
+                              "--lam", "0.5", "--init", "warm"])
+    assert args.hp_t == 20 and args.hp_lam == 0.5 and args.hp_init == "warm"
+
+
+@pytest.mark.parametrize("name", ["langevin-device", "adl-device", "adlala-device", "lol-device", "lala-device",
+                                  "partitioned-device", "natural-langevin"])
+def test_every_device_algorithm_steps_a_three_layer_mlp_with_one_packet_per_step(local, name):
+    """Each registry entry, built as ``thermohil train`` builds it (defaults, the device first),
+    on an MLP 2-6-5-1 (three groups; LOL: overdamped groups stay digital, their cells idle)."""
+    from host.nn import MLP, SigmoidBCE
+    from host.objective import Objective
+    model = MLP([2, 6, 5, 1])
+    obj = Objective(model, SigmoidBCE())
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 2)), (rng.random(8) < 0.5).astype(float)
+    dev = local(model.n_params, max_rank=8)
+    spec = ALGORITHMS[name]
+    opt = spec.build(dev, **{k: v[1] for k, v in spec.params.items()})
+    st = opt.init(model.init(rng), rng)
+    for _ in range(3):
+        packets = dev.stats.packets
+        st, info = opt.step(st, X, y, obj)
+        assert dev.stats.packets - packets == 1 and np.all(np.isfinite(st.theta))
+    if name == "lol-device":        # layers 1, 2 overdamped: momenta 0, cells left at 0
+        assert not st.slots["p"][model.groups[1].slice.start:].any()
+        assert not dev.velocity()[model.groups[1].slice.start:].any()
+
+
+def test_adlala_device_trains_the_spiral_through_a_daemon(tmp_path):
+    """``thermohil train --algo adlala-device --dataset spiral --device tcp://…`` as the CLI
+    calls it: a real daemon subprocess, one cell per parameter (2-100-1 MLP: 401). At τ = 1e-4 the
+    gradient dominates, so the run follows its digital twin (same seed, same batches) closely."""
+    from support import start_daemon
+    from host.training import TrainConfig, train
+    base = dict(dataset="spiral", epochs=4, batch_size=25, seed=0, progress=False)
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "401", "--seed", "3")
+    try:
+        summary = train(TrainConfig(algo="adlala-device", device=d.endpoint, out=str(tmp_path / "dev"), **base))
+    finally:
+        assert d.stop() == 0
+    digital = train(TrainConfig(algo="adlala", device=None, out=str(tmp_path / "dig"), **base))
+    rows = [json.loads(x) for x in open(tmp_path / "dev" / "metrics.jsonl")]
+    steps = [r for r in rows if "batch_loss" in r]
+    evals = [r["train_loss"] for r in rows if "train_loss" in r]
+    twin = [json.loads(x)["train_loss"] for x in open(tmp_path / "dig" / "metrics.jsonl") if "train_loss" in x]
+    print(f"  adlala-device spiral train loss by epoch {[round(x, 3) for x in evals]}, digital twin "
+          f"{[round(x, 3) for x in twin]}; {steps[-1]['bytes_sent']} B up / {steps[-1]['bytes_received']} B "
+          f"down per step")
+    assert len(steps) == 4 * 20 and all(r["device_time"] == 0.25 for r in steps)
+    assert evals[-1] < evals[0]
+    assert abs(summary["final_train_loss"] - digital["final_train_loss"]) < 0.25 * digital["final_train_loss"]
+    # per step: momenta up (401 words), FRICTION and NOISE_GAIN (ξ changes every step), headers
+    assert all(4 * 3 * 401 < r["bytes_sent"] < 4 * 3 * 401 + 800 for r in steps[1:])
+    # down: the momenta and the saturation map (401 words each), small headers
+    assert all(8 * 401 < r["bytes_received"] < 8 * 401 + 400 for r in steps)
+    assert summary["device_time"] == pytest.approx(4 * 20 * 0.25)
+
+
+# ------------------------------------------------------------------------------ natural Langevin
+class LinearMSE:
+    """R independent 2-parameter linear models with rank-one data and weight decay μ:
+    ℓ(θ) = ½‖J(θ − θ*)‖² + ½μ‖θ − θ*‖², J = blockdiag(√g·u_rᵀ); the GGN of the data term is
+    G = JᵀJ (H = I), the Hessian K = G + μI. In each block the mode along u_r has g_K = g + μ,
+    f = g + λ; the mode across it g_K = μ, f = λ."""
+
+    def __init__(self, R: int, g: float, mu: float, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        ang = rng.uniform(0, np.pi, R)
+        self.U = np.stack([np.cos(ang), np.sin(ang)], axis=1)          # u_r
+        self.W = np.stack([-np.sin(ang), np.cos(ang)], axis=1)         # across
+        self.J = scipy.linalg.block_diag(*[math.sqrt(g) * u[None, :] for u in self.U])
+        self.mu, self.P = mu, 2 * R
+        self.theta_star = rng.standard_normal(self.P)
+
+    def value_and_grad(self, theta, X, y):
+        e = theta - self.theta_star
+        r = self.J @ e
+        return 0.5 * float(r @ r + self.mu * e @ e), self.J.T @ r + self.mu * e
+
+    def ggn_factors(self, theta, X, y):
+        return self.J.copy(), np.eye(self.J.shape[0])
+
+    def modes(self, theta):
+        e = (theta - self.theta_star).reshape(-1, 2)
+        return np.einsum("ri,ri->r", e, self.U), np.einsum("ri,ri->r", e, self.W)
+
+
+def natural_mode_law(k: float, f: float, h: float, tau: float, t: float, dt: float) -> tuple[float, float, float]:
+    """For one mode (Hessian k, coupling f) of the natural Langevin chain as the emulator runs it
+    (x from 0, EM substeps, read after t): (drift factor μ_t, x-noise variance / κ, stationary
+    ⟨e²⟩). The ideal limit t → ∞, dt → 0 is (1, 1/f, τ/(k(1 − hk/2f)))."""
+    n = max(1, math.ceil(t / dt * (1 - 1e-12)))
+    a, var = 1.0, 0.0
+    for d in [dt] * (n - 1) + [t - (n - 1) * dt]:
+        a, var = (1 - d * f) * a, (1 - d * f) ** 2 * var + 2 * d
+    mu_t = 1 - a
+    kappa = 2 * tau / h
+    m = 1 - h * mu_t * k / f
+    return mu_t, var, h * h * kappa * var / (1 - m * m)
+
+
+def test_natural_langevin_samples_the_predicted_stationary_covariance(local):
+    """θ ← θ − h x, x ~ N(F⁻¹∇ℓ, (2τ/h)F⁻¹): on a quadratic with Hessian K and constant F,
+    e = θ − θ* follows e' = (I − hF⁻¹K)e + N(0, 2τhF⁻¹), whose stationary covariance is
+    Σ = τ (K − (h/2) K F⁻¹ K)⁻¹ (= τ F⁻¹/(1 − h/2) when F = K). Checked per mode, with the
+    emulator's finite t and EM substep accounted for (and shown to be below the tolerance)."""
+    R, g, mu, lam, h, tau, t = 32, 2.0, 1.0, 2.0, 1.0, 0.3, 5.0
+    obj = LinearMSE(R, g, mu)
+    dev = local(obj.P, seed=2, max_rank=R)
+    opt = natural_langevin(dev, h=h, tau=tau, lam=lam, t=t, stability=0.02)
+    st = opt.init(obj.theta_star.copy(), np.random.default_rng(0))
+    along, across = [], []
+    for n in range(700):
+        st, info = opt.step(st, None, None, obj)
+        if n >= 50:
+            a, c = obj.modes(st.theta)
+            along.append(np.mean(a * a))
+            across.append(np.mean(c * c))
+    assert info["kappa"] == pytest.approx(2 * tau / h)
+    dt = dev.read("EMU_DT")
+    for label, series, k, f in (("along u (K = g + μ, F = g + λ)", along, g + mu, g + lam),
+                                ("across u (K = μ, F = λ)", across, mu, lam)):
+        ideal = tau / (k * (1 - h * k / (2 * f)))
+        exact = natural_mode_law(k, f, h, tau, t, dt)[2]
+        m, se, tau_int = mean_and_error(np.asarray(series))
+        print(f"  natural Langevin ⟨e²⟩ {label}: {m:.5f} ± {se:.5f} (τ(K − (h/2)KF⁻¹K)⁻¹ = {ideal:.5f}, "
+              f"emulated map {exact:.5f}: {abs(exact - ideal) / se:.2f} s.e.), |Δ|/se = {abs(m - exact) / se:.2f}, "
+              f"τ_int {tau_int:.1f}")
+        assert len(series) > 200 * tau_int and se < 0.02 * ideal
+        assert abs(exact - ideal) < Z * se / 4
+        assert abs(m - exact) < Z * se
+
+
+@pytest.mark.parametrize("t", [5.0, 0.3])
+def test_natural_langevin_mean_step_is_the_natural_gradient_step(local, t):
+    """From a fixed θ, the mean of many steps is −h (I − e^{−Ft}) F⁻¹∇ℓ: the natural-gradient
+    step −h F⁻¹∇ℓ once t ≫ 1/λ_min(F), shortened per mode at short t (x starts at 0). χ² of the
+    mean over all coordinates, with the exact covariance of one step."""
+    R, g, mu, lam, h, tau = 16, 2.0, 1.0, 2.0, 0.5, 0.3
+    obj = LinearMSE(R, g, mu, seed=1)
+    dev = local(obj.P, seed=3, max_rank=R)
+    opt = natural_langevin(dev, h=h, tau=tau, lam=lam, t=t, stability=0.02)
+    theta0 = obj.theta_star + np.random.default_rng(5).standard_normal(obj.P)
+    st = opt.init(theta0, np.random.default_rng(0))
+    reps = 250
+    steps = np.empty((reps, obj.P))
+    for i in range(reps):
+        st.theta, st.step = theta0.copy(), 0
+        st, _ = opt.step(st, None, None, obj)
+        steps[i] = st.theta - theta0
+    _, grad = obj.value_and_grad(theta0, None, None)
+    F = obj.J.T @ obj.J + lam * np.eye(obj.P)
+    w, V = np.linalg.eigh(F)
+    dt = dev.read("EMU_DT")
+    law = [natural_mode_law(1.0, f, h, tau, t, dt) for f in w]      # k does not enter μ_t, var
+    mu_t, var = np.array([x[0] for x in law]), np.array([x[1] for x in law])
+    expected = -h * V @ (mu_t * (V.T @ grad) / w)
+    cov_step = V @ np.diag(h * h * (2 * tau / h) * var) @ V.T
+    d = steps.mean(axis=0) - expected
+    chi2 = float(d @ np.linalg.solve(cov_step / reps, d))
+    natural = -h * np.linalg.solve(F, grad)
+    rel = np.linalg.norm(steps.mean(axis=0) - natural) / np.linalg.norm(natural)
+    print(f"  t = {t}: χ² of the mean step = {chi2:.1f} for {obj.P} dof; |mean − (−hF⁻¹∇ℓ)|/|hF⁻¹∇ℓ| = {rel:.4f}; "
+          f"slowest mode moves {mu_t.min():.4f} of its natural step")
+    assert chi2 < obj.P + 5 * math.sqrt(2 * obj.P)
+    if t >= 5:
+        assert np.max(1 - mu_t) < 1e-4                               # = the natural-gradient step
+    else:
+        assert mu_t.min() < 0.6                                      # visibly shortened
