@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the broken pipe
     except Exception as e:  # a clear one-line message, not a traceback, for expected failures
         from host.errors import DeviceError
-        if isinstance(e, (DeviceError, ValueError, KeyError, PermissionError, FileNotFoundError, RuntimeError)):
+        if isinstance(e, (DeviceError, ValueError, KeyError, OSError, RuntimeError)):
             text = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) quotes
             print(f"thermohil: error: {text}", file=sys.stderr)
             return 1

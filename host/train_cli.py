@@ -56,6 +56,26 @@ def _at_least_one(text: str) -> int:
     return v
 
 
+def _at_least_zero(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
 def add_train_parser(sub: Any) -> None:
     from host.data import DATASETS
     t = sub.add_parser("train", help="train a network (digital or on a device)",
@@ -74,11 +94,12 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths, e.g. 64,32")
     t.add_argument("--activation", choices=("relu", "tanh"), default="relu")
-    t.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps")
+    t.add_argument("--eval-every", type=_at_least_zero, default=0, help="also evaluate every N steps")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--timeout", type=float, default=None, help="device reply timeout (s)")
+    t.add_argument("--timeout", type=_positive_float, default=None, help="device reply timeout (s, default 30)")
+    t.add_argument("--retries", type=int, default=None, help="resends of an unanswered packet")
     g = t.add_argument_group("algorithm hyperparameters (see the list below)")
     for name, (typ, algos) in _hyper_table().items():
         g.add_argument(_option(name), dest=f"hp_{name}", type=typ, default=None, metavar=typ.__name__.upper(),
@@ -86,7 +107,12 @@ def add_train_parser(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from threadpoolctl import threadpool_limits
+
     from host.training import TrainConfig, train
+    # this process owns its BLAS: one thread, so the small per-step matrix work is not slowed by
+    # threads waiting for cores the device daemon holds (docs/performance.md)
+    threadpool_limits(1)
     spec = ALGORITHMS[args.algo]
     hyper = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
     wrong = sorted(set(hyper) - set(spec.params))
@@ -107,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, seed=args.seed, out=out, hidden=args.hidden,
                       activation=args.activation, hyper=hyper, resume=args.resume,
                       progress=False if args.no_progress else None, eval_every=args.eval_every,
-                      timeout=args.timeout)
+                      timeout=args.timeout, retries=args.retries)
     if not args.json:
         where = f" on {device}" if device else ""
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "

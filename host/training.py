@@ -28,6 +28,7 @@ from host import nn
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 
+MAX_EMULATED_RANK = 1024  # device/emulator.py: the largest MAX_RANK an emulated device offers
 TAU0_S = 1e-6
 LINK_BITS_PER_S = 50e9
 WORD_BITS_ON_LINK = 16
@@ -49,6 +50,7 @@ class TrainConfig:
     progress: bool | None = None  # None: a bar only when stderr is a terminal
     eval_every: int = 0  # steps between evaluations besides each epoch end (0: epoch ends only)
     timeout: float | None = None  # device reply timeout (s); None: 30 s
+    retries: int | None = None  # resends of an unanswered idempotent packet; None: driver default
 
 
 MODEL_DEFAULTS = {
@@ -88,7 +90,8 @@ def device_url(url: str | None, n_params: int, rank: int, seed: int) -> str:
     return f"spawn://?{urlencode(q)}"
 
 
-def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int) -> tuple[Any, Any]:
+def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
+                     n_train: int) -> tuple[Any, Any]:
     spec = ALGORITHMS.get(cfg.algo)
     if spec is None:
         raise ValueError(f"unknown algorithm {cfg.algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
@@ -101,10 +104,19 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int) -> tu
     if not spec.uses_device:
         return spec.build(**kwargs), None
     import host
-    rank = cfg.batch_size * out_dim
+    rank = min(cfg.batch_size, n_train) * out_dim
+    if kwargs.get("form", "lowrank") == "lowrank" and rank > MAX_EMULATED_RANK and \
+            "lam" in spec.params and urlparse(cfg.device or "spawn://").scheme == "spawn":
+        raise ValueError(f"the low-rank curvature of a batch has rank batch × outputs = {rank}, "
+                         f"above the emulator's limit {MAX_EMULATED_RANK}: use --batch-size <= "
+                         f"{MAX_EMULATED_RANK // out_dim} or --form dense")
     url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
-    dev = host.connect(url, timeout=cfg.timeout or 30.0)
-    return spec.build(dev, **kwargs), dev
+    dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries)
+    try:
+        return spec.build(dev, **kwargs), dev
+    except BaseException:
+        dev.close()  # a refused hyperparameter must not leave a spawned daemon behind
+        raise
 
 
 def projected_hw_time(digital_s: float, info: dict, uses_device: bool) -> float:
@@ -166,31 +178,63 @@ def train(cfg: TrainConfig) -> dict:
     """Train; returns the summary (what ``--json`` prints)."""
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError("epochs and batch size must be >= 1")
+    if cfg.eval_every < 0:
+        raise ValueError(f"eval_every must be >= 0, got {cfg.eval_every}")
+    if cfg.timeout is not None and not (math.isfinite(cfg.timeout) and cfg.timeout > 0):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {cfg.timeout}")
     ds, objective = build_problem(cfg)
     out_dim = 1 if MODEL_DEFAULTS[cfg.dataset]["loss"] == "bce" else ds.n_classes
     out = Path(cfg.out) if cfg.out else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
     ckpt = out / "checkpoint.npz" if out else None
-    if cfg.resume and not (ckpt and ckpt.exists()):
-        raise ValueError("--resume needs --out DIR holding a checkpoint.npz from an earlier run")
+    config_json = json.dumps(asdict(cfg), indent=1, default=_jsonable)
     if cfg.resume:
+        if not (ckpt and ckpt.exists()):
+            raise ValueError("--resume needs --out DIR holding a checkpoint.npz from an earlier run")
         saved = json.loads((out / "config.json").read_text())
+        mine_all = json.loads(config_json)
         for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation", "hyper"):
-            mine = asdict(cfg)[key]
-            mine = list(mine) if isinstance(mine, tuple) else mine
-            if saved.get(key) != mine:
-                raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {mine!r}")
-    elif out:
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=list))
+            if saved.get(key) != mine_all[key]:
+                raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {mine_all[key]!r}")
+        with np.load(ckpt) as z:
+            done = json.loads(str(z["meta"]))["epoch"] + 1
+        if done >= cfg.epochs:
+            raise ValueError(f"--resume: {out} already holds {done} epoch(s); ask for more with --epochs")
 
-    optimizer, dev = _build_optimizer(cfg, objective, out_dim)
+    # everything that can be refused is checked (and the device connected) before the run
+    # directory is touched, so a rejected command never damages an earlier run
+    optimizer, dev = _build_optimizer(cfg, objective, out_dim, len(ds.X_train))
     try:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            if not cfg.resume:
+                (out / "config.json").write_text(config_json)
+                ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
+            else:
+                _trim_metrics(out / "metrics.jsonl", ckpt)
         return _loop(cfg, ds, objective, optimizer, out, ckpt)
     finally:
         optimizer.close()
         if dev is not None:
             dev.close()
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else repr(value)  # schedules: by their repr
+
+
+def _trim_metrics(path: Path, ckpt: Path) -> None:
+    """Drop rows written after the checkpoint (a run interrupted mid-epoch), so a resumed run
+    does not log those steps twice."""
+    if not path.exists():
+        return
+    with np.load(ckpt) as z:
+        step = json.loads(str(z["meta"]))["step"]
+    rows = path.read_text().splitlines(keepends=True)
+    keep = [r for r in rows if json.loads(r).get("step", 0) <= step]
+    if len(keep) != len(rows):
+        path.write_text("".join(keep))
 
 
 def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: Path | None,
@@ -258,7 +302,9 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
             if ckpt is not None:
                 _save_checkpoint(ckpt, state, epoch, totals)
     except (NonFiniteError, CurvatureSaturates) as e:
-        raise TrainingError(f"{e}" + (f" (checkpoint of the last completed epoch: {ckpt})" if ckpt else "")) from e
+        kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt and ckpt.exists() else \
+            " (no epoch was completed: no checkpoint)"
+        raise TrainingError(f"{e}{kept}") from e
     finally:
         if bar:
             bar.close()

@@ -61,11 +61,11 @@ _TNGD_PARAMS = {
     "lam": (float, None, "damping λ of G + λI"),
     "t": (float, 50.0, "analog time per iteration (τ0)"),
     "t_delay": (float, 0.0, "delay t_d: the device runs on the old curvature while the host computes"),
-    "kappa": (float, 0.0, "device temperature κ (noise); below ~0.01 it has no visible effect"),
+    "kappa": (float, 0.0, "noise κ of the g̃ dynamics (the paper's; the device runs at κ/s²)"),
     "readout": (str, "state", "read-out: 'state' (instantaneous) or 'mean' (accumulator over t)"),
     "form": (str, "lowrank", "curvature upload: 'lowrank' (J, H, λ) or 'dense' (G + λI)"),
     "init": (str, "warm", "device state at each iteration: 'warm' (paper), 'zero' or 'grad'"),
-    "stability": (float, 0.5, "emulator fidelity: substep = stability / stiffness bound"),
+    "stability": (float, 0.5, "emulator fidelity, in [0.0001, 0.5]: substep = stability / stiffness bound"),
 }
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {

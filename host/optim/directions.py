@@ -36,8 +36,10 @@ class NaturalGradientDirection:
                  cg_tol: float = 1e-6) -> None:
         if solver not in self.SOLVERS:
             raise ValueError(f"unknown NGD solver {solver!r}; choose one of {', '.join(self.SOLVERS)}")
-        if not lam > 0:
-            raise ValueError(f"damping λ must be > 0, got {lam}")
+        if not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"damping lam must be a finite number > 0, got {lam}")
+        if cg_iters < 1:
+            raise ValueError(f"cg_iters must be >= 1, got {cg_iters}")
         self.lam, self.solver, self.cg_iters, self.cg_tol = lam, solver, cg_iters, cg_tol
         self.name = f"ngd-{solver}"
 

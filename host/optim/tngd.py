@@ -28,6 +28,19 @@ class CurvatureSaturates(RuntimeError):
     """The device kept hitting its rails even at the smallest signal scale."""
 
 
+J_FULL_SCALE_MAX = 4096.0
+
+
+def _within_full_scale(J: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """JᵀHJ = (J/c)ᵀ(c²H)(J/c): move a power of two c from J into H when J's entries grow
+    toward the converters' full-scale limit (65536), as they do late in training."""
+    m = float(np.max(np.abs(J), initial=0.0))
+    if m <= J_FULL_SCALE_MAX:
+        return J, H
+    c = 2.0 ** math.ceil(math.log2(m / J_FULL_SCALE_MAX))
+    return J / c, H * (c * c)
+
+
 class TNGDDirection:
     READOUTS = ("state", "mean")
     INITS = ("warm", "zero", "grad")
@@ -42,8 +55,13 @@ class TNGDDirection:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
         if form not in ("lowrank", "dense"):
             raise ValueError(f"form must be 'lowrank' or 'dense', got {form!r}")
-        if not (lam > 0 and t > 0 and t_delay >= 0 and kappa >= 0):
-            raise ValueError("need lam > 0, t > 0, t_delay >= 0, kappa >= 0")
+        for name, value, ok in (("lam", lam, lam > 0), ("t", t, t > 0), ("t_delay", t_delay, t_delay >= 0),
+                                ("kappa", kappa, kappa >= 0)):
+            if not (np.isfinite(value) and ok):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name in ('lam', 't') else '>= 0'}, "
+                                 f"got {value}")
+        if stability is not None and not 1e-4 <= stability <= 0.5:
+            raise ValueError(f"stability must be in [0.0001, 0.5] (substep × stiffness bound), got {stability}")
         self.dev, self.lam, self.t, self.t_delay, self.kappa = device, lam, t, t_delay, kappa
         self.readout, self.form, self.init_mode, self.stability = readout, form, init, stability
         self.headroom = headroom  # the bound on |g̃| uses this fraction of the rails
@@ -59,8 +77,11 @@ class TNGDDirection:
             raise ValueError(f"the model has {state.theta.size} parameters but the device only "
                              f"{dev.n_cells} cells (one cell per parameter)")
         dev.stop()
-        dev.configure(mode="overdamped", temperature=self.kappa, mobility=1.0, noise_gain=1.0,
+        # κ is the paper's noise on g̃; the device sees g̃/s, so its temperature is κ/s² (set
+        # with each new scale, in the iteration's packet)
+        dev.configure(mode="overdamped", temperature=0.0, mobility=1.0, noise_gain=1.0,
                       stability=self.stability)
+        self._kappa_scale = None
         dev.clear_saturation()
         dev.reset_state()
 
@@ -119,10 +140,12 @@ class TNGDDirection:
         with dev.batch():
             if self._delay_running:
                 dev.wait()  # the t_d run on the previous curvature ends before the new upload
+            if self.kappa > 0 and scale != self._kappa_scale:
+                dev.configure(temperature=self.kappa / scale**2)
             if coupling is not None:
                 dev.load_coupling(coupling)
             else:
-                dev.load_lowrank(J, H, None if self._diag_loaded else self.lam)
+                dev.load_lowrank(*_within_full_scale(J, H), None if self._diag_loaded else self.lam)
             dev.load_bias(grad / scale)
             dev.commit()
             if self.init_mode == "zero":
@@ -134,7 +157,7 @@ class TNGDDirection:
             dev.run(self.t)
             out = dev.mean() if self.readout == "mean" else dev.state()
         self._diag_loaded = coupling is None
-        self.scale = scale
+        self.scale = self._kappa_scale = scale
         d = out.value * scale
         self._last = state.slots["tngd_last"] = d
         self._delay_running = False

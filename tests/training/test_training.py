@@ -124,6 +124,15 @@ def test_cli_train_json_checkpoint_and_resume(tmp_path):
                   "--lr", "0.02", "--resume")
     assert p.returncode == 1 and "--resume" in p.stderr and "lr" in p.stderr
     assert (out / "metrics.jsonl").read_text() == before
+    # a refused fresh command into the same directory leaves the earlier run resumable
+    config = (out / "config.json").read_text()
+    p = thermohil("train", "--algo", "adam", "--dataset", "digits", "--out", str(out), "--lr", "-2")
+    assert p.returncode == 1 and "lr must be" in p.stderr
+    assert (out / "config.json").read_text() == config and (out / "metrics.jsonl").read_text() == before
+    # asking to resume a run that already has its epochs is a clear error, not a traceback
+    p = thermohil("train", "--algo", "adam", "--dataset", "digits", "--epochs", "2", "--out", str(out),
+                  "--lr", "0.01", "--resume")
+    assert p.returncode == 1 and "already holds 2 epoch(s)" in p.stderr
 
 
 def test_cli_train_tngd_on_the_embedded_default(tmp_path):
@@ -147,6 +156,13 @@ def test_cli_train_tngd_on_the_embedded_default(tmp_path):
     (["--algo", "sgd", "--dataset", "digits", "--device", "tcp://127.0.0.1:1"], 1, "uses no device"),
     (["--algo", "tngd", "--dataset", "digits", "--readout", "guess"], 1, "readout must be"),
     (["--algo", "adam", "--dataset", "digits", "--resume"], 1, "checkpoint"),
+    (["--algo", "sgd", "--dataset", "digits", "--lr", "-1"], 1, "lr must be a finite number > 0"),
+    (["--algo", "ngd", "--dataset", "digits", "--cg-iters", "0"], 1, "cg_iters must be >= 1"),
+    (["--algo", "tngd", "--dataset", "digits", "--t", "0"], 1, "t must be a finite number > 0"),
+    (["--algo", "tngd", "--dataset", "digits", "--stability", "0.9"], 1, "stability must be in"),
+    (["--algo", "tngd", "--dataset", "digits", "--batch-size", "128"], 1, "--batch-size <= 102"),
+    (["--algo", "adam", "--dataset", "digits", "--timeout", "0"], 2, "must be a finite number > 0"),
+    (["--algo", "adam", "--dataset", "digits", "--eval-every", "-1"], 2, "must be >= 0"),
 ])
 def test_cli_train_bad_arguments(args, code, needle, tmp_path):
     if "--resume" in args:
