@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from host.cli import _positive as _at_least_one, _positive_float
 from host.optim import ALGORITHMS
 
 
@@ -46,16 +47,6 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
 def _at_least_zero(text: str) -> int:
     try:
         v = int(text)
@@ -63,16 +54,6 @@ def _at_least_zero(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return v
 
 
