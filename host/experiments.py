@@ -63,6 +63,21 @@ STUDIES: dict[str, tuple[str, list[Arm]]] = {
 }
 
 
+# Per-study settings that differ from the digits defaults (--seeds/--epochs/... override them).
+SPIRAL = {"dataset": "spiral", "batch": 25, "epochs": 4000, "eval_every": 400, "seeds": 5,
+          "metric": "test_accuracy"}
+STUDIES["spiral-langevin"] = ("spiral (DESIGN §7): test accuracy, Langevin family vs SGD and Adam", [
+    Arm("SGD lr=0.05", "sgd", {"lr": 0.05}),
+    Arm("Adam lr=0.005", "adam", {"lr": 0.005}),          # the authors' Adam setting
+    Arm("Langevin", "langevin", {}),
+    Arm("LOL", "lol", {}),
+    Arm("LaLa", "lala", {}),
+    Arm("AdLaLa", "adlala", {}),                          # the authors' spiral settings
+    Arm("AdLaLa (device)", "adlala-device", {}),
+])
+SETTINGS: dict[str, dict[str, Any]] = {"spiral-langevin": SPIRAL}
+
+
 def _run_dir(root: Path, arm: Arm, seed: int, epochs: int, batch: int, eval_every: int) -> Path:
     key = json.dumps([arm.algo, arm.hyper, epochs, batch, eval_every], sort_keys=True)
     return root / f"{arm.algo}-{hashlib.sha1(key.encode()).hexdigest()[:10]}-s{seed}"
@@ -98,7 +113,7 @@ def aggregate(runs: list[list[dict]]) -> dict[str, list[float]]:
     return out
 
 
-def _plot(path: Path, title: str, curves: dict[str, dict]) -> None:
+def _plot(path: Path, title: str, curves: dict[str, dict], metric: str = "test_loss") -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -108,7 +123,7 @@ def _plot(path: Path, title: str, curves: dict[str, dict]) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for label, c in curves.items():
-        m, s = np.array(c["test_loss"]), np.array(c["test_loss_sd"])
+        m, s = np.array(c[metric]), np.array(c[metric + "_sd"])
         for ax, x in ((axes[0], np.array(c["step"])), (axes[1], np.array(c["projected_hw_time_s"]))):
             ax.plot(x, m, label=label)
             ax.fill_between(x, m - s, m + s, alpha=0.2)
@@ -116,8 +131,9 @@ def _plot(path: Path, title: str, curves: dict[str, dict]) -> None:
     axes[1].set_xlabel("projected hardware time (s)")
     axes[1].set_xscale("symlog", linthresh=1e-3)
     for ax in axes:
-        ax.set_ylabel("test loss")
-        ax.set_yscale("log")
+        ax.set_ylabel(metric.replace("_", " "))
+        if metric.endswith("loss"):
+            ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -137,8 +153,13 @@ def _table(curves: dict[str, dict], n_seeds: int) -> str:
 
 
 def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
-              runs_dir: Path, dataset: str = "digits", device: str = "spawn://") -> dict:
+              runs_dir: Path, dataset: str = "digits", device: str = "spawn://",
+              only: str | None = None) -> dict:
     title, arms = STUDIES[name]
+    if only:  # run a subset (e.g. in a second process); the full study then reuses the runs
+        wanted = {s.strip() for s in only.split(",")}
+        arms = [a for a in arms if a.label in wanted]
+        name = f"{name}-only-{hashlib.sha1(only.encode()).hexdigest()[:6]}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {title} — {len(arms)} arms x {seeds} seeds, {epochs} epochs", file=sys.stderr)
     curves = {}
@@ -150,7 +171,7 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
               "batch_size": batch, "eval_every": eval_every, "curves": curves}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     (out / f"{name}.md").write_text(_table(curves, seeds) + "\n")
-    _plot(out / f"{name}.png", title, curves)
+    _plot(out / f"{name}.png", title, curves, SETTINGS.get(name, {}).get("metric", "test_loss"))
     print(_table(curves, seeds))
     return result
 
@@ -159,20 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m host.experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", choices=sorted(STUDIES))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=None, help="default 3 (spiral: 5)")
+    p.add_argument("--epochs", type=int, default=None, help="default 5 (spiral: 4000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (spiral: 25)")
+    p.add_argument("--eval-every", type=int, default=None, help="default 10 steps (spiral: 400)")
     p.add_argument("--device", default="spawn://", help="device URL for the device arms")
     p.add_argument("--out", default="docs/figures", help="where the figure, table and JSON go")
     p.add_argument("--runs", default="runs/experiments", help="the individual training runs")
+    p.add_argument("--only", default=None, help="comma-separated arm labels to run")
     a = p.parse_args(argv)
+    s = {"dataset": "digits", "seeds": 3, "epochs": 5, "batch": 32, "eval_every": 10,
+         **SETTINGS.get(a.study, {})}
+    for key, arg in (("seeds", "seeds"), ("epochs", "epochs"), ("batch", "batch_size"),
+                     ("eval_every", "eval_every")):
+        if getattr(a, arg) is None:
+            setattr(a, arg, s[key])
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)  # as `thermohil train`: digital baselines timed without BLAS thread contention
     if a.seeds < 1 or a.epochs < 1 or a.batch_size < 1 or a.eval_every < 0:
         p.error("--seeds, --epochs and --batch-size must be >= 1, --eval-every >= 0")
     run_study(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
-              out=Path(a.out), runs_dir=Path(a.runs), device=a.device)
+              out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only)
     return 0
 
 

@@ -70,7 +70,8 @@ def add_train_parser(sub: Any) -> None:
                    help="device URL for device algorithms (default spawn://, a private emulator); "
                         "'none' for digital ones")
     t.add_argument("--epochs", type=_at_least_one, default=5)
-    t.add_argument("--batch-size", type=_at_least_one, default=32)
+    t.add_argument("--batch-size", type=_at_least_one, default=None,
+                   help="minibatch size (default: 25 for spiral, DESIGN §7; 32 for digits)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths, e.g. 64,32")
@@ -118,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.json:
         where = f" on {device}" if device else ""
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "
-              f"batch {args.batch_size}, seed {args.seed} -> {out}", file=sys.stderr)
+              f"batch {args.batch_size or 'default'}, seed {args.seed} -> {out}", file=sys.stderr)
     summary = train(cfg)
     if args.json:
         print(json.dumps(summary))

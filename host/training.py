@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -40,7 +40,7 @@ class TrainConfig:
     dataset: str
     device: str | None = "spawn://"
     epochs: int = 5
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the data set's default (MODEL_DEFAULTS)
     seed: int = 0
     out: str | None = None
     hidden: tuple[int, ...] | None = None
@@ -55,8 +55,8 @@ class TrainConfig:
 
 MODEL_DEFAULTS = {
     # DESIGN §7: spiral MLP 2-100-1 ReLU + sigmoid/BCE; digits: a small MLP classifier
-    "spiral": dict(hidden=(100,), loss="bce"),
-    "digits": dict(hidden=(32,), loss="ce"),
+    "spiral": dict(hidden=(100,), loss="bce", batch=25),
+    "digits": dict(hidden=(32,), loss="ce", batch=32),
 }
 
 
@@ -176,7 +176,9 @@ def _plot(out: Path, rows: list[dict]) -> bool:
 # ------------------------------------------------------------------------------ the loop
 def train(cfg: TrainConfig) -> dict:
     """Train; returns the summary (what ``--json`` prints)."""
-    if cfg.epochs < 1 or cfg.batch_size < 1:
+    if cfg.batch_size is None and cfg.dataset in MODEL_DEFAULTS:
+        cfg = replace(cfg, batch_size=MODEL_DEFAULTS[cfg.dataset]["batch"])
+    if cfg.epochs < 1 or (cfg.batch_size or 0) < 1:
         raise ValueError("epochs and batch size must be >= 1")
     if cfg.eval_every < 0:
         raise ValueError(f"eval_every must be >= 0, got {cfg.eval_every}")
