@@ -156,6 +156,7 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
               runs_dir: Path, dataset: str = "digits", device: str = "spawn://",
               only: str | None = None) -> dict:
     title, arms = STUDIES[name]
+    metric = SETTINGS.get(name, {}).get("metric", "test_loss")
     if only:  # run a subset (e.g. in a second process); the full study then reuses the runs
         wanted = {s.strip() for s in only.split(",")}
         arms = [a for a in arms if a.label in wanted]
@@ -171,7 +172,7 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
               "batch_size": batch, "eval_every": eval_every, "curves": curves}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     (out / f"{name}.md").write_text(_table(curves, seeds) + "\n")
-    _plot(out / f"{name}.png", title, curves, SETTINGS.get(name, {}).get("metric", "test_loss"))
+    _plot(out / f"{name}.png", title, curves, metric)
     print(_table(curves, seeds))
     return result
 
