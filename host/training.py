@@ -199,8 +199,8 @@ def train(cfg: TrainConfig) -> dict:
         for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation", "hyper"):
             if saved.get(key) != mine_all[key]:
                 raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {mine_all[key]!r}")
-        with np.load(ckpt) as z:
-            done = json.loads(str(z["meta"]))["epoch"] + 1
+        saved_meta = _checkpoint_meta(ckpt)
+        done = saved_meta["epoch"] + 1
         if done >= cfg.epochs:
             raise ValueError(f"--resume: {out} already holds {done} epoch(s); ask for more with --epochs")
 
@@ -214,7 +214,7 @@ def train(cfg: TrainConfig) -> dict:
                 (out / "config.json").write_text(config_json)
                 ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
             else:
-                _trim_metrics(out / "metrics.jsonl", ckpt)
+                _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
         return _loop(cfg, ds, objective, optimizer, out, ckpt)
     finally:
         optimizer.close()
@@ -226,13 +226,16 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else repr(value)  # schedules: by their repr
 
 
-def _trim_metrics(path: Path, ckpt: Path) -> None:
-    """Drop rows written after the checkpoint (a run interrupted mid-epoch), so a resumed run
-    does not log those steps twice."""
+def _checkpoint_meta(path: Path) -> dict:
+    with np.load(path) as z:
+        return json.loads(str(z["meta"]))
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop rows written after the checkpoint's step (a run interrupted mid-epoch), so a
+    resumed run does not log those steps twice."""
     if not path.exists():
         return
-    with np.load(ckpt) as z:
-        step = json.loads(str(z["meta"]))["step"]
     rows = path.read_text().splitlines(keepends=True)
     keep = [r for r in rows if json.loads(r).get("step", 0) <= step]
     if len(keep) != len(rows):

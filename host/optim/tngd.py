@@ -81,7 +81,7 @@ class TNGDDirection:
         # with each new scale, in the iteration's packet)
         dev.configure(mode="overdamped", temperature=0.0, mobility=1.0, noise_gain=1.0,
                       stability=self.stability)
-        self._kappa_scale = None
+        self._temperature = 0.0  # what TEMPERATURE holds now
         dev.clear_saturation()
         dev.reset_state()
 
@@ -140,8 +140,9 @@ class TNGDDirection:
         with dev.batch():
             if self._delay_running:
                 dev.wait()  # the t_d run on the previous curvature ends before the new upload
-            if self.kappa > 0 and scale != self._kappa_scale:
-                dev.configure(temperature=self.kappa / scale**2)
+            temperature = self.kappa / scale**2
+            if temperature != self._temperature:  # a new scale (or, in subclasses, a new κ)
+                dev.configure(temperature=temperature)
             if coupling is not None:
                 dev.load_coupling(coupling)
             else:
@@ -157,7 +158,7 @@ class TNGDDirection:
             dev.run(self.t)
             out = dev.mean() if self.readout == "mean" else dev.state()
         self._diag_loaded = coupling is None
-        self.scale = self._kappa_scale = scale
+        self.scale, self._temperature = scale, temperature
         d = out.value * scale
         self._last = state.slots["tngd_last"] = d
         self._delay_running = False

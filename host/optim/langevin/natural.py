@@ -10,8 +10,8 @@ noise of covariance h²κ F⁻¹ = 2τh F⁻¹ when κ = 2τ/h — a Langevin st
 temperature τ (F's dependence on θ neglected, as in most Riemannian SGLD approximations). Drift
 and noise come from one physical sample; the host only draws the curvature and reads one state.
 
-Each iteration is ONE packet (as TNGD): the low-rank curvature, the bias ∇ℓ/s, the temperature
-κ/s² (s the power-of-two signal scale), COMMIT, RESET_STATE (``init="zero"``, the default: each
+Each iteration is TNGD's ONE packet (this class only sets κ; TNGDDirection writes κ/s² when s
+or κ changes): the low-rank curvature, the bias ∇ℓ/s, COMMIT, RESET_STATE (``init="zero"``, the default: each
 sample independent of the last), RUN t, WAIT, read the instantaneous state. t should be several
 times the slowest relaxation time 1/λ_min(F) (at most 1/λ): after a run t from x = 0 the state is
 exactly N((I − e^{−Ft}) F⁻¹∇ℓ, κ (I − e^{−2Ft}) F⁻¹), so a mode of F of eigenvalue f moves (1 − e^{−ft}) of
@@ -55,6 +55,7 @@ class NaturalLangevinDirection(TNGDDirection):
         n = state.step
         self._step_h = check_value("step size h", self.h(n), 0.0, True, f" (step {n})")
         self._step_tau = check_value("temperature τ", self.tau(n), 0.0, False, f" (step {n})")
+        self.kappa = self.kappa_physical  # TNGD writes κ/s² into TEMPERATURE when it changes
         d = super().__call__(state, X, y, objective, grad)
         self.info["kappa"] = self.kappa_physical
         self.info["temperature"] = self.kappa_physical / self.scale**2
@@ -72,35 +73,6 @@ class NaturalLangevinDirection(TNGDDirection):
         if self.scale is None or need > self.scale or need < self.scale / 64:
             return need
         return self.scale
-
-    def _device_solve(self, state: Any, grad: np.ndarray, scale: float, coupling: np.ndarray | None,
-                      J: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
-        """TNGD's packet with the temperature κ/s² written before the COMMIT."""
-        dev = self.dev
-        if self._last is None and "tngd_last" in state.slots:   # resumed warm start
-            self._last = state.slots["tngd_last"]
-            self.scale = None
-        rescale = self._last is not None and scale != self.scale
-        with dev.batch():
-            if coupling is not None:
-                dev.load_coupling(coupling)
-            else:
-                dev.load_lowrank(J, H, None if self._diag_loaded else self.lam)
-            dev.load_bias(grad / scale)
-            dev.configure(temperature=self.kappa_physical / scale**2)
-            dev.commit()
-            if self.init_mode == "zero":
-                dev.reset_state()
-            elif rescale:
-                dev.set_state(np.clip(self._last / scale, -0.9 * dev.vmax, 0.9 * dev.vmax))
-            dev.run(self.t)
-            out = dev.state()
-        self._diag_loaded = coupling is None
-        self.scale = scale
-        d = out.value * scale
-        if self.init_mode == "warm":
-            self._last = state.slots["tngd_last"] = d
-        return d
 
 
 def natural_langevin(device: Any, h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, lam: float = 0.1,
