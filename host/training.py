@@ -119,6 +119,12 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
         raise
 
 
+def _group_info(info: dict) -> dict:
+    """Per-group diagnostics (``<group>.xi``, ``<group>.kinetic_temperature``, …) as one entry."""
+    groups = {k: float(v) for k, v in info.items() if "." in k and isinstance(v, (int, float))}
+    return {"groups": groups} if groups else {}
+
+
 def projected_hw_time(digital_s: float, info: dict, uses_device: bool) -> float:
     if not uses_device:
         return digital_s
@@ -297,7 +303,7 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                       "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
                       **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale")
                          if k in info},
-                      "cumulative": dict(totals)})
+                      **_group_info(info), "cumulative": dict(totals)})
                 if bar:
                     bar.update()
                     bar.set_postfix(loss=f"{info['batch_loss']:.4f}")

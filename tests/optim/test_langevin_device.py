@@ -78,11 +78,12 @@ def local():
 
 
 # ------------------------------------------------------------------------------ the O-step itself
-def test_one_packet_does_every_groups_o_step_with_the_ou_law(local):
-    """Four groups, one packet per step: a Langevin group (Γ = γ, κ = τ), an AdL group (Γ = ξ,
-    κ = σ_A²/2ξ), an AdL group with ξ < 0 (done on the host, exactly) and an overdamped group (idle
-    cells). With ∇L = 0 and ε = 0 the step is the O-step alone; the momenta after it, pooled over
-    the cells and repeats, have the mean c·p0 and variance of the OU law."""
+def test_two_packets_do_every_groups_o_step_with_the_ou_law(local):
+    """Four groups, two packets per step (AdL: (CD)_{h/2} E_h (CD)_{h/2}): a Langevin group
+    (Γ = γ, κ = τ), an AdL group (Γ = ξ, κ = σ_A²/2ξ), an AdL group with ξ < 0 (done on the host,
+    exactly) and an overdamped group (idle cells). With ∇L = 0 and ε = 0 the step is the O-step
+    alone, two halves of h/2; the momenta after it, pooled over the cells and repeats, have the
+    mean c·p0 and variance of the OU law."""
     n = 500
     dev = local(4 * n)
     part = {0: "langevin(gamma=1.0, tau=0.5)", 1: "adl(tau=0.5, sigma_a=0.6, eps=0, xi0=0.8)",
@@ -98,7 +99,7 @@ def test_one_packet_does_every_groups_o_step_with_the_ou_law(local):
         st.step = 1                         # past the initial half kick (∇L = 0 anyway)
         packets = dev.stats.packets
         st, info = opt.step(st, None, None, obj)
-        assert dev.stats.packets - packets == 1
+        assert dev.stats.packets - packets == 2
         for i in range(3):
             out[i].append(st.slots["p"][i * n:(i + 1) * n].copy())
         assert info["group2.on_host"] == 1.0 and info["group1.on_host"] == 0.0
@@ -109,7 +110,11 @@ def test_one_packet_does_every_groups_o_step_with_the_ou_law(local):
         x = np.concatenate(out[i])
         ideal_c = math.exp(-gamma * h)
         ideal_var = q * h * (-math.expm1(-2 * gamma * h) / (2 * gamma * h))
-        c, var = (ideal_c, ideal_var) if i == 2 else em_ou(gamma, q / (2 * gamma), h, dt)
+        if i == 2:
+            c, var = ideal_c, ideal_var
+        else:                               # two runs of h/2 (the O_{h/2} law composed with itself)
+            c, var = em_ou(gamma, q / (2 * gamma), h / 2, dt)
+            c, var = c * c, var * (1 + c * c)
         se_m, se_v = math.sqrt(var / x.size), var * math.sqrt(2 / x.size)
         m, v = x.mean(), x.var()
         print(f"  group{i}: mean {m:.5f} (OU {c * p0[i]:.5f}, ±{se_m:.5f}), var {v:.5f} (OU {var:.5f}, "
@@ -121,8 +126,8 @@ def test_one_packet_does_every_groups_o_step_with_the_ou_law(local):
 
 def test_noise_free_trajectories_follow_the_device_splitting(local):
     """τ = σ_A = 0: the device step is deterministic, so it must equal a literal transcription —
-    Langevin B A O A with O the EM factor of the run; AdL B A E_{h/2} (CD)_h E_{h/2} A, with the
-    kinetic energy before the run and as read back."""
+    Langevin B A O A with O the EM factor of the run; AdL B A (CD)_{h/2} E_h (CD)_{h/2} A, the
+    digital order, with the kinetic energy read back after the first packet."""
     N, h, gamma, eps, xi = 40, 0.3, 0.7, 0.05, 0.4
     k = np.linspace(0.5, 3.0, N)
     theta0 = np.random.default_rng(9).standard_normal(N)
@@ -140,11 +145,12 @@ def test_noise_free_trajectories_follow_the_device_splitting(local):
                 st, info = opt.step(st, None, None, Quadratic(k))
                 p = em_ou(gamma, 0.0, h, dev.read("EMU_DT"))[0] * p
             else:
-                x = x + h / 2 * eps * (p @ p - N * 0.01)
                 st, info = opt.step(st, None, None, Quadratic(k))
-                on_host = info["group0.on_host"] == 1.0
-                p = (math.exp(-x * h) if on_host else em_ou(x, 0.0, h, dev.read("EMU_DT"))[0]) * p
-                x = x + h / 2 * eps * (p @ p - N * 0.01)
+                assert info["group0.on_host"] == 0.0
+                dt = dev.read("EMU_DT")     # the substep of the second run (its friction: the new ξ)
+                p = em_ou(x, 0.0, h / 2, info["group0.xi"] / x * dt)[0] * p    # dt = stability/ξ
+                x = x + h * eps * (p @ p - N * 0.01)
+                p = em_ou(x, 0.0, h / 2, dt)[0] * p
                 assert info["group0.xi"] == pytest.approx(x, rel=1e-6)
             th = th + h / 2 * p
             p = p - h * k * th
@@ -201,8 +207,8 @@ def test_adl_device_absorbs_unknown_gradient_noise_like_its_digital_twin(local):
 
 
 def test_partitioned_device_holds_each_group_at_its_own_temperature(local):
-    """AdL, Langevin and overdamped groups at three temperatures, one gradient and one device
-    packet per step; device and digital twins agree group by group."""
+    """AdL, Langevin and overdamped groups at three temperatures, one gradient and two device
+    packets per step; device and digital twins agree group by group."""
     n = 100
     k = np.concatenate([stiffnesses(ks, n // 4) for ks in ([0.5, 1, 2, 4], [2, 4, 8, 16], [8, 12, 16, 24])])
     slices = [slice(i * n, (i + 1) * n) for i in range(3)]
@@ -218,7 +224,7 @@ def test_partitioned_device_holds_each_group_at_its_own_temperature(local):
             return super().value_and_grad(theta, X, y)
 
     _, conf, info = sample(partitioned_device(dev, stability=0.005, **kw), Counting(k), groups, 2000, 400)
-    assert set(np.diff(seen)) == {1}                           # one packet per step
+    assert set(np.diff(seen)) == {2}                           # two packets per step (AdL)
     _, conf_d, info_d = sample(partitioned(**kw), Quadratic(k), groups, 2000, 400, seed=1)
     for i, tau in enumerate((0.5, 1.5, 3.0)):
         assert_temperature(conf[f"group{i}"], tau, f"group{i} configurational (device)")
@@ -266,9 +272,10 @@ def test_device_algorithms_are_registered_with_cli_options():
 
 @pytest.mark.parametrize("name", ["langevin-device", "adl-device", "adlala-device", "lol-device", "lala-device",
                                   "partitioned-device", "natural-langevin"])
-def test_every_device_algorithm_steps_a_three_layer_mlp_with_one_packet_per_step(local, name):
+def test_every_device_algorithm_steps_a_three_layer_mlp_with_one_or_two_packets_per_step(local, name):
     """Each registry entry, built as ``thermohil train`` builds it (defaults, the device first),
-    on an MLP 2-6-5-1 (three groups; LOL: overdamped groups stay digital, their cells idle)."""
+    on an MLP 2-6-5-1 (three groups; LOL: overdamped groups stay digital, their cells idle). One
+    packet per step, two when a group runs AdL (E_h between the halves)."""
     from host.nn import MLP, SigmoidBCE
     from host.objective import Objective
     model = MLP([2, 6, 5, 1])
@@ -282,7 +289,8 @@ def test_every_device_algorithm_steps_a_three_layer_mlp_with_one_packet_per_step
     for _ in range(3):
         packets = dev.stats.packets
         st, info = opt.step(st, X, y, obj)
-        assert dev.stats.packets - packets == 1 and np.all(np.isfinite(st.theta))
+        expected = 2 if name in ("adl-device", "adlala-device", "partitioned-device") else 1
+        assert dev.stats.packets - packets == expected and np.all(np.isfinite(st.theta))
     if name == "lol-device":        # layers 1, 2 overdamped: momenta 0, cells left at 0
         assert not st.slots["p"][model.groups[1].slice.start:].any()
         assert not dev.velocity()[model.groups[1].slice.start:].any()
@@ -311,10 +319,14 @@ def test_adlala_device_trains_the_spiral_through_a_daemon(tmp_path):
     assert len(steps) == 4 * 20 and all(r["device_time"] == 0.25 for r in steps)
     assert evals[-1] < evals[0]
     assert abs(summary["final_train_loss"] - digital["final_train_loss"]) < 0.25 * digital["final_train_loss"]
-    # per step: momenta up (401 words), FRICTION and NOISE_GAIN (ξ changes every step), headers
-    assert all(4 * 3 * 401 < r["bytes_sent"] < 4 * 3 * 401 + 800 for r in steps[1:])
-    # down: the momenta and the saturation map (401 words each), small headers
-    assert all(8 * 401 < r["bytes_received"] < 8 * 401 + 400 for r in steps)
+    # per step, two packets: the momenta up twice (401 words each), FRICTION and NOISE_GAIN once
+    # (ξ changes at E_h, between the packets; the first packet reuses the last one's), headers;
+    # twice when a group's scale changes at the first packet (a few steps)
+    up = np.array([r["bytes_sent"] for r in steps[1:]])
+    assert np.all((4 * 4 * 401 < up) & (up < 4 * 6 * 401 + 1200))
+    assert np.mean(up < 4 * 4 * 401 + 1200) > 0.8
+    # down, twice: the momenta and the saturation map (401 words each), small headers
+    assert all(16 * 401 < r["bytes_received"] < 16 * 401 + 800 for r in steps)
     assert summary["device_time"] == pytest.approx(4 * 20 * 0.25)
 
 

@@ -13,14 +13,17 @@ by a power of two s per group, so |p/s| stays well inside the rails) into the VE
 zeroes x (the rails absorb the current, so x must not reach them), runs h, and reads v back.
 
 An AdL group's cells get friction Γ_i = ξ (the group's thermostat) and temperature
-κ_i = σ_A²/(2ξM): then the noise amplitude sqrt(2κΓM) is σ_A, and one run of h performs the
-thermostat friction C and the AdL noise D together, exactly (one OU of friction ξ and noise σ_A).
-The thermostat update E needs the kinetic energy, which only the host can turn into a new ξ, so
-the device variant splits symmetrically around the physical step,
-E_{h/2} (CD)_h E_{h/2}, with E using the momenta before the run (after the host's kick) and the
-momenta read back from the device; then every step is ONE device packet. A negative (or too
-small to program) ξ cannot be a friction: that group's (CD)_h is done on the host with the same
-exact OU formula (for ξ < 0 it amplifies p — the thermostat heating a too-cold group).
+κ_i = σ_A²/(2ξM): then the noise amplitude sqrt(2κΓM) is σ_A, and a run of h/2 performs the
+thermostat friction C_{h/2} and the AdL noise D_{h/2} together, exactly (one OU of friction ξ and
+noise σ_A). The thermostat update E needs the kinetic energy, which only the host can turn into a
+new ξ, so a step with an AdL group is TWO packets, in the digital order
+(CD)_{h/2} E_h (CD)_{h/2} (Langevin groups: O_{h/2} twice, which is O_h in law). The one-packet
+Strang splitting E_{h/2} (CD)_h E_{h/2} was tried first and is unstable in training: the first E
+sees the momenta right after the kick, before any friction, so when the kicks alone carry more
+than 2τ per degree of freedom (spiral, τ = 1e-4) ξ grows without bound (87.7 at step 67 740,
+against ≈ 9 for the digital twin). A negative (or too small to program) ξ cannot be a friction:
+that group's (CD)_{h/2} is done on the host with the same exact OU formula (for ξ < 0 it
+amplifies p — the thermostat heating a too-cold group).
 
 Overdamped groups (the BAOAB limit) stay digital. Their only gradient-free ingredient is the
 Gaussian R_{n+1} (the device would be a random-number generator, no dynamics), and an overdamped
@@ -28,9 +31,9 @@ cell run for h²/2 with the frozen gradient as bias is an Euler–Maruyama step 
 SDE: stationary variance τ/(k(1 − h²k/4)) instead of the BAOAB limit's exact τ/k. Their cells are
 set OVERDAMPED at zero temperature and stay idle.
 
-All groups' O-steps go in one packet per step: every group's first half (A_{h/2}, and E_{h/2}
-for AdL), one packet (configuration if it changed, COMMIT, RESET_STATE, VELOCITY write, RUN h,
-WAIT, VELOCITY read), then every group's second half.
+All groups' O-steps share the packets: every group's first half (A_{h/2}), one packet
+(configuration if it changed, COMMIT, RESET_STATE, VELOCITY write, RUN, WAIT, VELOCITY read) — two
+with AdL groups, E_h between them — then every group's second half (A_{h/2}).
 """
 from __future__ import annotations
 
@@ -148,34 +151,42 @@ class DevicePartitionedLangevin(PartitionedLangevin):
                      n: int, gen: np.random.Generator) -> dict[str, float]:
         info: dict[str, float] = {}
         P = grad.size
-        # per group: None (idle on the device) or (friction Γ, noise rate q = 2κΓ in p units)
-        plan: list[tuple[float, float] | None] = []
-        pp_pre: dict[int, float] = {}
+        # per group: None (idle on the device) or [friction Γ, noise rate q = 2κΓ in p units]
+        plan: list[list[float] | None] = []
         for v, g, scheme in views:                      # first halves
             if isinstance(scheme, OverdampedScheme):    # digital: see the module docstring
                 for key, value in scheme.drift(v, grad[g.slice], h, n, gen).items():
                     info[f"{g.name}.{key}"] = value
                 plan.append(None)
-            elif isinstance(scheme, AdLScheme):         # A_{h/2} E_{h/2}
+            elif isinstance(scheme, AdLScheme):         # A_{h/2}
                 drift_A(v.theta, v.p, 0.5 * h)
-                pp_pre[v.index] = float(v.p @ v.p)
-                v.xi[0] = thermostat_E(v.xi[0], pp_pre[v.index], v.n, scheme.tau(n), scheme.eps, 0.5 * h)
-                plan.append((float(v.xi[0]), scheme.sigma_a ** 2))
+                plan.append([float(v.xi[0]), scheme.sigma_a ** 2])
             else:                                       # Langevin: A_{h/2}
                 assert isinstance(scheme, LangevinScheme)
                 drift_A(v.theta, v.p, 0.5 * h)
-                tau = scheme.tau(n)
-                plan.append((scheme.gamma, 2.0 * scheme.gamma * tau))
-        self._device_o_steps(views, plan, P, h, n, gen, info)
-        for (v, g, scheme), job in zip(views, plan):    # second halves
-            if isinstance(scheme, AdLScheme):           # E_{h/2} A_{h/2}
+                plan.append([scheme.gamma, 2.0 * scheme.gamma * scheme.tau(n)])
+        adl = [(v, g, scheme, job) for (v, g, scheme), job in zip(views, plan) if isinstance(scheme, AdLScheme)]
+        if not adl:                                     # O_h: one packet
+            stats = self._device_o_steps(views, plan, P, h, n, gen, info)
+        else:   # (CD)_{h/2} E_h (CD)_{h/2}, the digital order: two packets (Langevin: O_{h/2} O_{h/2})
+            stats = self._device_o_steps(views, plan, P, 0.5 * h, n, gen, info)
+            for v, g, scheme, job in adl:
                 pp = float(v.p @ v.p)
-                v.xi[0] = thermostat_E(v.xi[0], pp, v.n, scheme.tau(n), scheme.eps, 0.5 * h)
-                drift_A(v.theta, v.p, 0.5 * h)
-                info[f"{g.name}.kinetic_temperature"] = 0.5 * (pp_pre[v.index] + pp) / v.n
+                v.xi[0] = thermostat_E(v.xi[0], pp, v.n, scheme.tau(n), scheme.eps, h)
+                job[0] = float(v.xi[0])
+                info[f"{g.name}.kinetic_temperature"] = pp / v.n
                 info[f"{g.name}.xi"] = float(v.xi[0])
-            elif isinstance(scheme, LangevinScheme):    # A_{h/2}
+            on_host = {k: x for k, x in info.items() if k.endswith(".on_host")}
+            second = self._device_o_steps(views, plan, P, 0.5 * h, n, gen, info)
+            for k, x in on_host.items():                # 1 if either half ran on the host
+                info[k] = max(x, info[k])
+            stats = {k: (max if k == "scale" else sum)((stats[k], second[k])) for k in stats}
+        self.info = stats
+        info.update(stats)
+        for (v, g, scheme), job in zip(views, plan):    # second halves: A_{h/2}
+            if job is not None:
                 drift_A(v.theta, v.p, 0.5 * h)
+            if isinstance(scheme, LangevinScheme):
                 info[f"{g.name}.kinetic_temperature"] = float(v.p @ v.p) / v.n
         return info
 
@@ -187,7 +198,9 @@ class DevicePartitionedLangevin(PartitionedLangevin):
         return t
 
     def _device_o_steps(self, views: list, plan: list, P: int, h: float, n: int,
-                        gen: np.random.Generator, info: dict) -> None:
+                        gen: np.random.Generator, info: dict) -> dict[str, float]:
+        """Every non-idle group's friction-and-noise flow over time h, in ONE packet (or on the
+        host for an AdL group whose ξ cannot be a friction); returns the packet's statistics."""
         dev = self.dev
         modes = np.zeros(P, dtype=np.int64)             # 0 overdamped, 1 underdamped
         for (v, g, scheme), job in zip(views, plan):
@@ -210,11 +223,9 @@ class DevicePartitionedLangevin(PartitionedLangevin):
                     info[f"{g.name}.scale"] = 0.0
                     continue
             jobs.append((v, g, gamma, kp, s))
-        if not jobs:                                    # nothing for the device this step
-            self.info = {"device_time": 0.0, "bytes_sent": 0, "bytes_received": 0, "device_call_s": 0.0,
-                         "scale": 0.0}
-            info.update(self.info)
-            return
+        if not jobs:                                    # nothing for the device this time
+            return {"device_time": 0.0, "bytes_sent": 0, "bytes_received": 0, "device_call_s": 0.0,
+                    "scale": 0.0}
         sent0, recv0, t0 = dev.stats.bytes_sent, dev.stats.bytes_received, time.perf_counter()
         limit = dev.vmax * (1 - 2.0**-20)
         for attempt in range(4):
@@ -241,14 +252,13 @@ class DevicePartitionedLangevin(PartitionedLangevin):
             v.p[:] = vals[g.slice] * s
             info[f"{g.name}.scale"] = s
             scales.append(s)
-        self.info = {
+        return {
             "device_time": h,
             "bytes_sent": dev.stats.bytes_sent - sent0,
             "bytes_received": dev.stats.bytes_received - recv0,
             "device_call_s": time.perf_counter() - t0,
             "scale": max(scales, default=0.0),
         }
-        info.update(self.info)
 
     def _packet(self, modes: np.ndarray, friction: np.ndarray, kappa: np.ndarray, v0: np.ndarray,
                 h: float) -> Any:
