@@ -4,12 +4,17 @@
     python -m host.experiments tngd-t-sweep
     python -m host.experiments tngd-delay-sweep
     python -m host.experiments tngd-kappa-sweep
+    python -m host.experiments spiral-langevin   [--seeds 5] [--epochs 4000] [--only "LABEL,..."]
+    python -m host.experiments spiral-step-sweep [--seeds 3] [--epochs 4000] [--only "METHOD,..."]
 
 Each study trains every arm for every seed with ``host.training.train`` (device arms on a private
 ``spawn://`` emulator, ideal profile), evaluates every ``--eval-every`` steps, and writes
 ``OUT/STUDY.json`` (per-arm mean ± sd curves), ``OUT/STUDY.png`` (test loss against iterations and
 against projected hardware time) and ``OUT/STUDY.md`` (the table of final numbers). Runs are kept
 under ``--runs`` (default runs/experiments) and reused when a later study has the same arm, seed and settings.
+A step-size sweep instead trains each method at its default step × 2^k and writes the table of
+final test accuracies (which methods keep working over the widest range) and its figure. A run
+that diverges is a result: it is recorded as such and counts as chance accuracy.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from host.training import TrainConfig, train
+from host.training import TrainConfig, TrainingError, train
 
 
 @dataclass(frozen=True)
@@ -66,16 +71,153 @@ STUDIES: dict[str, tuple[str, list[Arm]]] = {
 # Per-study settings that differ from the digits defaults (--seeds/--epochs/... override them).
 SPIRAL = {"dataset": "spiral", "batch": 25, "epochs": 4000, "eval_every": 400, "seeds": 5,
           "metric": "test_accuracy"}
+LALA_PER_LAYER = {"gammas": "1,0.1"}   # LaLa with distinct per-layer values: more friction on layer 0
 STUDIES["spiral-langevin"] = ("spiral (DESIGN §7): test accuracy, Langevin family vs SGD and Adam", [
     Arm("SGD lr=0.05", "sgd", {"lr": 0.05}),
     Arm("Adam lr=0.005", "adam", {"lr": 0.005}),          # the authors' Adam setting
     Arm("Langevin", "langevin", {}),
     Arm("LOL", "lol", {}),
-    Arm("LaLa", "lala", {}),
+    Arm("LaLa", "lala", {}),                              # one (γ, τ) for all layers: = Langevin
+    Arm("LaLa γ=1,0.1", "lala", LALA_PER_LAYER),
     Arm("AdLaLa", "adlala", {}),                          # the authors' spiral settings
     Arm("AdLaLa (device)", "adlala-device", {}),
 ])
 SETTINGS: dict[str, dict[str, Any]] = {"spiral-langevin": SPIRAL}
+
+
+# ------------------------------------------------------------------------------ step-size sweeps
+@dataclass(frozen=True)
+class Sweep:
+    """One method at every value of its step-size parameter (``default`` × 2^k). At the default
+    the parameter is left unset when ``spelled_at_default`` is false, so the run is the same
+    (cached) run as the spiral-langevin study's arm."""
+    label: str
+    algo: str
+    param: str
+    default: float
+    hyper: dict[str, Any] = field(default_factory=dict)
+    spelled_at_default: bool = True
+
+    def arm(self, value: float) -> Arm:
+        hyper = dict(self.hyper)
+        if value != self.default or self.spelled_at_default:
+            hyper[self.param] = value
+        return Arm(f"{self.label} {self.param}={value:g}", self.algo, hyper)
+
+    def values(self, octaves: tuple[int, ...]) -> list[float]:
+        return [self.default * 2.0**k for k in octaves]
+
+
+OCTAVES = tuple(range(-3, 4))   # ×1/8 … ×8 of each method's default
+WORKING = 0.85                  # final test accuracy that counts as "still working"
+SWEEPS: dict[str, tuple[str, list[Sweep]]] = {
+    "spiral-step-sweep": ("spiral: final test accuracy against the step size (h, or the learning rate)", [
+        Sweep("SGD", "sgd", "lr", 0.05),
+        Sweep("Adam", "adam", "lr", 0.005),
+        Sweep("Langevin", "langevin", "h", 0.25, spelled_at_default=False),
+        Sweep("LOL", "lol", "h", 0.25, spelled_at_default=False),
+        Sweep("LaLa γ=1,0.1", "lala", "h", 0.25, LALA_PER_LAYER, spelled_at_default=False),
+        Sweep("AdLaLa", "adlala", "h", 0.25, spelled_at_default=False),
+    ]),
+}
+SETTINGS["spiral-step-sweep"] = {**SPIRAL, "seeds": 3}
+
+
+def working_range(values: list[float], means: list[float], threshold: float = WORKING) -> tuple[float, float] | None:
+    """The widest run of consecutive grid values whose mean accuracy is ≥ threshold."""
+    best: tuple[int, int] | None = None
+    start = None
+    for i, m in enumerate([*means, -1.0]):
+        if m >= threshold and start is None:
+            start = i
+        elif m < threshold and start is not None:
+            if best is None or i - start > best[1] - best[0] + 1:
+                best = (start, i - 1)
+            start = None
+    return None if best is None else (values[best[0]], values[best[1]])
+
+
+def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
+              runs_dir: Path, dataset: str, device: str = "spawn://", only: str | None = None) -> dict:
+    """Final test accuracy of every method at every step size; a diverged run counts as chance
+    (0.5) and is reported as such."""
+    title, sweeps = SWEEPS[name]
+    if only:
+        wanted = {x.strip() for x in only.split(",")}
+        sweeps = [sw for sw in sweeps if sw.label in wanted]
+        name = f"{name}-only-{hashlib.sha1(only.encode()).hexdigest()[:6]}"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{name}: {title} — {len(sweeps)} methods x {len(OCTAVES)} step sizes x {seeds} seeds, "
+          f"{epochs} epochs", file=sys.stderr)
+    methods = {}
+    for sw in sweeps:
+        cells = []
+        for v in sw.values(OCTAVES):
+            arm = sw.arm(v)
+            finals, diverged = [], 0
+            for seed in range(seeds):
+                rows = run_arm(arm, seed, root=runs_dir, dataset=dataset, epochs=epochs, batch=batch,
+                               eval_every=eval_every, device=device)
+                failed = rows[-1].get("diverged", False)
+                diverged += failed
+                finals.append(0.5 if failed else rows[-1]["test_accuracy"])
+            cells.append({"value": v, "mean": float(np.mean(finals)),
+                          "sd": float(np.std(finals, ddof=1)) if seeds > 1 else 0.0,
+                          "diverged": diverged, "finals": finals})
+        rng = working_range([c["value"] for c in cells], [c["mean"] for c in cells])
+        methods[sw.label] = {"algo": sw.algo, "param": sw.param, "default": sw.default, "hyper": sw.hyper,
+                             "cells": cells, "working_range": rng}
+    result = {"study": name, "title": title, "dataset": dataset, "seeds": seeds, "epochs": epochs,
+              "batch_size": batch, "octaves": list(OCTAVES), "working_threshold": WORKING, "methods": methods}
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    table = _sweep_table(methods, seeds)
+    (out / f"{name}.md").write_text(table + "\n")
+    _plot_sweep(out / f"{name}.png", title, methods)
+    print(table)
+    return result
+
+
+def _sweep_table(methods: dict[str, dict], n_seeds: int) -> str:
+    head = " | ".join(f"×{2.0**k:g}" for k in OCTAVES)
+    lines = [f"| method (default) | {head} | accuracy ≥ {WORKING:.0%} over |",
+             "|---|" + "---|" * len(OCTAVES) + "---|"]
+    for label, m in methods.items():
+        cells = []
+        for c in m["cells"]:
+            text = f"{c['mean']:.3f} ± {c['sd']:.3f}"
+            if c["diverged"]:
+                text += f" ({c['diverged']} div.)"
+            cells.append(f"**{text}**" if c["mean"] >= WORKING else text)
+        rng = m["working_range"]
+        span = "none" if rng is None else f"{rng[0]:g}–{rng[1]:g} (×{rng[1] / rng[0]:g})"
+        lines.append(f"| {label} ({m['param']} = {m['default']:g}) | {' | '.join(cells)} | {span} |")
+    lines.append(f"\nfinal test accuracy, mean ± sd over {n_seeds} seeds; column = multiple of the "
+                 f"method's default step; bold: ≥ {WORKING:.0%}; a diverged run counts as 0.5")
+    return "\n".join(lines)
+
+
+def _plot_sweep(path: Path, title: str, methods: dict[str, dict]) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install 'thermohil[plots]'): no figure", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, m in methods.items():
+        x = [c["value"] / m["default"] for c in m["cells"]]
+        ax.errorbar(x, [c["mean"] for c in m["cells"]], yerr=[c["sd"] for c in m["cells"]], marker="o",
+                    capsize=3, label=f"{label} ({m['param']}₀ = {m['default']:g})")
+    ax.axhline(WORKING, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("step size / method's default")
+    ax.set_ylabel("final test accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _run_dir(root: Path, arm: Arm, seed: int, epochs: int, batch: int, eval_every: int) -> Path:
@@ -94,16 +236,26 @@ def run_arm(arm: Arm, seed: int, *, root: Path, dataset: str, epochs: int, batch
                           out=str(out), hyper=dict(arm.hyper), progress=False, eval_every=eval_every,
                           device=device if ALGORITHMS[arm.algo].uses_device else None)
         t0 = time.perf_counter()
-        summary = train(cfg)
-        print(f"  {arm.label:<22} seed {seed}: test loss {summary['final_test_loss']:.4f}, "
-              f"accuracy {summary['test_accuracy']:.2%} ({time.perf_counter() - t0:.0f} s)",
-              file=sys.stderr, flush=True)
+        try:
+            summary = train(cfg)
+        except TrainingError as e:   # a diverged chain is a result of the study, kept as such
+            summary = {"diverged": str(e)}
+            print(f"  {arm.label:<22} seed {seed}: diverged ({time.perf_counter() - t0:.0f} s): {e}",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"  {arm.label:<22} seed {seed}: test loss {summary['final_test_loss']:.4f}, "
+                  f"accuracy {summary['test_accuracy']:.2%} ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
         done.write_text(json.dumps(summary))
-    return [r for r in map(json.loads, open(out / "metrics.jsonl")) if "test_loss" in r]
+    rows = [r for r in map(json.loads, open(out / "metrics.jsonl")) if "test_loss" in r]
+    if "diverged" in json.loads(done.read_text()):
+        rows.append({"diverged": True})
+    return rows
 
 
 def aggregate(runs: list[list[dict]]) -> dict[str, list[float]]:
     """Mean and sd across seeds of each evaluated quantity, at the common evaluation steps."""
+    runs = [[row for row in r if "diverged" not in row] for r in runs]
     n = min(len(r) for r in runs)
     out: dict[str, list[float]] = {"step": [float(r["step"]) for r in runs[0][:n]]}
     for key in ("train_loss", "test_loss", "test_accuracy", "projected_hw_time_s", "wall_time_s"):
@@ -180,7 +332,7 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m host.experiments", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study", choices=sorted(STUDIES))
+    p.add_argument("study", choices=sorted([*STUDIES, *SWEEPS]))
     p.add_argument("--seeds", type=int, default=None, help="default 3 (spiral: 5)")
     p.add_argument("--epochs", type=int, default=None, help="default 5 (spiral: 4000)")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (spiral: 25)")
@@ -188,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="spawn://", help="device URL for the device arms")
     p.add_argument("--out", default="docs/figures", help="where the figure, table and JSON go")
     p.add_argument("--runs", default="runs/experiments", help="the individual training runs")
-    p.add_argument("--only", default=None, help="comma-separated arm labels to run")
+    p.add_argument("--only", default=None, help="comma-separated arm (sweeps: method) labels to run")
     a = p.parse_args(argv)
     s = {"dataset": "digits", "seeds": 3, "epochs": 5, "batch": 32, "eval_every": 10,
          **SETTINGS.get(a.study, {})}
@@ -200,8 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     threadpool_limits(1)  # as `thermohil train`: digital baselines timed without BLAS thread contention
     if a.seeds < 1 or a.epochs < 1 or a.batch_size < 1 or a.eval_every < 0:
         p.error("--seeds, --epochs and --batch-size must be >= 1, --eval-every >= 0")
-    run_study(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
-              out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only)
+    run = run_sweep if a.study in SWEEPS else run_study
+    run(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
+        out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only)
     return 0
 
 

@@ -279,6 +279,9 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
         row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                "test_loss": test_loss, "test_accuracy": test_acc, **totals}
         emit(row)
+        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):   # finite steps, overflowed model
+            raise NonFiniteError(f"non-finite loss at the evaluation of step {state.step}: the parameters "
+                                 "have overflowed; training stopped (lower the step size?)")
         return row
 
     last = None
