@@ -102,6 +102,7 @@ class ThermoDevice:
         self._static = self._read_static()
         self.n_cells: int = self._static["n_cells"]
         self.vmax: float = self._static["vmax"]
+        self.max_rank: int = self._static["max_rank"]
         self.active: int = self._static["active_cells"]  # committed cell count (FIFO sample size)
         self._staged_active = self.active
         if claim:

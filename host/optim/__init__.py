@@ -117,15 +117,17 @@ _LANGEVIN_FAMILY = {
     "lala": ("Langevin on every layer with its own γ_i, τ_i", lala,
              {**_H, "gammas": (str, "0.1", "per-layer frictions γ_i, comma-separated (one value: all)"),
               "taus": (str, "1e-4", "per-layer temperatures τ_i, comma-separated (one value: all)")}),
-    "partitioned": ("any partition of the layers into langevin/overdamped/adl groups", partitioned,
+    "partitioned": ("any partition of the layers into langevin/overdamped/adl/natural groups", partitioned,
                     {**_H, "partition": (str, "0:adl, *:langevin",
                                          "LAYERS:SCHEME[(name=value,...)] entries, e.g. "
-                                         "'0:adl(tau=1e-3), 1-2:overdamped, *:langevin'"),
+                                         "'0:adl(tau=1e-3), 1-2:overdamped, *:langevin' or "
+                                         "'0:natural(lam=1), *:langevin'"),
                      "tau": (float, 1e-4, "temperature τ"),
                      "gamma": (float, 0.1, "friction γ"),
                      "sigma_a": (float, 0.01, "AdL noise σ_A"),
                      "eps": (float, 0.05, "AdL thermostat coupling ε"),
-                     "xi0": (float, 1e-3, "initial thermostat ξ0")}),
+                     "xi0": (float, 1e-3, "initial thermostat ξ0"),
+                     "lam": (float, 0.1, "damping λ of a natural group's F = G_gg + λI")}),
 }
 for _name, (_doc, _build, _params) in _LANGEVIN_FAMILY.items():
     ALGORITHMS[_name] = AlgorithmSpec(_name, _build, _params, uses_device=False, doc=_doc)
@@ -145,13 +147,17 @@ from host.optim.langevin.natural import natural_langevin  # noqa: E402
 
 _DEVICE_STABILITY = {"stability": (float, 0.002, "emulator fidelity: substep = stability / largest "
                                                  "friction (EM bias of the O-step ≈ stability/2)")}
+_NATURAL_GROUP_DEVICE = {
+    "natural_t": (float, 50.0, "analog time of a natural group's sample per step (τ0)"),
+    "natural_stability": (float, 0.1, "emulator fidelity of the natural groups' run")}
 for _name, _build in (("langevin", _langevin_device.langevin_device), ("adl", _langevin_device.adl_device),
                       ("adlala", _langevin_device.adlala_device), ("lol", _langevin_device.lol_device),
                       ("lala", _langevin_device.lala_device),
                       ("partitioned", _langevin_device.partitioned_device)):
     _doc, _digital, _params = _LANGEVIN_FAMILY[_name]
+    _extra = _NATURAL_GROUP_DEVICE if _name == "partitioned" else {}
     ALGORITHMS[f"{_name}-device"] = AlgorithmSpec(
-        f"{_name}-device", _build, {**_params, **_DEVICE_STABILITY}, uses_device=True,
+        f"{_name}-device", _build, {**_params, **_DEVICE_STABILITY, **_extra}, uses_device=True,
         doc=f"{_doc}; momenta in the device's cells (O-step, AdL friction and noise done physically)")
 
 ALGORITHMS["natural-langevin"] = AlgorithmSpec(

@@ -441,3 +441,106 @@ def test_natural_langevin_mean_step_is_the_natural_gradient_step(local, t):
         assert np.max(1 - mu_t) < 1e-4                               # = the natural-gradient step
     else:
         assert mu_t.min() < 0.6                                      # visibly shortened
+
+
+# ------------------------------------------------------------------------------ natural groups
+class NaturalPlusQuadratic:
+    """θ = [θ_lin (2R, a LinearMSE) | θ_q (m, ½ Σ k θ_q²)]: group 0 for a natural scheme (its GGN
+    block is JᵀJ), group 1 for a momentum scheme."""
+
+    def __init__(self, R: int, g: float, mu: float, k: np.ndarray, seed: int = 0) -> None:
+        self.lin, self.k = LinearMSE(R, g, mu, seed), np.asarray(k, float)
+        self.n_lin = self.lin.P
+        self.P = self.n_lin + self.k.size
+        self.theta_star = np.concatenate([self.lin.theta_star, np.zeros(self.k.size)])
+
+    def value_and_grad(self, theta, X, y):
+        v, g = self.lin.value_and_grad(theta[:self.n_lin], X, y)
+        q = theta[self.n_lin:]
+        return v + 0.5 * float(q @ (self.k * q)), np.concatenate([g, self.k * q])
+
+    def ggn_sqrt(self, theta, X, y):
+        return np.hstack([self.lin.J, np.zeros((self.lin.J.shape[0], self.k.size))])
+
+    def modes(self, theta):
+        return self.lin.modes(theta[:self.n_lin])
+
+
+def test_natural_sample_has_the_exact_mean_and_covariance():
+    """natural_sample draws N(F⁻¹b, κF⁻¹), F = UᵀU + λI, by one push-through solve: κ = 0 gives
+    F⁻¹b to rounding; 4·10⁴ draws have the covariance κF⁻¹ entry by entry within 4 s.e."""
+    from host.optim.langevin.steps import natural_sample
+    rng = np.random.default_rng(0)
+    U, b, lam, kappa = rng.standard_normal((3, 6)), rng.standard_normal(6), 0.7, 0.4
+    F = U.T @ U + lam * np.eye(6)
+    np.testing.assert_allclose(natural_sample(U, lam, b, 0.0, rng), np.linalg.solve(F, b), rtol=1e-12)
+    np.testing.assert_allclose(natural_sample(np.zeros((0, 6)), lam, b, 0.0, rng), b / lam)
+    x = np.array([natural_sample(U, lam, b, kappa, rng) for _ in range(40_000)])
+    C = kappa * np.linalg.inv(F)
+    se = np.sqrt((C * C + np.outer(np.diag(C), np.diag(C))) / len(x))    # s.e. of a Gaussian covariance
+    assert np.all(np.abs(np.cov(x.T) - C) < Z * se)
+    assert np.all(np.abs(x.mean(0) - np.linalg.solve(F, b)) < Z * np.sqrt(np.diag(C) / len(x)))
+
+
+def test_natural_group_in_a_partition_samples_its_law_digital_and_on_the_device(local):
+    """'0:natural, 1:langevin': the natural group's ⟨e²⟩ per mode is τ(K − (h/2)KF⁻¹K)⁻¹ and the
+    Langevin group's configurational temperature is τ, digitally and on the device — there in
+    ONE packet per step (the natural run of t, then the momentum run of h) — and the twins
+    agree. Fidelity 0.01 for both runs, so the EMU_DT read back is the substep of each."""
+    R, g, mu, lam, h, t = 48, 2.0, 1.0, 2.0, 0.5, 3.0
+    tau_n, tau_l, gamma = 0.3, 0.5, 1.0
+    k = stiffnesses([0.5, 1.0, 2.0], 40)
+    obj = NaturalPlusQuadratic(R, g, mu, k)
+    groups = [slice(0, obj.n_lin), slice(obj.n_lin, obj.P)]
+    spec = f"0:natural(tau={tau_n}, lam={lam}), 1:langevin(gamma={gamma}, tau={tau_l})"
+    dev = local(obj.P, seed=4, max_rank=R)
+    results = {}
+    for label, opt in (("device", partitioned_device(dev, h=h, partition=spec, groups=groups, natural_t=t,
+                                                     stability=0.01, natural_stability=0.01)),
+                       ("digital", partitioned(h=h, partition=spec, groups=groups))):
+        st = opt.init(obj.theta_star.copy(), np.random.default_rng(1))
+        along, across, conf = [], [], []
+        for n in range(1400):
+            packets = dev.stats.packets
+            st, info = opt.step(st, None, None, obj)
+            if label == "device":
+                assert dev.stats.packets - packets == 1 and info["device_time"] == pytest.approx(h + t)
+            if n >= 100:
+                a, c = obj.modes(st.theta)
+                along.append(np.mean(a * a))
+                across.append(np.mean(c * c))
+                q = st.theta[obj.n_lin:]
+                conf.append(float(q @ (k * q)) / q.size)
+        results[label] = (np.array(along), np.array(across), np.array(conf))
+    dt = dev.read("EMU_DT")
+    for i, (name, kk, f) in enumerate((("along u", g + mu, g + lam), ("across u", mu, lam))):
+        ideal = tau_n / (kk * (1 - h * kk / (2 * f)))
+        exact = natural_mode_law(kk, f, h, tau_n, t, dt)[2]
+        for where, target in (("device", exact), ("digital", ideal)):
+            m, se, tau_int = mean_and_error(results[where][i])
+            print(f"  natural group ⟨e²⟩ {name}, {where}: {m:.5f} ± {se:.5f} (target {target:.5f}; ideal "
+                  f"{ideal:.5f}), |Δ|/se = {abs(m - target) / se:.2f}, τ_int {tau_int:.1f}")
+            assert len(results[where][i]) > 200 * tau_int and se < 0.02 * ideal
+            assert abs(m - target) < Z * se and abs(exact - ideal) < Z * se / 4
+        agree(results["device"][i], results["digital"][i], f"natural group {name}")
+    c, var = em_ou(gamma, tau_l, h, dt)
+    target = np.mean([baoab_stationary(kk, h, c, var)[0] for kk in (0.5, 1.0, 2.0)])
+    assert abs(target - tau_l) < Z * mean_and_error(results["device"][2])[1] / 4
+    assert_temperature(results["device"][2], target, "Langevin group beside it (device)")
+    assert_temperature(results["digital"][2], tau_l, "Langevin group beside it (digital)")
+    agree(results["device"][2], results["digital"][2], "Langevin group configurational")
+
+
+def test_natural_group_needs_the_ggn_and_fits_the_rank(local):
+    obj = Quadratic(np.ones(4))
+    opt = partitioned(h=0.1, partition="0:natural", groups=[slice(0, 4)])
+    st = opt.init(np.zeros(4), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="ggn_sqrt"):
+        opt.step(st, None, None, obj)
+    big = NaturalPlusQuadratic(6, 1.0, 1.0, np.ones(2))
+    dev = local(big.P, max_rank=4)
+    opt = partitioned_device(dev, h=0.1, partition="0:natural, 1:langevin",
+                             groups=[slice(0, big.n_lin), slice(big.n_lin, big.P)])
+    st = opt.init(big.theta_star.copy(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="MAX_RANK 4"):
+        opt.step(st, None, None, big)

@@ -46,10 +46,10 @@ import numpy as np
 from host.errors import DeviceSaturated
 from host.optim.base import Schedule, State
 from host.optim.langevin.integrator import Group, PartitionedLangevin
-from host.optim.langevin.schemes import (AdLScheme, GroupState, LangevinScheme, OverdampedScheme,
-                                         Scheme)
+from host.optim.langevin.schemes import (AdLScheme, GroupState, LangevinScheme, NaturalScheme,
+                                         OverdampedScheme, Scheme)
 from host.optim.langevin.steps import drift_A, thermostat_E
-from host.optim.tngd import CurvatureSaturates
+from host.optim.tngd import CurvatureSaturates, _within_full_scale
 from protocol.regmap import REGMAP, float_to_q31, q31_full_scale_for
 
 TEMPERATURE_MAX = 100.0     # the TEMPERATURE register's range (V²)
@@ -91,18 +91,23 @@ class DevicePartitionedLangevin(PartitionedLangevin):
 
     def __init__(self, device: Any, h: float | Schedule, partition: Any, groups: Sequence[Any] | None = None,
                  name: str = "partitioned-device", stability: float | None = 0.002,
-                 headroom: float = 0.5) -> None:
+                 headroom: float = 0.5, natural_t: float = 50.0, natural_stability: float = 0.1) -> None:
         super().__init__(h, partition, groups, name)
         if not 0 < headroom <= 0.9:
             raise ValueError(f"headroom must be in (0, 0.9], got {headroom}")
-        if stability is not None and not 0 < stability <= 1:
-            raise ValueError(f"stability must be in (0, 1], got {stability}")
+        for label, value in (("stability", stability), ("natural_stability", natural_stability)):
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(f"{label} must be in (0, 1], got {value}")
+        if not (math.isfinite(natural_t) and natural_t > 0):
+            raise ValueError(f"natural_t (the natural groups' run time) must be > 0, got {natural_t}")
         for _layers, scheme in self.partition.entries:
-            if not isinstance(scheme, (LangevinScheme, AdLScheme, OverdampedScheme)):
+            if not isinstance(scheme, (LangevinScheme, AdLScheme, OverdampedScheme, NaturalScheme)):
                 raise ValueError(f"{name}: scheme {scheme.describe()} has no device variant")
         self.dev, self.stability, self.headroom = device, stability, headroom
+        self.natural_t, self.natural_stability = float(natural_t), natural_stability
         self._scales: dict[int, float] = {}
         self._uploaded: tuple | None = None       # (modes, friction, noise gain, temperature) on the device
+        self._diag: bytes | None = None           # the DIAG (natural groups' λ) on the device
         self._dac_bits = 32
         self.info: dict[str, float] = {}
 
@@ -131,6 +136,7 @@ class DevicePartitionedLangevin(PartitionedLangevin):
             dev.clear_saturation()
             dev.reset_state()
         self._uploaded = None
+        self._diag = np.zeros(P).tobytes()
         self._scales = {}
         return super().init(theta, rng)
 
@@ -153,10 +159,14 @@ class DevicePartitionedLangevin(PartitionedLangevin):
         P = grad.size
         # per group: None (idle on the device) or [friction Γ, noise rate q = 2κΓ in p units]
         plan: list[list[float] | None] = []
+        natural: list[tuple[GroupState, Group, NaturalScheme, np.ndarray]] = []
         for v, g, scheme in views:                      # first halves
             if isinstance(scheme, OverdampedScheme):    # digital: see the module docstring
                 for key, value in scheme.drift(v, grad[g.slice], h, n, gen).items():
                     info[f"{g.name}.{key}"] = value
+                plan.append(None)
+            elif isinstance(scheme, NaturalScheme):     # sampled in the first packet, before the O-steps
+                natural.append((v, g, scheme, grad[g.slice]))
                 plan.append(None)
             elif isinstance(scheme, AdLScheme):         # A_{h/2}
                 drift_A(v.theta, v.p, 0.5 * h)
@@ -167,9 +177,9 @@ class DevicePartitionedLangevin(PartitionedLangevin):
                 plan.append([scheme.gamma, 2.0 * scheme.gamma * scheme.tau(n)])
         adl = [(v, g, scheme, job) for (v, g, scheme), job in zip(views, plan) if isinstance(scheme, AdLScheme)]
         if not adl:                                     # O_h: one packet
-            stats = self._device_o_steps(views, plan, P, h, n, gen, info)
+            stats = self._device_o_steps(views, plan, P, h, n, gen, info, natural, h)
         else:   # (CD)_{h/2} E_h (CD)_{h/2}, the digital order: two packets (Langevin: O_{h/2} O_{h/2})
-            stats = self._device_o_steps(views, plan, P, 0.5 * h, n, gen, info)
+            stats = self._device_o_steps(views, plan, P, 0.5 * h, n, gen, info, natural, h)
             for v, g, scheme, job in adl:
                 pp = float(v.p @ v.p)
                 v.xi[0] = thermostat_E(v.xi[0], pp, v.n, scheme.tau(n), scheme.eps, h)
@@ -198,13 +208,15 @@ class DevicePartitionedLangevin(PartitionedLangevin):
         return t
 
     def _device_o_steps(self, views: list, plan: list, P: int, h: float, n: int,
-                        gen: np.random.Generator, info: dict) -> dict[str, float]:
+                        gen: np.random.Generator, info: dict,
+                        natural: list | None = None, h_step: float = 0.0) -> dict[str, float]:
         """Every non-idle group's friction-and-noise flow over time h, in ONE packet (or on the
-        host for an AdL group whose ξ cannot be a friction); returns the packet's statistics."""
+        host for an AdL group whose ξ cannot be a friction), preceded in the same packet by the
+        natural groups' sample (θ_g −= h_step·x_g); returns the packet's statistics."""
         dev = self.dev
         modes = np.zeros(P, dtype=np.int64)             # 0 overdamped, 1 underdamped
         for (v, g, scheme), job in zip(views, plan):
-            modes[g.slice] = 0 if isinstance(scheme, OverdampedScheme) else 1
+            modes[g.slice] = 1 if isinstance(scheme, (LangevinScheme, AdLScheme)) else 0
         fs = q31_full_scale_for(max([abs(job[0]) for job in plan if job is not None], default=0.0))
         resolution = fs * 2.0 ** (1 - min(self._dac_bits, 32))   # one friction DAC step
         # (view, group, Γ, κ·s² i.e. κ in p units, base scale) of the groups the device runs
@@ -223,7 +235,14 @@ class DevicePartitionedLangevin(PartitionedLangevin):
                     info[f"{g.name}.scale"] = 0.0
                     continue
             jobs.append((v, g, gamma, kp, s))
-        if not jobs:                                    # nothing for the device this time
+        # (view, group, ∇ℓ_g, κ = 2τ/h, λ, base scale) of the natural groups
+        nat = []
+        for v, g, scheme, grad_g in natural or []:
+            kappa, lam = scheme.kappa(h_step, n), scheme.lam
+            need = (float(np.linalg.norm(grad_g)) / lam + SIGMAS * math.sqrt(kappa / lam)) / \
+                (self.headroom * dev.vmax)
+            nat.append((v, g, grad_g, kappa, lam, 2.0 ** math.ceil(math.log2(max(need, 2.0**-30)))))
+        if not jobs and not nat:                        # nothing for the device this time
             return {"device_time": 0.0, "bytes_sent": 0, "bytes_received": 0, "device_call_s": 0.0,
                     "scale": 0.0}
         sent0, recv0, t0 = dev.stats.bytes_sent, dev.stats.bytes_received, time.perf_counter()
@@ -233,18 +252,22 @@ class DevicePartitionedLangevin(PartitionedLangevin):
             for v, g, gamma, kp, s in jobs:
                 s *= 16.0 ** attempt
                 friction[g.slice], kappa[g.slice], v0[g.slice] = gamma, kp / (s * s), v.p / s
+            run = self._natural_run(nat, P, 16.0 ** attempt) if nat else None
             try:
-                vals = self._packet(modes, friction, kappa, v0, h).value
-                hit = np.flatnonzero(np.abs(vals[:P]) >= limit)
+                vals, xs = self._packet(modes, friction, kappa, v0, h if jobs else 0.0, run)
+                hit = np.flatnonzero(np.abs(vals[:P]) >= limit) if jobs else np.zeros(0, int)
                 if hit.size:   # the ADC clips v at ±VMAX: treat as saturation
                     raise DeviceSaturated("the momenta reached the VELOCITY full scale", hit.tolist())
+                if nat and np.any(np.abs(xs[:P]) >= limit):
+                    raise DeviceSaturated("a natural group's sample reached the STATE full scale",
+                                          np.flatnonzero(np.abs(xs[:P]) >= limit).tolist())
                 break
             except DeviceSaturated:
                 self._uploaded = None
         else:
-            raise MomentaSaturate(f"{self.name}: the momenta reached the device's rails at step {n} even "
-                                  f"scaled down by 16^3 = 4096 beyond the chosen scales: the chain has "
-                                  "diverged (lower the step size h)")
+            raise MomentaSaturate(f"{self.name}: the momenta (or a natural group's sample) reached the "
+                                  f"device's rails at step {n} even scaled down by 16^3 = 4096 beyond the "
+                                  "chosen scales: the chain has diverged (lower the step size h)")
         scales = []
         for v, g, gamma, kp, s in jobs:
             s *= 16.0 ** attempt
@@ -252,37 +275,91 @@ class DevicePartitionedLangevin(PartitionedLangevin):
             v.p[:] = vals[g.slice] * s
             info[f"{g.name}.scale"] = s
             scales.append(s)
+        for v, g, grad_g, kap, lam, s in nat:            # θ_g −= h x_g
+            s *= 16.0 ** attempt
+            v.theta -= h_step * (xs[g.slice] * s)
+            info[f"{g.name}.scale"] = s
+            scales.append(s)
         return {
-            "device_time": h,
+            "device_time": (h if jobs else 0.0) + (self.natural_t if nat else 0.0),
             "bytes_sent": dev.stats.bytes_sent - sent0,
             "bytes_received": dev.stats.bytes_received - recv0,
             "device_call_s": time.perf_counter() - t0,
             "scale": max(scales, default=0.0),
         }
 
-    def _packet(self, modes: np.ndarray, friction: np.ndarray, kappa: np.ndarray, v0: np.ndarray,
-                h: float) -> Any:
-        """ONE packet: (configuration, COMMIT if it changed) RESET_STATE, VELOCITY ← v0, RUN h,
-        WAIT, VELOCITY read. TEMPERATURE is the largest κ (at most its register range) and
-        NOISE_GAIN_i = κ_i / TEMPERATURE."""
+    def _natural_run(self, nat: list, P: int, factor: float) -> tuple[np.ndarray, ...]:
+        """(J, λ on the natural cells, bias ∇ℓ_g/s, κ/s²) for the natural groups' run: one block
+        of J rows per group (its GGN square-root columns, zeros elsewhere), so the coupling
+        JᵀJ + diag(λ) is block-diagonal and every other cell is uncoupled."""
+        rows, diag, bias, kappa = [], np.zeros(P), np.zeros(P), np.zeros(P)
+        for v, g, grad_g, kap, lam, s in nat:
+            s *= factor
+            J = np.zeros((v.curvature.shape[0], P))
+            J[:, g.slice] = v.curvature
+            rows.append(J)
+            diag[g.slice], bias[g.slice], kappa[g.slice] = lam, grad_g / s, kap / (s * s)
+        J = np.vstack(rows)
+        if J.shape[0] > self.dev.max_rank:
+            raise ValueError(f"{self.name}: the natural groups' curvature has rank {J.shape[0]} (batch × "
+                             f"outputs per natural group), above the device's MAX_RANK {self.dev.max_rank}: "
+                             "use a smaller batch or fewer natural groups")
+        return J, diag, bias, kappa
+
+    def _configure(self, config: tuple, stability: float | None) -> None:
+        """Stage what differs from the last configuration (MODE, FRICTION/NOISE_GAIN/TEMPERATURE)."""
         dev = self.dev
-        kmax = float(np.max(kappa, initial=0.0))
-        temperature = min(kmax, TEMPERATURE_MAX)
-        gain = kappa / temperature if temperature > 0 else np.zeros_like(kappa)
-        config = (modes.tobytes(), friction.tobytes(), gain.tobytes(), temperature)
         old = self._uploaded or (None, None, None, None)
-        with dev.batch():
-            if config != old:
-                if config[0] != old[0]:
-                    dev.configure(mode=["underdamped" if m else "overdamped" for m in modes])
-                dev.configure(friction=friction, noise_gain=gain, temperature=temperature)
-                dev.commit()
-            dev.reset_state()                               # x = 0: far from the rails
-            dev.write(_VELOCITY, float_to_q31(v0, dev.vmax))
-            dev.run(h)
-            out = dev.velocity()
+        if config[0] != old[0]:
+            dev.configure(mode=["underdamped" if m else "overdamped" for m in np.frombuffer(config[0], np.int64)])
+        if config[1:] != old[1:]:
+            dev.configure(friction=np.frombuffer(config[1]), noise_gain=np.frombuffer(config[2]),
+                          temperature=config[3])
+        if stability is not None:
+            dev.configure(stability=stability)
         self._uploaded = config
-        return out
+
+    def _packet(self, modes: np.ndarray, friction: np.ndarray, kappa: np.ndarray, v0: np.ndarray,
+                h: float, natural: tuple[np.ndarray, ...] | None = None) -> tuple[Any, Any]:
+        """ONE packet: with natural groups first (their configuration — the momentum cells'
+        noise off, so those cells stay at 0 —, J, λ, bias, COMMIT, RESET_STATE, RUN natural_t,
+        WAIT, STATE read); then, when h > 0, (configuration, COMMIT if it changed) RESET_STATE,
+        VELOCITY ← v0, RUN h, WAIT, VELOCITY read. TEMPERATURE is the largest κ (at most its
+        register range) and NOISE_GAIN_i = κ_i / TEMPERATURE. Returns (velocities, states)."""
+        dev = self.dev
+        kn = natural[3] if natural is not None else np.zeros_like(kappa)
+        temperature = min(max(float(np.max(kappa, initial=0.0)), float(np.max(kn, initial=0.0))), TEMPERATURE_MAX)
+        gain = kappa / temperature if temperature > 0 else np.zeros_like(kappa)
+        gain_n = kn / temperature if temperature > 0 else np.zeros_like(kn)
+        mode_b, fric_b = modes.tobytes(), friction.tobytes()
+        vel = state = None
+        with dev.batch():
+            if natural is not None:
+                J, diag, bias, _ = natural
+                toggle = self.stability is not None and self.natural_stability is not None
+                self._configure((mode_b, fric_b, gain_n.tobytes(), temperature),
+                                self.natural_stability if toggle else None)
+                same_diag = diag.tobytes() == self._diag
+                dev.load_lowrank(*_within_full_scale(J, np.eye(J.shape[0])), None if same_diag else diag)
+                dev.load_bias(bias)
+                dev.commit()
+                self._diag = diag.tobytes()
+                dev.reset_state()
+                dev.run(self.natural_t)
+                state = dev.state()
+                if h > 0:
+                    self._configure((mode_b, fric_b, (gain + gain_n).tobytes(), temperature),
+                                    self.stability if toggle else None)
+                    dev.commit()
+            elif (config := (mode_b, fric_b, gain.tobytes(), temperature)) != self._uploaded:
+                self._configure(config, None)
+                dev.commit()
+            if h > 0:
+                dev.reset_state()                           # x = 0: far from the rails
+                dev.write(_VELOCITY, float_to_q31(v0, dev.vmax))
+                dev.run(h)
+                vel = dev.velocity()
+        return (vel.value if vel is not None else None), (state.value if state is not None else None)
 
 
 # ---------------------------------------------------------------------- presets
@@ -336,10 +413,14 @@ def lala_device(device: Any, h: float | Schedule = 0.25, gammas: Any = 0.1, taus
 def partitioned_device(device: Any, h: float | Schedule = 0.25, partition: Any = "0:adl, *:langevin",
                        tau: float = 1e-4, gamma: float = 0.1, sigma_a: float = 0.01, eps: float = 0.05,
                        xi0: float = 1e-3, stability: float | None = 0.002, headroom: float = 0.5,
-                       groups: Sequence[Any] | None = None) -> DevicePartitionedLangevin:
-    """Any partition, device-assisted."""
+                       groups: Sequence[Any] | None = None, lam: float = 0.1, natural_t: float = 50.0,
+                       natural_stability: float = 0.1) -> DevicePartitionedLangevin:
+    """Any partition, device-assisted; natural groups sample on the device for a run of
+    ``natural_t`` (at emulator fidelity ``natural_stability``) before the momentum cells' run."""
     from host.optim.langevin.presets import partitioned
-    return _twin(device, partitioned(h, partition, tau, gamma, sigma_a, eps, xi0, groups), stability, headroom)
+    return DevicePartitionedLangevin.twin(device, partitioned(h, partition, tau, gamma, sigma_a, eps, xi0, groups, lam),
+                                          stability=stability, headroom=headroom, natural_t=natural_t,
+                                          natural_stability=natural_stability)
 
 
 __all__ = ["DevicePartitionedLangevin", "MomentaSaturate", "exact_ou", "langevin_device", "adl_device",

@@ -7,7 +7,8 @@ Step n (θ_n, the momenta p, the thermostats ξ and the pending overdamped noise
 2. kick phase — every momentum group: B_k, p −= k·g_group, with k = h_0/2 at n = 0 (the
    initial half kick from p = 0) and k = (h_{n−1} + h_n)/2 afterwards (= h at constant h);
 3. drift phase — every group, in group order: its gradient-free sub-steps (A O A, A C D E D C A,
-   or the overdamped update, which uses g itself). Groups touch disjoint variables, so the order
+   or the overdamped or natural update, which use g itself; a natural group also gets its
+   block of the mini-batch GGN, as the square-root factor's columns). Groups touch disjoint variables, so the order
    among groups changes only which random numbers each gets, never the distribution.
 
 Read as one trajectory this is B_{h/2} (A O A B_h)(A O A B_h)… — the paper's per-step
@@ -187,6 +188,14 @@ class PartitionedLangevin(Optimizer):
         theta = state.theta.copy()
         work = {k: state.slots[k].copy() for k in ("p", "xi", "noise")}
         views = [(self._view(g, i, theta, work), g, scheme) for i, (g, scheme) in enumerate(layout)]
+        if any(scheme.needs_curvature for _, scheme in layout):   # natural groups: GGN blocks
+            if not hasattr(objective, "ggn_sqrt"):
+                raise ValueError(f"{self.name}: a natural group needs the GGN of the loss; the objective "
+                                 f"{type(objective).__name__} has no ggn_sqrt")
+            U = objective.ggn_sqrt(state.theta, X, y)
+            for v, g, scheme in views:
+                if scheme.needs_curvature:
+                    v.curvature = U[:, g.slice]
         kick = 0.5 * (h_prev + h)
         for v, g, scheme in views:                       # kick phase: the one gradient
             scheme.kick(v, grad[g.slice], kick)

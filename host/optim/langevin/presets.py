@@ -96,10 +96,11 @@ def lala(h: float | Schedule = H, gammas: str | float | Sequence[float] = GAMMA,
 
 def partitioned(h: float | Schedule = H, partition: Any = "0:adl, *:langevin", tau: float = TAU,
                 gamma: float = GAMMA, sigma_a: float = SIGMA_A, eps: float = EPS, xi0: float = XI0,
-                groups: Sequence[Any] | None = None) -> PartitionedLangevin:
+                groups: Sequence[Any] | None = None, lam: float = 0.1) -> PartitionedLangevin:
     """Any partition (see ``host.optim.langevin.partition``); the shared values apply to every
-    scheme that takes them unless an entry sets its own, e.g. '0:adl(tau=1e-3), *:langevin'."""
-    defaults = {"tau": tau, "gamma": gamma, "sigma_a": sigma_a, "eps": eps, "xi0": xi0}
+    scheme that takes them unless an entry sets its own, e.g. '0:adl(tau=1e-3), *:langevin'
+    or '0:natural(lam=1), *:langevin'."""
+    defaults = {"tau": tau, "gamma": gamma, "sigma_a": sigma_a, "eps": eps, "xi0": xi0, "lam": lam}
     return PartitionedLangevin(h, Partition.of(partition, defaults), groups, name="partitioned")
 
 

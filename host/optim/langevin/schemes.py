@@ -11,6 +11,7 @@ scheme        kick                        drift
 langevin      B: p −= k·g                 A_{h/2} O_h A_{h/2}
 adl           B: p −= k·g                 A_{h/2} C_{h/2} D_{h/2} E_h D_{h/2} C_{h/2} A_{h/2}
 overdamped    (none)                      θ −= (h²/2) g − (h/2)√τ (R_n + R_{n+1})
+natural       (none)                      θ −= h x,  x ~ N(F⁻¹g, (2τ/h) F⁻¹), F = G_gg + λI
 ============  ==========================  ==============================================
 
 with k = h/2 at the very first step (the initial half kick from p = 0) and (h_{n−1} + h_n)/2
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from host.optim.base import Schedule, as_schedule
-from host.optim.langevin.steps import (drift_A, friction_C, kick_B, noise_D, ou_O,
+from host.optim.langevin.steps import (drift_A, friction_C, kick_B, natural_sample, noise_D, ou_O,
                                        thermostat_E)
 
 
@@ -38,6 +39,8 @@ class GroupState:
     p: np.ndarray          # p[slice] (unused by overdamped groups; stays 0)
     noise: np.ndarray      # pending R_{n+1}[slice] of an overdamped group (0 elsewhere)
     xi: np.ndarray         # ξ[index:index+1] (0 for groups without a thermostat)
+    curvature: np.ndarray | None = None   # U_g (r × n): the group's columns of the GGN square root
+                                          # (set each step for schemes with ``needs_curvature``)
 
     @property
     def n(self) -> int:
@@ -66,6 +69,7 @@ class Scheme:
     name: ClassVar[str] = "scheme"
     momentum: ClassVar[bool] = True
     params: ClassVar[tuple[str, ...]] = ()
+    needs_curvature: ClassVar[bool] = False     # the integrator then sets GroupState.curvature
 
     def start(self, g: GroupState, rng: np.random.Generator) -> None:
         """Initial per-group values, set once when the groups become known (p is already 0)."""
@@ -171,7 +175,40 @@ class AdLScheme(Scheme):
         return {"kinetic_temperature": pp / g.n, "xi": float(g.xi[0])}
 
 
-SCHEMES: dict[str, type[Scheme]] = {s.name: s for s in (LangevinScheme, OverdampedScheme, AdLScheme)}
+class NaturalScheme(Scheme):
+    """Thermodynamic natural Langevin on one group (DESIGN §6 "Beyond both seeds"): θ ← θ − h x,
+    x ~ N(F⁻¹g, κF⁻¹), κ = 2τ/h, F = G_gg + λI with G_gg the group's diagonal block of the
+    mini-batch GGN — a Langevin step preconditioned by F at temperature τ. The digital scheme
+    draws x exactly; the device variant lets overdamped cells with coupling F and bias g relax
+    for a run of t and reads one state."""
+    name = "natural"
+    momentum = False
+    params = ("tau", "lam")
+    needs_curvature = True
+
+    def __init__(self, tau: float | Schedule = 1e-4, lam: float = 0.1) -> None:
+        self._tau = checked_schedule("temperature τ", tau, 0.0, False)
+        self.lam = check_value("natural damping λ", lam, 0.0, True)
+        self.settings = {"tau": tau, "lam": lam}
+
+    def kick(self, g: GroupState, grad: np.ndarray, dt: float) -> None:
+        pass                                            # no momentum: the gradient enters in drift
+
+    def kappa(self, h: float, step: int) -> float:
+        """The sample's temperature 2τ/h (so that h²κ = 2τh)."""
+        return 2.0 * self.tau(step) / h
+
+    def drift(self, g: GroupState, grad: np.ndarray, h: float, step: int,
+              rng: np.random.Generator) -> dict[str, float]:
+        if g.curvature is None:
+            raise RuntimeError("natural scheme: the integrator did not provide the group's curvature")
+        x = natural_sample(g.curvature, self.lam, grad, self.kappa(h, step), rng)
+        g.theta -= h * x
+        return {}
+
+
+SCHEMES: dict[str, type[Scheme]] = {s.name: s for s in (LangevinScheme, OverdampedScheme, AdLScheme,
+                                                        NaturalScheme)}
 
 
 def make_scheme(name: str, defaults: dict[str, Any] | None = None, **params: Any) -> Scheme:

@@ -9,6 +9,8 @@ thermostat, dt the (sub)step, R ~ N(0, I) drawn from the optimizer's own generat
     C_dt: p  = e^{−ξ dt} p                  (thermostat friction)
     D_dt: p += σ_A sqrt(dt) R               (AdL's fixed-size noise)
     E_dt: ξ += dt·ε (pᵀp − N_d τ)           (Nosé–Hoover–Langevin thermostat update)
+    N_h:  θ −= h·x,  x ~ N(F⁻¹g, (2τ/h) F⁻¹), F = UᵀU + λI   (natural Langevin; U the group's
+                                            columns of the GGN square root, G_gg = UᵀU)
 
 These are the digital reference implementations. The O-step (and C/D, the AdL analogue) is the
 part a device-assisted variant performs physically in its cells; schemes call it through an
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 
 
 def drift_A(theta: np.ndarray, p: np.ndarray, dt: float) -> None:
@@ -54,3 +57,18 @@ def noise_D(p: np.ndarray, sigma: float, dt: float, rng: np.random.Generator) ->
 def thermostat_E(xi: float, pp: float, n: int, tau: float, eps: float, dt: float) -> float:
     """The new ξ, given pp = pᵀp of the group (N_d = n degrees of freedom)."""
     return xi + dt * eps * (pp - n * tau)
+
+
+def natural_sample(U: np.ndarray, lam: float, b: np.ndarray, kappa: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """x ~ N(F⁻¹b, κF⁻¹) exactly, F = UᵀU + λI (U: r × n), in O(r²n): x = F⁻¹z with
+    z = b + √κ(√λ R₁ + UᵀR₂), whose covariance κF makes Cov x = κF⁻¹; F⁻¹ by the push-through
+    identity F⁻¹v = (v − Uᵀ(λI + UUᵀ)⁻¹Uv)/λ."""
+    r, n = U.shape
+    z = b.astype(float, copy=True)
+    if kappa > 0:
+        z += math.sqrt(kappa) * (math.sqrt(lam) * rng.standard_normal(n) + U.T @ rng.standard_normal(r))
+    if r == 0:
+        return z / lam
+    small = scipy.linalg.cho_factor(lam * np.eye(r) + U @ U.T)
+    return (z - U.T @ scipy.linalg.cho_solve(small, U @ z)) / lam
