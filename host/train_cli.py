@@ -79,7 +79,7 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--eval-every", type=_at_least_zero, default=0, help="also evaluate every N steps")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (and, without a terminal, no progress lines: by default one every 30 s)")
     t.add_argument("--timeout", type=_positive_float, default=None, help="device reply timeout (s, default 30)")
     t.add_argument("--retries", type=int, default=None, help="resends of an unanswered packet")
     g = t.add_argument_group("algorithm hyperparameters (see the list below)")

@@ -28,6 +28,7 @@ from host import nn
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 
+LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
 MAX_EMULATED_RANK = 1024  # device/emulator.py: the largest MAX_RANK an emulated device offers
 TAU0_S = 1e-6
 LINK_BITS_PER_S = 50e9
@@ -261,6 +262,8 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
     rows: list[dict] = []
     n_batches = math.ceil(len(ds.X_train) / cfg.batch_size)
     show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    log_lines = cfg.progress is None and not show   # e.g. under nohup: a plain line now and then
+    last_line = time.perf_counter()
     bar = None
     if show:
         from tqdm import tqdm
@@ -315,6 +318,11 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
             last = evaluate(epoch + 1)
             if ckpt is not None:
                 _save_checkpoint(ckpt, state, epoch, totals)
+            if log_lines and (time.perf_counter() - last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):
+                last_line = time.perf_counter()
+                print(f"{cfg.algo} on {cfg.dataset}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "
+                      f"train loss {last['train_loss']:.4f}, test loss {last['test_loss']:.4f}, "
+                      f"test accuracy {last['test_accuracy']:.2%}", file=sys.stderr, flush=True)
     except (NonFiniteError, CurvatureSaturates) as e:
         kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt and ckpt.exists() else \
             " (no epoch was completed: no checkpoint)"

@@ -106,6 +106,7 @@ def test_cli_train_json_checkpoint_and_resume(tmp_path):
                   "--json", "--lr", "0.01")
     assert p.returncode == 0, p.stderr
     first = json.loads(p.stdout.strip().splitlines()[-1])
+    assert "adam on digits: epoch 1/1, step" in p.stderr      # no terminal: plain progress lines
     for key in ("algo", "dataset", "epochs", "iterations", "final_train_loss", "final_test_loss",
                 "test_accuracy", "wall_time_s", "device_time", "projected_hw_time_s"):
         assert key in first
@@ -114,6 +115,7 @@ def test_cli_train_json_checkpoint_and_resume(tmp_path):
                   "--json", "--lr", "0.01", "--resume")
     assert p.returncode == 0, p.stderr
     second = json.loads(p.stdout.strip().splitlines()[-1])
+    assert "epoch 2/2" in p.stderr and "epoch 1/2" not in p.stderr   # the resumed epoch only
     assert second["iterations"] == 2 * first["iterations"]
     assert second["final_train_loss"] < first["final_train_loss"]
     evals = [r for r in rows(out / "metrics.jsonl") if "test_loss" in r]
