@@ -222,6 +222,8 @@ def train(cfg: TrainConfig) -> dict:
                 ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
             else:
                 _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
+                saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
+                (out / "config.json").write_text(json.dumps(saved, indent=1))
         return _loop(cfg, ds, objective, optimizer, out, ckpt)
     finally:
         optimizer.close()

@@ -116,6 +116,7 @@ def test_cli_train_json_checkpoint_and_resume(tmp_path):
     assert p.returncode == 0, p.stderr
     second = json.loads(p.stdout.strip().splitlines()[-1])
     assert "epoch 2/2" in p.stderr and "epoch 1/2" not in p.stderr   # the resumed epoch only
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
     assert second["iterations"] == 2 * first["iterations"]
     assert second["final_train_loss"] < first["final_train_loss"]
     evals = [r for r in rows(out / "metrics.jsonl") if "test_loss" in r]
