@@ -101,15 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from host.train_cli import add_train_parser  # the training command lives in its own module
     add_train_parser(sub)
+    from host.bench.cli import add_bench_parser
+    add_bench_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from host.bench.cli import cmd_bench
         from host.train_cli import cmd_train
         return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo,
-                "train": cmd_train}[args.command](args)
+                "train": cmd_train, "bench": cmd_bench}[args.command](args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `thermohil regs map | head`: the reader left, nothing to say
