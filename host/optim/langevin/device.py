@@ -263,7 +263,7 @@ class DevicePartitionedLangevin(PartitionedLangevin):
                                           np.flatnonzero(np.abs(xs[:P]) >= limit).tolist())
                 break
             except DeviceSaturated:
-                self._uploaded = None
+                self._uploaded = self._diag = None      # re-send the whole configuration
         else:
             raise MomentaSaturate(f"{self.name}: the momenta (or a natural group's sample) reached the "
                                   f"device's rails at step {n} even scaled down by 16^3 = 4096 beyond the "
