@@ -215,6 +215,8 @@ def train(cfg: TrainConfig) -> dict:
     # directory is touched, so a rejected command never damages an earlier run
     optimizer, dev = _build_optimizer(cfg, objective, out_dim, len(ds.X_train))
     try:
+        if hasattr(optimizer, "check_model"):     # e.g. a partition naming a layer the model lacks
+            optimizer.check_model(objective.model)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             if not cfg.resume:

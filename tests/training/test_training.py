@@ -175,6 +175,21 @@ def test_cli_train_bad_arguments(args, code, needle, tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--algo", "lala", "--gammas", "1,2,3"], "(from --gammas/--taus: 3 per-layer values"),
+    (["--algo", "adlala", "--split", "5"], "(from --split 5: the first 5 layer(s) run AdL)"),
+    (["--algo", "lol-device", "--split", "3"], "(from --split 3"),
+    (["--algo", "partitioned", "--partition", "0:adl, 2:langevin"], "names layer 2, which does not exist"),
+])
+def test_a_partition_that_does_not_fit_the_model_is_refused_before_the_run_directory(args, needle, tmp_path):
+    """The spiral MLP has 2 layers: the error says where the partition came from, and nothing
+    is written (the layout is checked against the model before OUT is created)."""
+    out = tmp_path / "run"
+    p = thermohil("train", *args, "--dataset", "spiral", "--epochs", "1", "--out", str(out))
+    assert p.returncode == 1 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not out.exists()
+
+
 def test_nonfinite_gradient_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     real = Objective.value_and_grad
     calls = {"n": 0}

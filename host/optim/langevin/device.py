@@ -114,7 +114,9 @@ class DevicePartitionedLangevin(PartitionedLangevin):
     @classmethod
     def twin(cls, device: Any, digital: PartitionedLangevin, **kwargs: Any) -> "DevicePartitionedLangevin":
         """The device variant of a digital preset: same h, partition and groups."""
-        return cls(device, digital.h, digital.partition, digital.groups, name=f"{digital.name}-device", **kwargs)
+        twin = cls(device, digital.h, digital.partition, digital.groups, name=f"{digital.name}-device", **kwargs)
+        twin.partition_source = digital.partition_source
+        return twin
 
     def __repr__(self) -> str:
         return f"DevicePartitionedLangevin(name={self.name!r}, partition={self.partition.describe()!r})"

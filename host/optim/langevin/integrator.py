@@ -117,6 +117,7 @@ class PartitionedLangevin(Optimizer):
         self.h = checked_schedule("step size h", h, 0.0, True)
         self.partition = Partition.of(partition)
         self.groups = groups
+        self.partition_source: str | None = None   # how a preset built the partition (for errors)
         self._layout: list[tuple[Group, Scheme]] | None = None
         self._rng_cache: tuple[Any, np.random.Generator] | None = None
 
@@ -129,9 +130,18 @@ class PartitionedLangevin(Optimizer):
         that names a missing layer or leaves a layer without a scheme."""
         gs = normalise_groups(self.groups if self.groups is not None else groups, n_params)
         if self._layout is None or [g for g, _ in self._layout] != gs:
-            schemes = self.partition.assign([g.layer for g in gs], where=f"{self.name}: ")
+            try:
+                schemes = self.partition.assign([g.layer for g in gs], where=f"{self.name}: ")
+            except ValueError as e:
+                if self.partition_source is None:
+                    raise
+                raise ValueError(f"{e} (from {self.partition_source})") from None
             self._layout = list(zip(gs, schemes))
         return self._layout
+
+    def check_model(self, model: Any) -> None:
+        """Refuse, before any training, a partition that does not fit ``model``'s layers."""
+        self.layout(model.n_params, getattr(model, "groups", None))
 
     def init(self, theta: np.ndarray, rng: np.random.Generator) -> State:
         state = super().init(theta, rng)

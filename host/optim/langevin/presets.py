@@ -17,6 +17,12 @@ from host.optim.langevin.schemes import AdLScheme, LangevinScheme, OverdampedSch
 H, TAU, GAMMA, SIGMA_A, EPS, XI0 = 0.25, 1e-4, 0.1, 0.01, 0.05, 1e-3
 
 
+def _named(opt: PartitionedLangevin, source: str) -> PartitionedLangevin:
+    """Say where a preset's partition comes from, for the error when it does not fit the model."""
+    opt.partition_source = source
+    return opt
+
+
 def _split(split: int, first: Any, rest: Any, name: str) -> Partition:
     split = int(split)
     if split < 1:
@@ -49,14 +55,16 @@ def adlala(h: float | Schedule = H, tau1: float | Schedule = TAU, tau2: float | 
     """AdL (τ1, σ_A, ε, ξ0) on the first ``split`` layers, one thermostat per layer; Langevin
     (γ, τ2) on the others."""
     part = _split(split, AdLScheme(tau1, sigma_a, eps, xi0), LangevinScheme(gamma, tau2), "adlala")
-    return PartitionedLangevin(h, part, groups, name="adlala")
+    return _named(PartitionedLangevin(h, part, groups, name="adlala"), f"--split {split}: the first {split} "
+                  "layer(s) run AdL")
 
 
 def lol(h: float | Schedule = H, tau1: float | Schedule = TAU, tau2: float | Schedule = TAU,
         gamma: float = GAMMA, split: int = 1, groups: Sequence[Any] | None = None) -> PartitionedLangevin:
     """Langevin (γ, τ1) on the first ``split`` layers, overdamped Langevin (τ2) on the others."""
     part = _split(split, LangevinScheme(gamma, tau1), OverdampedScheme(tau2), "lol")
-    return PartitionedLangevin(h, part, groups, name="lol")
+    return _named(PartitionedLangevin(h, part, groups, name="lol"), f"--split {split}: the first {split} "
+                  "layer(s) run Langevin")
 
 
 def _values(name: str, value: Any) -> list[Any]:
@@ -91,7 +99,8 @@ def lala(h: float | Schedule = H, gammas: str | float | Sequence[float] = GAMMA,
         part = Partition([(None, LangevinScheme(g[0], t[0]))])
     else:
         part = Partition([((i,), LangevinScheme(g[i], t[i])) for i in range(k)])
-    return PartitionedLangevin(h, part, groups, name="lala")
+    return _named(PartitionedLangevin(h, part, groups, name="lala"),
+                  f"--gammas/--taus: {k} per-layer values, one per layer")
 
 
 def partitioned(h: float | Schedule = H, partition: Any = "0:adl, *:langevin", tau: float = TAU,
