@@ -91,7 +91,7 @@ def add_train_parser(sub: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from host.training import TrainConfig, train
+    from host.training import MODEL_DEFAULTS, TrainConfig, train
     # this process owns its BLAS: one thread, so the small per-step matrix work is not slowed by
     # threads waiting for cores the device daemon holds (docs/performance.md)
     threadpool_limits(1)
@@ -119,13 +119,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.json:
         where = f" on {device}" if device else ""
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "
-              f"batch {args.batch_size or 'default'}, seed {args.seed} -> {out}", file=sys.stderr)
+              f"batch {args.batch_size or MODEL_DEFAULTS[args.dataset]['batch']}, seed {args.seed} -> {out}",
+              file=sys.stderr)
     summary = train(cfg)
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"iterations {summary['iterations']}  train loss {summary['final_train_loss']:.4f}  "
               f"test loss {summary['final_test_loss']:.4f}  test accuracy {summary['test_accuracy']:.2%}")
-        print(f"wall time {summary['wall_time_s']:.1f} s  device time {summary['device_time']:g} τ0  "
+        print(f"step time {summary['wall_time_s']:.3g} s  device time {summary['device_time']:g} τ0  "
               f"projected hardware time {summary['projected_hw_time_s']:.3g} s  -> {out}/metrics.jsonl")
     return 0

@@ -319,7 +319,8 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                     bar.set_postfix(loss=f"{info['batch_loss']:.4f}")
                 if cfg.eval_every and state.step % cfg.eval_every == 0:
                     last = evaluate(epoch + 1)
-            last = evaluate(epoch + 1)
+            if last is None or last["step"] != state.step:   # not evaluated at this step already
+                last = evaluate(epoch + 1)
             if ckpt is not None:
                 _save_checkpoint(ckpt, state, epoch, totals)
             if log_lines and (time.perf_counter() - last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):

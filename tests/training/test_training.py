@@ -261,3 +261,11 @@ def test_tngd_matches_exact_ngd_at_the_paper_damping():
                              hyper={**hyper, "t": 800.0}, **common))
     rel = abs(tngd["final_train_loss"] - ngd["final_train_loss"]) / ngd["final_train_loss"]
     assert rel < 0.05
+
+
+def test_eval_every_on_an_epoch_end_evaluates_that_step_once(tmp_path):
+    """Spiral, batch 25: 20 steps per epoch; --eval-every 10 lands on every epoch end."""
+    train(TrainConfig(algo="adlala", dataset="spiral", epochs=2, eval_every=10, out=str(tmp_path),
+                      progress=False))
+    steps = [r["step"] for r in rows(tmp_path / "metrics.jsonl") if "test_loss" in r]
+    assert steps == [0, 10, 20, 30, 40]
