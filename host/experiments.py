@@ -255,7 +255,9 @@ def run_arm(arm: Arm, seed: int, *, root: Path, dataset: str, epochs: int, batch
 
 def aggregate(runs: list[list[dict]]) -> dict[str, list[float]]:
     """Mean and sd across seeds of each evaluated quantity, at the common evaluation steps."""
-    runs = [[row for row in r if "diverged" not in row] for r in runs]
+    # one row per evaluated step (runs made before the trainer stopped evaluating an epoch end
+    # twice hold such steps twice), divergence markers left out
+    runs = [list({row["step"]: row for row in r if "diverged" not in row}.values()) for r in runs]
     n = min(len(r) for r in runs)
     out: dict[str, list[float]] = {"step": [float(r["step"]) for r in runs[0][:n]]}
     for key in ("train_loss", "test_loss", "test_accuracy", "projected_hw_time_s", "wall_time_s"):
