@@ -1,5 +1,6 @@
 """The ``thermohil`` command: serve the emulator, inspect a device, peek and poke registers,
-and run the demonstration job."""
+run the demonstration solve, train a network (``thermohil train``) and measure performance
+(``thermohil bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ def _connect(args: argparse.Namespace, **kwargs: object):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="thermohil", description=__doc__)
+    p = argparse.ArgumentParser(prog="thermohil", description=(__doc__ or "").replace("``", "`"))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run the emulated device daemon")

@@ -78,7 +78,7 @@ STUDIES["spiral-langevin"] = ("spiral (DESIGN §7): test accuracy, Langevin fami
     Arm("Langevin", "langevin", {}),
     Arm("LOL", "lol", {}),
     Arm("LaLa", "lala", {}),                              # one (γ, τ) for all layers: = Langevin
-    Arm("LaLa γ=1,0.1", "lala", LALA_PER_LAYER),
+    Arm("LaLa γ=1/0.1", "lala", LALA_PER_LAYER),
     Arm("AdLaLa", "adlala", {}),                          # the authors' spiral settings
     Arm("AdLaLa (device)", "adlala-device", {}),
 ])
@@ -116,7 +116,7 @@ SWEEPS: dict[str, tuple[str, list[Sweep]]] = {
         Sweep("Adam", "adam", "lr", 0.005),
         Sweep("Langevin", "langevin", "h", 0.25, spelled_at_default=False),
         Sweep("LOL", "lol", "h", 0.25, spelled_at_default=False),
-        Sweep("LaLa γ=1,0.1", "lala", "h", 0.25, LALA_PER_LAYER, spelled_at_default=False),
+        Sweep("LaLa γ=1/0.1", "lala", "h", 0.25, LALA_PER_LAYER, spelled_at_default=False),
         Sweep("AdLaLa", "adlala", "h", 0.25, spelled_at_default=False),
     ]),
 }
@@ -143,8 +143,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     (0.5) and is reported as such."""
     title, sweeps = SWEEPS[name]
     if only:
-        wanted = {x.strip() for x in only.split(",")}
-        sweeps = [sw for sw in sweeps if sw.label in wanted]
+        sweeps = _select(sweeps, only, "method")
         name = f"{name}-only-{hashlib.sha1(only.encode()).hexdigest()[:6]}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {title} — {len(sweeps)} methods x {len(OCTAVES)} step sizes x {seeds} seeds, "
@@ -171,7 +170,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
               "batch_size": batch, "octaves": list(OCTAVES), "working_threshold": WORKING, "methods": methods}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     table = _sweep_table(methods, seeds)
-    (out / f"{name}.md").write_text(table + "\n")
+    (out / f"{name}.md").write_text(_heading(title) + table + "\n")
     _plot_sweep(out / f"{name}.png", title, methods)
     print(table)
     return result
@@ -179,20 +178,21 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
 
 def _sweep_table(methods: dict[str, dict], n_seeds: int) -> str:
     head = " | ".join(f"×{2.0**k:g}" for k in OCTAVES)
-    lines = [f"| method (default) | {head} | accuracy ≥ {WORKING:.0%} over |",
+    lines = [f"| method (default step) | {head} | working range (accuracy ≥ {WORKING:.0%}) |",
              "|---|" + "---|" * len(OCTAVES) + "---|"]
     for label, m in methods.items():
         cells = []
         for c in m["cells"]:
-            text = f"{c['mean']:.3f} ± {c['sd']:.3f}"
+            text = f"{c['mean']:.3f} ± {c['sd']:.3f}" if n_seeds > 1 else f"{c['mean']:.3f}"
             if c["diverged"]:
                 text += f" ({c['diverged']} div.)"
             cells.append(f"**{text}**" if c["mean"] >= WORKING else text)
         rng = m["working_range"]
         span = "none" if rng is None else f"{rng[0]:g}–{rng[1]:g} (×{rng[1] / rng[0]:g})"
         lines.append(f"| {label} ({m['param']} = {m['default']:g}) | {' | '.join(cells)} | {span} |")
-    lines.append(f"\nfinal test accuracy, mean ± sd over {n_seeds} seeds; column = multiple of the "
-                 f"method's default step; bold: ≥ {WORKING:.0%}; a diverged run counts as 0.5")
+    spread = f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    lines.append(f"\nfinal test accuracy, {spread}; column = multiple of the method's default step; "
+                 f"bold: ≥ {WORKING:.0%}; a diverged run counts as 0.5")
     return "\n".join(lines)
 
 
@@ -295,6 +295,10 @@ def _plot(path: Path, title: str, curves: dict[str, dict], metric: str = "test_l
     plt.close(fig)
 
 
+def _heading(title: str) -> str:
+    return f"# {title}\n\n`python -m host.experiments {' '.join(sys.argv[1:])}`\n\n"
+
+
 def _table(curves: dict[str, dict], n_seeds: int) -> str:
     lines = [f"| arm | final train loss | final test loss | test accuracy | projected hw time (s) |",
              "|---|---|---|---|---|"]
@@ -302,8 +306,21 @@ def _table(curves: dict[str, dict], n_seeds: int) -> str:
         cell = lambda k, f: f"{c[k][-1]:{f}} ± {c[k + '_sd'][-1]:{f}}"  # noqa: E731
         lines.append(f"| {label} | {cell('train_loss', '.4f')} | {cell('test_loss', '.4f')} | "
                      f"{cell('test_accuracy', '.4f')} | {cell('projected_hw_time_s', '.3g')} |")
-    lines.append(f"\nmean ± sd over {n_seeds} seeds")
+    lines.append(f"\nmean ± sd over {n_seeds} seeds" if n_seeds > 1 else "\none seed")
     return "\n".join(lines)
+
+
+def _select(items: list, only: str | None, what: str) -> list:
+    """The items whose ``label`` is named in ``only`` (comma-separated); unknown labels refused."""
+    if not only:
+        return items
+    wanted = [x.strip() for x in only.split(",") if x.strip()]
+    labels = [i.label for i in items]
+    unknown = [w for w in wanted if w not in labels]
+    if unknown or not wanted:
+        raise ValueError(f"--only: unknown {what} {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"this study has: {', '.join(labels)}")
+    return [i for i in items if i.label in wanted]
 
 
 def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
@@ -312,8 +329,7 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     title, arms = STUDIES[name]
     metric = SETTINGS.get(name, {}).get("metric", "test_loss")
     if only:  # run a subset (e.g. in a second process); the full study then reuses the runs
-        wanted = {s.strip() for s in only.split(",")}
-        arms = [a for a in arms if a.label in wanted]
+        arms = _select(arms, only, "arm")
         name = f"{name}-only-{hashlib.sha1(only.encode()).hexdigest()[:6]}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {title} — {len(arms)} arms x {seeds} seeds, {epochs} epochs", file=sys.stderr)
@@ -325,22 +341,25 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     result = {"study": name, "title": title, "dataset": dataset, "seeds": seeds, "epochs": epochs,
               "batch_size": batch, "eval_every": eval_every, "curves": curves}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{name}.md").write_text(_table(curves, seeds) + "\n")
+    (out / f"{name}.md").write_text(_heading(title) + _table(curves, seeds) + "\n")
     _plot(out / f"{name}.png", title, curves, metric)
     print(_table(curves, seeds))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m host.experiments", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m host.experiments", description=__doc__.replace("``", "`"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", choices=sorted([*STUDIES, *SWEEPS]))
-    p.add_argument("--seeds", type=int, default=None, help="default 3 (spiral: 5)")
-    p.add_argument("--epochs", type=int, default=None, help="default 5 (spiral: 4000)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 32 (spiral: 25)")
-    p.add_argument("--eval-every", type=int, default=None, help="default 10 steps (spiral: 400)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="default 3 (spiral-langevin: 5, spiral-step-sweep: 3)")
+    p.add_argument("--epochs", type=int, default=None, help="default 5 (spiral studies: 4000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (spiral studies: 25)")
+    p.add_argument("--eval-every", type=int, default=None, help="default 10 steps (spiral studies: 400)")
     p.add_argument("--device", default="spawn://", help="device URL for the device arms")
-    p.add_argument("--out", default="docs/figures", help="where the figure, table and JSON go")
+    p.add_argument("--out", default="docs/figures",
+                   help="where OUT/STUDY.{md,json,png} go (default docs/figures: regenerates the "
+                        "committed figures; with --only the name is STUDY-only-HASH)")
     p.add_argument("--runs", default="runs/experiments", help="the individual training runs")
     p.add_argument("--only", default=None, help="comma-separated arm (sweeps: method) labels to run")
     a = p.parse_args(argv)
@@ -355,8 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds < 1 or a.epochs < 1 or a.batch_size < 1 or a.eval_every < 0:
         p.error("--seeds, --epochs and --batch-size must be >= 1, --eval-every >= 0")
     run = run_sweep if a.study in SWEEPS else run_study
-    run(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
-        out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only)
+    try:
+        run(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
+            out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only)
+    except ValueError as e:     # e.g. an unknown --only label: one line, nothing run
+        print(f"python -m host.experiments: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -47,3 +47,11 @@ def test_unknown_study_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
         main(["no-such-study"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_unknown_only_label_is_refused_and_nothing_runs(tmp_path, capsys):
+    code = main(["spiral-step-sweep", "--only", "SGD,nope", "--out", str(tmp_path / "fig"),
+                 "--runs", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 1 and "unknown method 'nope'" in err and "LaLa γ=1/0.1" in err
+    assert not (tmp_path / "fig").exists() and not (tmp_path / "runs").exists()
