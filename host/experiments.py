@@ -72,7 +72,7 @@ STUDIES: dict[str, tuple[str, list[Arm]]] = {
 SPIRAL = {"dataset": "spiral", "batch": 25, "epochs": 4000, "eval_every": 400, "seeds": 5,
           "metric": "test_accuracy"}
 LALA_PER_LAYER = {"gammas": "1,0.1"}   # LaLa with distinct per-layer values: more friction on layer 0
-STUDIES["spiral-langevin"] = ("spiral (DESIGN §7): test accuracy, Langevin family vs SGD and Adam", [
+STUDIES["spiral-langevin"] = ("spiral (Leimkuhler et al. 2019 setup): test accuracy, Langevin family vs SGD and Adam", [
     Arm("SGD lr=0.05", "sgd", {"lr": 0.05}),
     Arm("Adam lr=0.005", "adam", {"lr": 0.005}),          # the authors' Adam setting
     Arm("Langevin", "langevin", {}),

@@ -71,7 +71,7 @@ def add_train_parser(sub: Any) -> None:
                         "'none' for digital ones")
     t.add_argument("--epochs", type=_at_least_one, default=5)
     t.add_argument("--batch-size", type=_at_least_one, default=None,
-                   help="minibatch size (default: 25 for spiral, DESIGN §7; 32 for digits)")
+                   help="minibatch size (default: 25 for spiral, as in the paper; 32 for digits)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths, e.g. 64,32")

@@ -14,7 +14,7 @@ from host.bench import PARTS
 
 def add_bench_parser(sub: Any) -> None:
     b = sub.add_parser("bench", help="the performance suite: every figure a ratio to a reference "
-                                     "measured in the same run (DESIGN §8)")
+                                     "measured in the same run")
     b.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
     b.add_argument("--quick", action="store_true", help="smaller sizes, fewer iterations (a smoke run)")
     b.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
