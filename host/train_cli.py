@@ -19,21 +19,23 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _hyper_table() -> dict[str, tuple[type, str]]:
-    """Each hyperparameter name once, with its type and the algorithms that take it."""
-    table: dict[str, tuple[type, list[str]]] = {}
+def _hyper_table() -> dict[str, tuple[type, str, str]]:
+    """Each hyperparameter name once: its type, what it is (the first algorithm's words) and the
+    algorithms that take it."""
+    table: dict[str, tuple[type, str, list[str]]] = {}
     for spec in ALGORITHMS.values():
-        for name, (typ, _default, _help) in spec.params.items():
-            table.setdefault(name, (typ, []))[1].append(spec.name)
-    return {k: (t, ", ".join(algos)) for k, (t, algos) in table.items()}
+        for name, (typ, _default, text) in spec.params.items():
+            table.setdefault(name, (typ, text, []))[2].append(spec.name)
+    return {k: (t, text, ", ".join(algos)) for k, (t, text, algos) in table.items()}
 
 
 def _epilog() -> str:
+    width = max(len(name) for name in ALGORITHMS)
     lines = ["algorithms and their hyperparameters (default):"]
     for spec in ALGORITHMS.values():
         where = "device" if spec.uses_device else "digital"
         opts = ", ".join(f"{_option(k)} ({d})" for k, (_t, d, _h) in spec.params.items())
-        lines.append(f"  {spec.name:<10} [{where}] {opts}")
+        lines.append(f"  {spec.name:<{width}} [{where:<7}] {opts}")
     return "\n".join(lines)
 
 
@@ -69,23 +71,23 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--device", default=None,
                    help="device URL for device algorithms (default spawn://, a private emulator); "
                         "'none' for digital ones")
-    t.add_argument("--epochs", type=_at_least_one, default=5)
+    t.add_argument("--epochs", type=_at_least_one, default=5, help="passes over the training set (default 5)")
     t.add_argument("--batch-size", type=_at_least_one, default=None,
                    help="minibatch size (default: 25 for spiral, as in the paper; 32 for digits)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="initialisation, batches and noise (default 0)")
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths, e.g. 64,32")
     t.add_argument("--activation", choices=("relu", "tanh"), default="relu")
-    t.add_argument("--eval-every", type=_at_least_zero, default=0, help="also evaluate every N steps")
+    t.add_argument("--eval-every", type=_at_least_zero, default=0, help="also evaluate every N steps (default 0: at epoch ends only)")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (and, without a terminal, no progress lines: by default one every 30 s)")
     t.add_argument("--timeout", type=_positive_float, default=None, help="device reply timeout (s, default 30)")
     t.add_argument("--retries", type=int, default=None, help="resends of an unanswered packet")
     g = t.add_argument_group("algorithm hyperparameters (see the list below)")
-    for name, (typ, algos) in _hyper_table().items():
+    for name, (typ, text, algos) in _hyper_table().items():
         g.add_argument(_option(name), dest=f"hp_{name}", type=typ, default=None, metavar=typ.__name__.upper(),
-                       help=f"({algos})")
+                       help=f"{text} [{algos}]")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
