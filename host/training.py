@@ -199,8 +199,11 @@ def train(cfg: TrainConfig) -> dict:
     ckpt = out / "checkpoint.npz" if out else None
     config_json = json.dumps(asdict(cfg), indent=1, default=_jsonable)
     if cfg.resume:
-        if not (ckpt and ckpt.exists()):
+        if ckpt is None:
             raise ValueError("--resume needs --out DIR holding a checkpoint.npz from an earlier run")
+        if not ckpt.exists():
+            raise ValueError(f"--resume: {out} holds no checkpoint.npz (no earlier run there, or it "
+                             "stopped before its first epoch ended)")
         saved = json.loads((out / "config.json").read_text())
         mine_all = json.loads(config_json)
         for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation", "hyper"):
