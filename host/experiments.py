@@ -178,8 +178,8 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
 
 def _sweep_table(methods: dict[str, dict], n_seeds: int) -> str:
     head = " | ".join(f"×{2.0**k:g}" for k in OCTAVES)
-    lines = [f"| method (default step) | {head} | working range (accuracy ≥ {WORKING:.0%}) |",
-             "|---|" + "---|" * len(OCTAVES) + "---|"]
+    lines = [f"| method (default step) | {head} | working range (accuracy ≥ {WORKING:.0%}) | mean over the grid |",
+             "|---|" + "---|" * len(OCTAVES) + "---|---|"]
     for label, m in methods.items():
         cells = []
         for c in m["cells"]:
@@ -189,7 +189,8 @@ def _sweep_table(methods: dict[str, dict], n_seeds: int) -> str:
             cells.append(f"**{text}**" if c["mean"] >= WORKING else text)
         rng = m["working_range"]
         span = "none" if rng is None else f"{rng[0]:g}–{rng[1]:g} (×{rng[1] / rng[0]:g})"
-        lines.append(f"| {label} ({m['param']} = {m['default']:g}) | {' | '.join(cells)} | {span} |")
+        grid_mean = float(np.mean([c["mean"] for c in m["cells"]]))
+        lines.append(f"| {label} ({m['param']} = {m['default']:g}) | {' | '.join(cells)} | {span} | {grid_mean:.3f} |")
     spread = f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     lines.append(f"\nfinal test accuracy, {spread}; column = multiple of the method's default step; "
                  f"bold: ≥ {WORKING:.0%}; a diverged run counts as 0.5")
