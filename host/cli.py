@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 DEFAULT_DEVICE = "spawn://"
 
@@ -58,9 +58,17 @@ def _connect(args: argparse.Namespace, **kwargs: object):
     return host.connect(args.device, timeout=args.timeout, retries=args.retries, **kwargs)
 
 
+class ConciseParser(argparse.ArgumentParser):
+    """Bad arguments: one error line and where to look, not the whole usage block (which for
+    `thermohil train` is some fifteen lines of options)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="thermohil", description=(__doc__ or "").replace("``", "`"))
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = ConciseParser(prog="thermohil", description=(__doc__ or "").replace("``", "`"))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ConciseParser)
 
     s = sub.add_parser("serve", help="run the emulated device daemon")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5555",
