@@ -142,6 +142,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     """Final test accuracy of every method at every step size; a diverged run counts as chance
     (0.5) and is reported as such."""
     title, sweeps = SWEEPS[name]
+    study = name
     if only:
         sweeps = _select(sweeps, only, "method")
         name = f"{name}-only-{hashlib.sha1(only.encode()).hexdigest()[:6]}"
@@ -170,7 +171,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
               "batch_size": batch, "octaves": list(OCTAVES), "working_threshold": WORKING, "methods": methods}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     table = _sweep_table(methods, seeds)
-    (out / f"{name}.md").write_text(_heading(title) + table + "\n")
+    (out / f"{name}.md").write_text(_heading(title, study, seeds, epochs, batch, eval_every, only) + table + "\n")
     _plot_sweep(out / f"{name}.png", title, methods)
     print(table)
     return result
@@ -296,8 +297,12 @@ def _plot(path: Path, title: str, curves: dict[str, dict], metric: str = "test_l
     plt.close(fig)
 
 
-def _heading(title: str) -> str:
-    return f"# {title}\n\n`python -m host.experiments {' '.join(sys.argv[1:])}`\n\n"
+def _heading(title: str, study: str, seeds: int, epochs: int, batch: int, eval_every: int,
+             only: str | None) -> str:
+    """The table's title and the command that reproduces it (from the settings, not argv)."""
+    cmd = (f"python -m host.experiments {study} --seeds {seeds} --epochs {epochs} --batch-size {batch} "
+           f"--eval-every {eval_every}" + (f' --only "{only}"' if only else ""))
+    return f"# {title}\n\n`{cmd}`\n\n"
 
 
 def _table(curves: dict[str, dict], n_seeds: int) -> str:
@@ -328,6 +333,7 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
               runs_dir: Path, dataset: str = "digits", device: str = "spawn://",
               only: str | None = None) -> dict:
     title, arms = STUDIES[name]
+    study = name
     metric = SETTINGS.get(name, {}).get("metric", "test_loss")
     if only:  # run a subset (e.g. in a second process); the full study then reuses the runs
         arms = _select(arms, only, "arm")
@@ -342,7 +348,8 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     result = {"study": name, "title": title, "dataset": dataset, "seeds": seeds, "epochs": epochs,
               "batch_size": batch, "eval_every": eval_every, "curves": curves}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-    (out / f"{name}.md").write_text(_heading(title) + _table(curves, seeds) + "\n")
+    (out / f"{name}.md").write_text(_heading(title, study, seeds, epochs, batch, eval_every, only)
+                                    + _table(curves, seeds) + "\n")
     _plot(out / f"{name}.png", title, curves, metric)
     print(_table(curves, seeds))
     return result

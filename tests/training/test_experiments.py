@@ -35,6 +35,7 @@ def test_sweep_runs_every_value_and_records_divergence(tmp_path, monkeypatch):
     assert saved["methods"]["Langevin"]["cells"][1]["diverged"] == 2
     table = (tmp_path / "fig" / "tiny.md").read_text()
     assert "(2 div.)" in table and "| Langevin (h = 0.25) |" in table
+    assert "`python -m host.experiments tiny --seeds 2 --epochs 2 --batch-size 25 --eval-every 0`" in table
     assert (tmp_path / "fig" / "tiny.png").stat().st_size > 0
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(runs) == 4
