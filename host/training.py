@@ -223,6 +223,9 @@ def train(cfg: TrainConfig) -> dict:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             if not cfg.resume:
+                if (out / "metrics.jsonl").exists():
+                    print(f"thermohil: note: {out} held an earlier run; it is replaced (--resume continues "
+                          "a run instead)", file=sys.stderr)
                 (out / "config.json").write_text(config_json)
                 ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
             else:
