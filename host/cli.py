@@ -116,8 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
+        if words[:1] == ["train"] and {"-h", "--help"} & set(words) and "--algo" in words[:-1]:
+            from host.optim import ALGORITHMS
+            from host.train_cli import algorithm_help
+            name = words[words.index("--algo") + 1]
+            if name in ALGORITHMS:        # `train --algo NAME --help`: that algorithm's options
+                print(algorithm_help(name))
+                return 0
+        args = build_parser().parse_args(argv)
         from host.bench.cli import cmd_bench
         from host.train_cli import cmd_train
         return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo,

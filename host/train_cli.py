@@ -39,6 +39,20 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+def algorithm_help(name: str) -> str:
+    """`thermohil train --algo NAME --help`: that algorithm's options only, with defaults."""
+    spec = ALGORITHMS[name]
+    where = "runs on a device (--device URL, default spawn://)" if spec.uses_device else "digital"
+    lines = [f"thermohil train --algo {name}: {spec.doc or name} — {where}", "",
+             "its hyperparameters (default):"]
+    width = max((len(_option(k)) for k in spec.params), default=0)
+    for k, (typ, default, text) in spec.params.items():
+        lines.append(f"  {_option(k):<{width}} {typ.__name__.upper():<5} {text} (default {default})")
+    lines += ["", "common options: --dataset, --epochs, --batch-size, --seed, --out, --resume, --json "
+              "(thermohil train --help); the algorithms: docs/algorithms.md"]
+    return "\n".join(lines)
+
+
 def _hidden(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in text.split(",") if w.strip())

@@ -269,3 +269,9 @@ def test_eval_every_on_an_epoch_end_evaluates_that_step_once(tmp_path):
                       progress=False))
     steps = [r["step"] for r in rows(tmp_path / "metrics.jsonl") if "test_loss" in r]
     assert steps == [0, 10, 20, 30, 40]
+
+
+def test_algorithm_help_lists_that_algorithms_options_only():
+    p = thermohil("train", "--algo", "lala", "--help")
+    assert p.returncode == 0 and "--gammas" in p.stdout and "(default 0.25)" in p.stdout
+    assert "--lr" not in p.stdout and "--partition" not in p.stdout
