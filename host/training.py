@@ -105,7 +105,7 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
     if not spec.uses_device:
         return spec.build(**kwargs), None
     import host
-    rank = min(cfg.batch_size, n_train) * out_dim
+    rank = min(cfg.batch_size, n_train) * out_dim * _natural_groups(cfg.algo, kwargs, objective.model)
     if kwargs.get("form", "lowrank") == "lowrank" and rank > MAX_EMULATED_RANK and \
             "lam" in spec.params and urlparse(cfg.device or "spawn://").scheme == "spawn":
         raise ValueError(f"the low-rank curvature of a batch has rank batch × outputs = {rank}, "
@@ -118,6 +118,17 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
     except BaseException:
         dev.close()  # a refused hyperparameter must not leave a spawned daemon behind
         raise
+
+
+def _natural_groups(algo: str, kwargs: dict, model: Any) -> int:
+    """How many natural groups a partitioned device run stacks into its low-rank coupling (each
+    one batch × outputs rows), so a spawned device gets MAX_RANK for all of them; at least 1."""
+    if "partition" not in kwargs or not ALGORITHMS[algo].uses_device:
+        return 1
+    from host.optim.langevin.partition import Partition
+    from host.optim.langevin.schemes import NaturalScheme
+    schemes = Partition.of(kwargs["partition"]).assign([g.layer for g in model.groups], where=f"{algo}: ")
+    return max(1, sum(isinstance(sc, NaturalScheme) for sc in schemes))
 
 
 def _group_info(info: dict) -> dict:

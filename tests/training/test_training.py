@@ -275,3 +275,13 @@ def test_algorithm_help_lists_that_algorithms_options_only():
     p = thermohil("train", "--algo", "lala", "--help")
     assert p.returncode == 0 and "--gammas" in p.stdout and "(default 0.25)" in p.stdout
     assert "--lr" not in p.stdout and "--partition" not in p.stdout
+
+
+def test_two_natural_groups_get_a_spawned_device_with_rank_for_both(tmp_path):
+    """Each natural group stacks batch × outputs rows of J: the spawned device is sized for
+    both (MAX_RANK 50 on the spiral), so the run trains instead of failing at its first step."""
+    p = thermohil("train", "--algo", "partitioned-device", "--dataset", "spiral", "--partition",
+                  "0:natural, 1:natural", "--epochs", "1", "--out", str(tmp_path), "--json")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout.strip().splitlines()[-1])
+    assert s["iterations"] == 20 and s["device_time"] == pytest.approx(20 * 50.0)
