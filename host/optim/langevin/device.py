@@ -58,6 +58,17 @@ SIGMAS = 6.0                # |p/s| + SIGMAS·(thermal size) must stay inside he
 _VELOCITY = REGMAP.windows["VELOCITY"].base
 
 
+def pow2_above(x: float) -> float:
+    """The power of two ≥ x (tiny or zero x: 2^-30), the signal scales' grid."""
+    return 2.0 ** math.ceil(math.log2(max(x, 2.0**-30)))
+
+
+def sample_scale(grad: np.ndarray, kappa: float, lam: float, room: float) -> float:
+    """Scale s that keeps a sample of N(F⁻¹∇ℓ, κF⁻¹), F ⪰ λI, within ±room·s:
+    |x| ≤ ‖F⁻¹∇ℓ‖ + SIGMAS·sqrt(κ (F⁻¹)_ii) ≤ ‖∇ℓ‖/λ + SIGMAS·sqrt(κ/λ)."""
+    return pow2_above((float(np.linalg.norm(grad)) / lam + SIGMAS * math.sqrt(kappa / lam)) / room)
+
+
 class MomentaSaturate(CurvatureSaturates):
     """The momenta kept reaching the rails even at the smallest signal scale (the chain has
     diverged: lower h). A CurvatureSaturates, so ``host.training`` stops cleanly and keeps the
@@ -109,7 +120,6 @@ class DevicePartitionedLangevin(PartitionedLangevin):
         self._uploaded: tuple | None = None       # (modes, friction, noise gain, temperature) on the device
         self._diag: bytes | None = None           # the DIAG (natural groups' λ) on the device
         self._dac_bits = 32
-        self.info: dict[str, float] = {}
 
     @classmethod
     def twin(cls, device: Any, digital: PartitionedLangevin, **kwargs: Any) -> "DevicePartitionedLangevin":
@@ -147,8 +157,7 @@ class DevicePartitionedLangevin(PartitionedLangevin):
         """Power of two s with |p/s| + SIGMAS·thermal/s ≤ headroom·VMAX/max(1, h); kept unless
         too small or 64× too large (hysteresis: the noise gain is re-uploaded only on a change)."""
         room = self.headroom * self.dev.vmax / max(1.0, h)
-        need = (float(np.max(np.abs(p), initial=0.0)) + SIGMAS * thermal) / room
-        need = 2.0 ** math.ceil(math.log2(max(need, 2.0**-30)))
+        need = pow2_above((float(np.max(np.abs(p), initial=0.0)) + SIGMAS * thermal) / room)
         old = self._scales.get(index)
         s = need if old is None or need > old or need < old / 64 else old
         self._scales[index] = s
@@ -193,7 +202,6 @@ class DevicePartitionedLangevin(PartitionedLangevin):
             for k, x in on_host.items():                # 1 if either half ran on the host
                 info[k] = max(x, info[k])
             stats = {k: (max if k == "scale" else sum)((stats[k], second[k])) for k in stats}
-        self.info = stats
         info.update(stats)
         for (v, g, scheme), job in zip(views, plan):    # second halves: A_{h/2}
             if job is not None:
@@ -241,9 +249,7 @@ class DevicePartitionedLangevin(PartitionedLangevin):
         nat = []
         for v, g, scheme, grad_g in natural or []:
             kappa, lam = scheme.kappa(h_step, n), scheme.lam
-            need = (float(np.linalg.norm(grad_g)) / lam + SIGMAS * math.sqrt(kappa / lam)) / \
-                (self.headroom * dev.vmax)
-            nat.append((v, g, grad_g, kappa, lam, 2.0 ** math.ceil(math.log2(max(need, 2.0**-30)))))
+            nat.append((v, g, grad_g, kappa, lam, sample_scale(grad_g, kappa, lam, self.headroom * dev.vmax)))
         if not jobs and not nat:                        # nothing for the device this time
             return {"device_time": 0.0, "bytes_sent": 0, "bytes_received": 0, "device_call_s": 0.0,
                     "scale": 0.0}

@@ -19,18 +19,17 @@ its natural-gradient step and runs at temperature τ (1 + e^{−ft}) (docs/algor
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from host.optim.base import Schedule, as_schedule
 from host.optim.composed import Composed
+from host.optim.langevin.device import sample_scale
 from host.optim.langevin.schemes import check_value, checked_schedule
 from host.optim.rules import SGDRule
 from host.optim.tngd import TNGDDirection
 
-SIGMAS = 6.0   # the scale keeps |F⁻¹∇ℓ| + SIGMAS thermal widths inside headroom·VMAX
 
 
 class NaturalLangevinDirection(TNGDDirection):
@@ -67,9 +66,7 @@ class NaturalLangevinDirection(TNGDDirection):
         return 2.0 * self._step_tau / self._step_h
 
     def _choose_scale(self, grad: np.ndarray) -> float:
-        # |x| ≤ ‖F⁻¹∇ℓ‖ + SIGMAS·sqrt(κ (F⁻¹)_ii) ≤ ‖∇ℓ‖/λ + SIGMAS·sqrt(κ/λ)
-        spread = float(np.linalg.norm(grad)) / self.lam + SIGMAS * math.sqrt(self.kappa_physical / self.lam)
-        need = 2.0 ** math.ceil(math.log2(max(spread / (self.headroom * self.dev.vmax), 2.0**-30)))
+        need = sample_scale(grad, self.kappa_physical, self.lam, self.headroom * self.dev.vmax)
         if self.scale is None or need > self.scale or need < self.scale / 64:
             return need
         return self.scale
