@@ -1,8 +1,9 @@
 """The device daemon: one firmware instance behind a ZeroMQ ROUTER (requests) and PUB (events).
 
 Single-threaded request loop (the firmware's run scheduler has its own thread): it decodes
-packets, hands them to the firmware, parks packets suspended at a WAIT and resumes them when the
-device wakes it, and publishes IRQ-like events. Anything that cannot be executed gets a
+packets, hands them to the firmware, parks packets suspended at a WAIT and re-checks them only
+when something may have changed (a packet was handled, the firmware woke it, a WAIT deadline
+came, or a slow tick for registers that change by themselves), and publishes IRQ-like events. Anything that cannot be executed gets a
 structured error reply and one log line; nothing a client sends can stop the loop.
 """
 from __future__ import annotations
@@ -26,6 +27,9 @@ from protocol.codec import Reply, encode_reply
 from protocol.status import Status
 
 log = logging.getLogger("thermohil.daemon")
+#: Loop period with nothing parked (lease expiry, parent check), and with parked WAITs.
+HOUSEKEEPING_MS = 200
+PARKED_TICK_MS = 50
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -83,6 +87,7 @@ class Daemon:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.fw.listeners.append(self._on_event)
+        self.fw.wakers.append(self._wake)
         self._stop = False
 
     def _bind(self, sock: zmq.Socket, endpoint: str, what: str) -> None:
@@ -111,6 +116,10 @@ class Daemon:
                                     "zmq.auth.create_certificates(DIR, 'server'))")
         public, private = zmq.auth.load_certificate(str(secret))
         clients = keydir / "authorized"
+        if not clients.is_dir():
+            raise FileNotFoundError(f"CURVE client key folder {clients} not found: without it "
+                                    "every client would be refused. Put the public keys (*.key) "
+                                    "of the hosts allowed to connect there")
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(clients))
@@ -124,6 +133,12 @@ class Daemon:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
             pass  # the pipe is full: the loop is already awake
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"w")
+        except BlockingIOError:
+            pass
 
     def _publish(self) -> None:
         try:
@@ -153,8 +168,7 @@ class Daemon:
         self._on_event("boot", {"serial": self.fw.regs.u32("SERIAL"), "n_cells": self.fw.core.n_cells})
         time.sleep(0.05)  # let early subscribers connect before the boot event
         while not self._stop:
-            timeout = 5 if self.pending else 200
-            ready = dict(poller.poll(timeout))
+            ready = dict(poller.poll(self._poll_ms()))
             if self.router in ready:
                 for _ in range(64):  # drain, but keep serving wakeups
                     try:
@@ -169,6 +183,15 @@ class Daemon:
                 log.warning("parent process %d is gone; shutting down", self.parent_pid)
                 break
         self.close()
+
+    def _poll_ms(self) -> int:
+        """Sleep until a packet, a wakeup, the earliest parked WAIT's deadline, or a tick (a
+        WAIT may watch a register that changes by itself, such as UPTIME_MS or FIFO_LEVEL)."""
+        if not self.pending:
+            return HOUSEKEEPING_MS
+        deadlines = [p.deadline for p, _ in self.pending.values() if p.deadline is not None]
+        left = (min(deadlines) - self.fw.clock()) * 1000 if deadlines else PARKED_TICK_MS
+        return max(1, min(PARKED_TICK_MS, int(left) + 1))
 
     def _handle(self, frames: list) -> None:
         self._deliver(frames[0].bytes, self.fw.handle(frames[1:]))

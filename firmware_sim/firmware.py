@@ -6,6 +6,12 @@ one bad transaction rejects the packet and changes nothing. Errors only knowable
 transaction; earlier ones stay applied, later ones answer ABORTED (as IPbus does).
 A WAIT whose condition is false suspends the packet (``Pending``); other clients' packets run
 meanwhile, and the packet resumes when the condition holds or its timeout passes.
+
+Results belong to the run that produced them: a packet that carries a token speaks for that
+token's lease, so every transaction of it (reads and WAITs included, and again after a WAIT
+resumes) needs the token to be the live owner; and a run stops when the ownership of the host
+that started it ends (STATUS.RUN_END says how every run ended). Cheap checks (ownership, sizes)
+come before any per-word work, so nobody else's packet can stall the device.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from firmware_sim.lease import Lease
 from firmware_sim.registers import RegisterFile
 from firmware_sim.reply_cache import TOO_BIG_TO_KEEP, ReplyCache
 from firmware_sim.scheduler import RunScheduler
+from protocol import limits
 from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
 from protocol.regmap import REGMAP, Register, Window
@@ -38,6 +45,13 @@ CAPS = REGMAP.CAPS
 _DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER", "LEASE_LEFT_MS",
             "FIFO_LEVEL", "ACC_TIME", "EMU_DT"}
 _CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
+#: STATUS.RUN_END codes.
+END_NONE, END_DONE, END_STOPPED, END_OWNER_LOST, END_BUDGET, END_FAULT = range(6)
+#: Cheapest a substep can be on any machine this runs on (s): with the per-word cost below, a
+#: floor for the run-budget estimate before a configuration has been measured (it refuses only
+#: runs that cannot possibly fit; the measured cost takes over after the first chunk).
+STEP_COST_FLOOR_S = 2e-8
+STEP_COST_PER_WORD_S = 1e-10
 
 
 @dataclass
@@ -49,6 +63,7 @@ class Pending:
     data: list[np.ndarray | None] = field(default_factory=list)
     deadline: float | None = None
     message: str = ""
+    parked: bool = False
 
     @property
     def key(self) -> tuple[bytes, int]:
@@ -83,7 +98,15 @@ class Firmware:
                       BOOT_ID=self.boot_id, FIFO_DEPTH=fifo_depth,
                       DAC_BITS=p.dac_bits_coupling | (p.dac_bits_bias << 8), ADC_BITS=p.adc_bits,
                       VMAX=float(np.float32(p.vmax)), EMU_PROFILE=profile_id, EMU_SEED=seed,
-                      VERSION=version_word())
+                      VERSION=version_word(), MAX_TRANSACTIONS=limits.MAX_TRANSACTIONS,
+                      MAX_PACKET_WORDS=limits.MAX_WORDS_PER_PACKET,
+                      MAX_REPLY_WORDS=limits.MAX_REPLY_WORDS,
+                      MAX_OPEN_REPLY_WORDS=limits.MAX_OPEN_REPLY_WORDS,
+                      MAX_PARKED=limits.MAX_PARKED,
+                      MAX_PARKED_PER_CLIENT=limits.MAX_PARKED_PER_CLIENT,
+                      MAX_WAIT_MS=limits.MAX_WAIT_MS, REPLY_CACHE_DEPTH=limits.REPLY_CACHE_PER_CLIENT,
+                      MAX_FRAME_BYTES=limits.MAX_FRAME_BYTES,
+                      MAX_REGISTER_NI_WORDS=limits.MAX_REGISTER_NI_WORDS)
         self.regs = RegisterFile(REGMAP, consts)
         caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE"]
         caps += ["EMULATOR"] if emulator else []
@@ -95,12 +118,19 @@ class Firmware:
         self.cache = ReplyCache()
         self.inflight: dict[tuple[bytes, int], Pending] = {}
         self.listeners: list[Callable[[str, dict], None]] = []
+        #: Called (under the lock, must not block) whenever something a parked WAIT may be
+        #: waiting for changed: a run ended, a sample was taken, a lease expired.
+        self.wakers: list[Callable[[], None]] = []
         self.boot_time = clock()
         n = core.n_cells
         self.device_time = 0.0
         self.acc = np.zeros(n)
         self.acc_time = 0.0
         self.running = False
+        self.run_owner = 0
+        self.run_end = END_NONE
+        self.run_wall_start = 0.0
+        self.step_cost: float | None = None  # measured s per substep of the committed config
         self.run_left = self.run_elapsed = 0.0
         self.sample_period = 0.0
         self.sampling = False
@@ -127,16 +157,23 @@ class Firmware:
         """
         with self.lock:
             key = (packet.cid, packet.seq)
+            n = len(packet.tx)
             cached = self.cache.get(*key)
-            if cached is TOO_BIG_TO_KEEP:
-                n = len(packet.tx)
+            parked = self.inflight.get(key)
+            seen = cached[1] if cached is not None else parked.packet.digest if parked else None
+            if seen is not None and seen != packet.digest:
+                return Reply(packet.seq, Status.SEQ_REUSED, [Status.SEQ_REUSED] * n, [None] * n,
+                             self.boot_id, f"sequence number {packet.seq} was used before by this "
+                             "client for a different packet; nothing was executed (number every "
+                             "new packet afresh; re-send a packet only unchanged)")
+            if cached is not None and cached[0] is TOO_BIG_TO_KEEP:
                 return Reply(packet.seq, Status.TOO_LARGE, [Status.TOO_LARGE] * n, [None] * n,
                              self.boot_id, "this packet was executed once, but its reply was too "
                              "large to keep for a retry: read the data again with a new packet")
             if cached is not None:
-                return cached
-            if key in self.inflight:
-                return self.inflight[key]
+                return cached[0]
+            if parked is not None:
+                return parked
             self._check_lease()
             statuses, messages = self._validate(packet)
             bad = [i for i, s in enumerate(statuses) if s != Status.OK]
@@ -147,7 +184,7 @@ class Firmware:
                               [s if s != Status.OK else Status.ABORTED for s in statuses],
                               [None] * len(packet.tx), self.boot_id,
                               f"transaction {i}: {messages[i]}; packet not executed")
-                self.cache.put(*key, reply)
+                self.cache.put(*key, reply, packet.digest)
                 return reply
             self.lease.renew(packet.owner)  # a valid packet from the owner is its heartbeat
             return self._continue(Pending(packet))
@@ -210,6 +247,11 @@ class Firmware:
         while p.index < len(tx):
             t = tx[p.index]
             try:
+                token = p.packet.owner
+                if token and not self._is_claim(t) and self.lease.live_owner() != token:
+                    # the lease ended since validation (e.g. while the packet was parked)
+                    raise self._token_error(token, self.lease.live_owner(),
+                                            f"any more (at transaction {p.index})")
                 if t.op == Op.WAIT:
                     if not self._wait_done(t, p):
                         self.inflight[p.key] = p
@@ -232,7 +274,7 @@ class Firmware:
         first_bad = next((s for s in p.status if s != Status.OK), Status.OK)
         reply = Reply(p.packet.seq, first_bad, p.status, p.data, self.boot_id, p.message)
         self.inflight.pop(p.key, None)
-        self.cache.put(*p.key, reply)
+        self.cache.put(*p.key, reply, p.packet.digest)
         return reply
 
     def _wait_done(self, t: Transaction, p: Pending) -> bool:
@@ -249,14 +291,38 @@ class Firmware:
             p.deadline = None
             raise TxError(Status.TIMEOUT, f"WAIT on {reg.name} (mask {mask:#x}, value {value:#x}) "
                           f"timed out after {timeout_ms} ms")
+        if not p.parked:
+            self._admit_parking(p, reg.name)
         return False
+
+    def _admit_parking(self, p: Pending, what: str) -> None:
+        """Parking is for the owner, and bounded: a parked packet costs a re-check each time
+        the device changes, and nobody else may make the device carry thousands of them."""
+        token = p.packet.owner
+        if not token or token != self.lease.live_owner():
+            p.deadline = None
+            raise TxError(Status.TIMEOUT, f"WAIT on {what} is not true, and only packets carrying "
+                          "the live owner token may park at a WAIT (others are checked once): "
+                          "follow the device on the event socket instead")
+        total = len(self.inflight)
+        mine = sum(1 for cid, _ in self.inflight if cid == p.packet.cid)
+        if total >= self.regs.u32("MAX_PARKED") or mine >= self.regs.u32("MAX_PARKED_PER_CLIENT"):
+            p.deadline = None
+            raise TxError(Status.BUSY, f"too many packets parked at a WAIT ({mine} of this client, "
+                          f"{total} in all; limits MAX_PARKED_PER_CLIENT = "
+                          f"{self.regs.u32('MAX_PARKED_PER_CLIENT')}, MAX_PARKED = "
+                          f"{self.regs.u32('MAX_PARKED')})")
+        p.parked = True
 
     # ================================================================ validation
     def _validate(self, packet: Packet) -> tuple[list[Status], list[str]]:
         owner = self.lease.live_owner()
         statuses, messages = [], []
+        reply_words = 0
         for t in packet.tx:
             try:
+                reply_words += self._reply_words(t)
+                self._check_reply_size(reply_words, packet.owner, owner)
                 owner = self._check_tx(t, packet.owner, owner)
                 statuses.append(Status.OK)
                 messages.append("")
@@ -265,10 +331,37 @@ class Firmware:
                 messages.append(e.message or DESCRIPTIONS[e.status])
         return statuses, messages
 
+    @staticmethod
+    def _reply_words(t: Transaction) -> int:
+        return t.count if t.op in (Op.READ, Op.READ_NI) else 1 if t.op == Op.RMW else 0
+
+    def _check_reply_size(self, words: int, token: int, owner: int) -> None:
+        mine = token != 0 and token == owner
+        limit = self.regs.u32("MAX_REPLY_WORDS" if mine else "MAX_OPEN_REPLY_WORDS")
+        if words > limit:
+            raise TxError(Status.TOO_LARGE, f"the reply would carry {words} words; the limit is "
+                          f"{limit} for packets {'from the owner' if mine else 'without the live owner token'}"
+                          f" ({'MAX_REPLY_WORDS' if mine else 'MAX_OPEN_REPLY_WORDS'})")
+
+    @staticmethod
+    def _is_claim(t: Transaction) -> bool:
+        return t.op in (Op.WRITE, Op.WRITE_NI) and t.addr == REGMAP.OWNER.address
+
+    def _token_error(self, token: int, owner: int, where: str) -> TxError:
+        if owner == 0:
+            why = "the device is free: this host's lease expired or was released"
+        else:
+            why = f"another host owns the device (lease {self.lease.left_ms()} ms left)"
+        return TxError(Status.NOT_OWNER, f"token {token:#010x} does not hold the lease {where}: "
+                       f"{why}. A packet carrying a token acts for that lease, so nothing of it "
+                       "runs (its reads would show another run's state); claim the device again")
+
     def _check_tx(self, t: Transaction, token: int, owner: int) -> int:
         """Static checks of one transaction; returns the owner after it (claims count)."""
         if t.op not in Op.__members__.values():
             raise TxError(Status.BAD_OP, f"unknown op code {t.op}")
+        if token and token != owner and not self._is_claim(t):
+            raise self._token_error(token, owner, "")
         found = REGMAP.locate(t.addr)
         if found is None:
             raise TxError(Status.BAD_ADDRESS, f"nothing mapped at {t.addr:#010x}")
@@ -299,6 +392,9 @@ class Firmware:
         # registers
         if offset != 0:
             raise TxError(Status.BAD_ADDRESS, f"{t.addr:#x} is the middle of {entry.name}")
+        if t.op in (Op.READ_NI, Op.WRITE_NI) and n > self.regs.u32("MAX_REGISTER_NI_WORDS"):
+            raise TxError(Status.TOO_LARGE, f"{t.op.name} of {n} words on register {entry.name} "
+                          f"(limit MAX_REGISTER_NI_WORDS = {self.regs.u32('MAX_REGISTER_NI_WORDS')})")
         regs = self._span(t)
         if t.op == Op.WAIT:
             if entry.words != 1:
@@ -311,7 +407,9 @@ class Firmware:
                 raise TxError(Status.ACCESS, f"RMW needs a plain RW u32 register, {entry.name} is not")
             self._require_owner(token, owner, entry.name)
             return owner
-        # WRITE / WRITE_NI
+        # WRITE / WRITE_NI: ownership before any per-word work
+        if not any(r.name == "OWNER" for r in regs):
+            self._require_owner(token, owner, entry.name)
         words = [int(w) for w in t.data] if t.data is not None else []
         targets = [(r, k) for r in regs for k in range(r.words)] if t.op == Op.WRITE else [(entry, 0)] * n
         for (reg, k), w in zip(targets, words):
@@ -374,7 +472,7 @@ class Firmware:
         entry, offset = REGMAP.locate(t.addr)  # type: ignore[misc]
         destructive = t.op in MUTATING or (t.op == Op.READ_NI and isinstance(entry, Window))
         if entry.name == "OWNER" and t.op == Op.WRITE:  # re-check the claim: a WAIT may have passed
-            self._check_claim(packet.owner, self.lease.live_owner(), int(t.data[-1]))
+            self._check_claim(packet.owner, self.lease.live_owner(), int(t.data[0]))
         elif destructive and self.lease.live_owner() != packet.owner:
             # ownership can change while a packet is parked at a WAIT
             verb = "popping" if t.op == Op.READ_NI else "writing"
@@ -392,7 +490,7 @@ class Firmware:
         if t.op == Op.READ:
             return np.array([w for r in self._span(t) for w in self._read_register(r)], dtype=np.uint32)
         if t.op == Op.READ_NI:
-            return np.array([self._read_register(entry)[0] for _ in range(t.count)], dtype=np.uint32)
+            return np.full(t.count, self._read_register(entry)[0], dtype=np.uint32)
         if t.op == Op.RMW:
             and_mask, or_mask = t.args
             old = self._read_register(entry)[0]
@@ -449,12 +547,13 @@ class Firmware:
         s |= STATUS.bit("FIFO_OVERRUN") if self.fifo.overrun else 0
         s |= STATUS.bit("SHADOW_DIRTY") if self.dirty else 0
         s |= STATUS.bit("OWNED") if self.lease.live_owner() else 0
+        s = STATUS.field("RUN_END").put(s, self.run_end)
         return STATUS.field("LAST_ERROR").put(s, self.last_error)
 
     def _write_register(self, reg: Register, k: int, word: int, token: int) -> None:
         name = reg.name
         if name == "CTRL":
-            self._ctrl(word)
+            self._ctrl(word, token)
         elif name == "IRQ_STATUS":
             self.irq_status &= ~word & 0xFFFFFFFF
         elif name == "OWNER":
@@ -464,6 +563,7 @@ class Firmware:
             else:
                 self.lease.release()
                 log.info("device released")
+                self._stop_orphaned_run()
         else:
             self.regs.words[reg.address + k] = word
             if name == "LEASE_MS":
@@ -477,13 +577,13 @@ class Firmware:
             if reg.shadow:
                 self.dirty = True
 
-    def _ctrl(self, word: int) -> None:
+    def _ctrl(self, word: int, token: int) -> None:
         if word & CTRL.bit("COMMIT"):
             status = self._commit()
             if status != Status.OK:
                 raise TxError(Status.RANGE, self._commit_error)
         if word & CTRL.bit("STOP") and self.running:
-            self._finish_run()
+            self._finish_run(END_STOPPED)
         if word & CTRL.bit("RESET_STATE"):
             if self.running:
                 raise TxError(Status.BUSY, "RESET_STATE while running (STOP first)")
@@ -497,7 +597,7 @@ class Firmware:
             self.saturated = False
             self.core.clear_saturation()
         if word & CTRL.bit("RUN"):
-            self._start_run()
+            self._start_run(token)
 
     # -- memories ----------------------------------------------------------------------------
     def _read_window(self, w: Window, offset: int, n: int) -> np.ndarray:
@@ -538,6 +638,7 @@ class Firmware:
             return Status.RANGE
         self.active_cells = params.active
         self.dirty = False
+        self.step_cost = None  # a new configuration: its cost per substep is measured afresh
         return Status.OK
 
     def core_params(self, make: Callable[..., Any]) -> Any:
@@ -569,8 +670,34 @@ class Firmware:
                     temperature=r.f32("TEMPERATURE"), noise_gain=mem("NOISE_GAIN", n, bc))
 
     # ================================================================ runs (scheduler side)
-    def _start_run(self) -> None:
-        self.run_left = float(self.regs.f32("RUN_TIME"))
+    def run_budget(self) -> float:
+        """Wall seconds one run may take (emulator register; its reset value without the block)."""
+        if self.emulator:
+            return float(self.regs.f32("EMU_RUN_BUDGET"))
+        return float(REGMAP.registers["EMU_RUN_BUDGET"].reset)
+
+    def step_cost_estimate(self) -> float:
+        """Seconds per substep: measured on this configuration, else a floor from its size."""
+        eff = self.core.effective
+        n, r = eff.active, (eff.J.shape[0] if eff.J is not None else 0)
+        words = n * n if eff.coupling == "dense" else 2 * r * n + r * r + n
+        floor = STEP_COST_FLOOR_S + STEP_COST_PER_WORD_S * words
+        return max(floor, self.step_cost or 0.0)
+
+    def _start_run(self, token: int) -> None:
+        run_time = float(self.regs.f32("RUN_TIME"))
+        substeps = run_time / self.core.dt
+        wall = substeps * self.step_cost_estimate()
+        if wall > self.run_budget():
+            raise TxError(Status.RANGE, f"RUN of {run_time:g} tau0 needs {substeps:.3g} substeps of "
+                          f"{self.core.dt:.3g} tau0, about {_duration(wall)} of wall time on the "
+                          f"emulator; the budget EMU_RUN_BUDGET is {_duration(self.run_budget())}. "
+                          "Shorten RUN_TIME, rescale a stiff coupling, raise EMU_SUBSTEP or "
+                          "EMU_STABILITY, or raise EMU_RUN_BUDGET")
+        self.run_left = run_time
+        self.run_owner = token
+        self.run_end = END_NONE
+        self.run_wall_start = self.clock()
         self.run_elapsed = 0.0
         self.sample_period = self.regs.f32("SAMPLE_PERIOD")
         self.samples_left = self.regs.u32("SAMPLE_COUNT") or -1
@@ -579,16 +706,27 @@ class Firmware:
         self.running = True
         self.cond.notify_all()
         if self.run_left <= 0:
-            self._finish_run()
+            self._finish_run(END_DONE)
 
-    def _finish_run(self) -> None:
+    def _finish_run(self, end: int) -> None:
         self.running = False
         self.run_left = 0.0
-        self._event("RUN_DONE", "run_done", device_time=self.device_time)
+        self.run_end = end
+        self._event("RUN_DONE", "run_done", device_time=self.device_time, end=end)
         self.cond.notify_all()
 
-    def after_chunk(self, t: float, clamps: int) -> None:
-        """Bookkeeping after the scheduler advanced the core by device time t."""
+    def _stop_orphaned_run(self) -> None:
+        """A run belongs to the host that started it: when that host's ownership ends (lease
+        expiry, release), the run stops, so nobody later reads a half-run as a whole one."""
+        if self.running and self.lease.live_owner() != self.run_owner:
+            log.info("run stopped: its owner %08x no longer holds the lease", self.run_owner)
+            self._finish_run(END_OWNER_LOST)
+
+    def after_chunk(self, t: float, clamps: int, wall: float = 0.0) -> None:
+        """Bookkeeping after the scheduler advanced the core by device time t (wall seconds)."""
+        if t > 0 and wall > 0:
+            per_step = wall / max(1.0, t / self.core.dt)
+            self.step_cost = per_step if self.step_cost is None else 0.7 * self.step_cost + 0.3 * per_step
         self.device_time += t
         self.acc_time += t
         self.run_elapsed += t
@@ -600,7 +738,12 @@ class Firmware:
         if self.sampling and self.run_elapsed >= self.next_sample - 1e-9 * max(1.0, self.next_sample):
             self._take_sample()
         if self.run_left <= 1e-12 * max(1.0, self.run_elapsed):
-            self._finish_run()
+            self._finish_run(END_DONE)
+        elif self.clock() - self.run_wall_start > self.run_budget():
+            log.warning("run stopped at its wall-time budget (%.3g s)", self.run_budget())
+            self._finish_run(END_BUDGET)
+        else:
+            self._check_lease()
 
     def _take_sample(self) -> None:
         n = self.active_cells
@@ -615,11 +758,17 @@ class Firmware:
         self.samples_left -= 1
         if self.samples_left == 0:
             self.sampling = False
+        self._wake()
 
     # ================================================================ events, lease, faults
+    def _wake(self) -> None:
+        for wake in self.wakers:
+            wake()
+
     def _event(self, irq: str, topic: str, **body: Any) -> None:
         bit = IRQ.bit(irq)
         self.irq_status |= bit
+        self._wake()
         if self.regs.u32("IRQ_MASK") & bit:
             for listener in self.listeners:
                 listener(topic, body)
@@ -630,6 +779,7 @@ class Firmware:
             self.lease.expired = False
             log.info("lease expired; device is free")
             self._event("LEASE_EXPIRED", "lease", owner=0)
+        self._stop_orphaned_run()
 
     def tick(self) -> None:
         """Periodic housekeeping from the host loop (lease expiry)."""
@@ -640,7 +790,8 @@ class Firmware:
         log.error("fault: %s", message)
         self.faults.append(message)
         self.last_error = int(Status.INTERNAL)
-        self.running = False
+        if self.running:
+            self._finish_run(END_FAULT)
 
     def shutdown(self) -> None:
         self.scheduler.shutdown()
@@ -649,6 +800,16 @@ class Firmware:
     def boot_event(self) -> dict:
         return {"boot_id": self.boot_id, "serial": self.regs.u32("SERIAL"),
                 "n_cells": self.core.n_cells, "uptime_ms": 0}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} days"
 
 
 __all__ = ["Firmware", "Pending", "f32_to_word"]

@@ -58,4 +58,4 @@ class RunScheduler(threading.Thread):
         if t > 0:
             n_steps = max(1.0, t / dt)
             self._sec_per_step = 0.7 * self._sec_per_step + 0.3 * (took / n_steps)
-        fw.after_chunk(t, clamps)
+        fw.after_chunk(t, clamps, took)

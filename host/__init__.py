@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from host.device import Deferred, ThermoDevice, connect
-from host.errors import DeviceError, DeviceReset, DeviceSaturated, DeviceTimeout, NotOwner
+from host.errors import (DeviceDied, DeviceError, DeviceReset, DeviceSaturated, DeviceTimeout,
+                         LeaseLost, NotOwner, RunAborted)
 
 _SUBPACKAGES = ("linalg", "nn", "optim", "data", "training")
 
@@ -24,5 +25,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'host' has no attribute {name!r}")
 
 
-__all__ = ["linalg", "nn", "optim", "data", "train", "TrainConfig", "connect", "ThermoDevice", "Deferred", "DeviceError", "DeviceTimeout", "DeviceReset",
-           "DeviceSaturated", "NotOwner"]
+__all__ = ["linalg", "nn", "optim", "data", "train", "TrainConfig", "connect", "ThermoDevice",
+           "Deferred", "DeviceError", "DeviceTimeout", "DeviceDied", "DeviceReset",
+           "DeviceSaturated", "NotOwner", "LeaseLost", "RunAborted"]

@@ -8,6 +8,7 @@ to fixed-point codes here, with full-scale registers chosen from the data.
 from __future__ import annotations
 
 import secrets
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from host.drivers import Driver, open_driver
-from host.errors import DeviceError, DeviceReset, DeviceSaturated
+from host.errors import DeviceError, DeviceSaturated, LeaseLost, NotOwner, RunAborted
 from protocol import limits
 from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
@@ -23,7 +24,20 @@ from protocol.ops import Op
 from protocol.regmap import REGMAP, Register, Window, float_to_q31, q31_full_scale_for, q31_to_float
 from protocol.status import Status
 
-RUN_WAIT_SLICE_MS = 10_000  # a WAIT answers at least this often, so a dead daemon is noticed
+#: Longest WAIT slice. A run's WAIT is cut into slices the device answers at the end of (TIMEOUT
+#: while still running; the host re-sends the rest of the packet): a slice is at most this, a
+#: third of the lease (a parked packet is no heartbeat) and half the driver's timeout (so every
+#: reply is due within one timeout, and a dead device is noticed within (retries + 1) × timeout
+#: even in the middle of a long run).
+RUN_WAIT_SLICE_MS = 10_000
+#: STATUS.RUN_END codes and what each means for the caller.
+RUN_ENDS = {0: "none", 1: "done", 2: "stopped", 3: "owner_lost", 4: "budget", 5: "fault"}
+_RUN_END_WHY = {
+    "stopped": "it was stopped (CTRL.STOP) before RUN_TIME elapsed",
+    "owner_lost": "the lease of the host that started it ended (expired or released)",
+    "budget": "the emulator stopped it at its wall-time budget (EMU_RUN_BUDGET)",
+    "fault": "the device's run thread failed (see STATUS.LAST_ERROR and the daemon log)",
+}
 _Decode = Callable[[list], Any]
 MODES = {"overdamped": 0, "underdamped": 1}
 
@@ -47,7 +61,6 @@ class _Call:
     tx: list[Transaction]
     decode: _Decode | None
     result: Deferred = field(default_factory=Deferred)
-    wait_s: float = 0.0
 
 
 class _RunWait(Transaction):
@@ -94,7 +107,7 @@ class ThermoDevice:
     def __init__(self, driver: Driver, *, claim: bool = True, lease_ms: int = 30_000) -> None:
         self.driver = driver
         self._batch: list[_Call] | None = None
-        self._wait_slice_ms = RUN_WAIT_SLICE_MS
+        self._wait_slice_ms = self._slice_ms(lease_ms)
         self._lease_ms = lease_ms
         self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
         self._settings: dict[tuple[int, int], Transaction] = {}
@@ -120,12 +133,11 @@ class ThermoDevice:
             raise ValueError(f"one packet would move {words} words (limit "
                              f"{limits.MAX_WORDS_PER_PACKET}): split the batch, or use the "
                              "low-rank coupling for large N")
-        wait_s = sum(c.wait_s for c in calls)
         data: list = []
         start = 0
         while True:
-            reply = self.driver.transact(self._share_wait_slice(tx[start:]),
-                                         timeout=self._timeout() + wait_s)
+            # the packet's WAITs share one slice of at most timeout/2, so one timeout covers it
+            reply = self.driver.transact(self._share_wait_slice(tx[start:]), timeout=self._timeout())
             bad = next((i for i, s in enumerate(reply.tx_status) if s != Status.OK), None)
             if bad is None and reply.status == Status.OK:
                 data += reply.data
@@ -136,8 +148,15 @@ class ThermoDevice:
                 start += bad
                 continue
             index = None if bad is None else start + bad
-            raise DeviceError.from_reply(reply.status if bad is None else reply.tx_status[bad],
-                                         reply.message, index)
+            status = reply.status if bad is None else reply.tx_status[bad]
+            if status == Status.NOT_OWNER and self.token and not _claims(tx[start:]):
+                raise LeaseLost(
+                    f"this host no longer holds the device: {reply.message}. Nothing of the "
+                    "packet ran, and no result was returned (it could have come from another "
+                    "host's run). Call dev.claim() to take the device again and upload the "
+                    "problem again (dev.recover() re-applies the last configuration)",
+                    status, index)
+            raise DeviceError.from_reply(status, reply.message, index)
         k = 0
         for c in calls:
             part = data[k:k + len(c.tx)]
@@ -162,8 +181,11 @@ class ThermoDevice:
     def _timeout(self) -> float:
         return float(getattr(self.driver, "timeout", 5.0))
 
-    def _do(self, tx: list[Transaction], decode: _Decode | None = None, wait_s: float = 0.0) -> Any:
-        call = _Call(tx, decode, wait_s=wait_s)
+    def _slice_ms(self, lease_ms: int) -> int:
+        return max(1, min(RUN_WAIT_SLICE_MS, lease_ms // 3, int(self._timeout() * 1000) // 2))
+
+    def _do(self, tx: list[Transaction], decode: _Decode | None = None) -> Any:
+        call = _Call(tx, decode)
         if self._batch is not None:
             self._batch.append(call)
             return call.result
@@ -229,24 +251,43 @@ class ThermoDevice:
         self._static = self._read_static()
         return dict(self._static)
 
-    def claim(self, lease_ms: int = 30_000) -> None:
-        """Take ownership (writes need it). The lease renews with every packet you send."""
+    def claim(self, lease_ms: int = 30_000, *, wait: float = 0.0,
+              on_wait: Callable[[float], None] | None = None) -> None:
+        """Take ownership (writes need it). The lease renews with every packet you send.
+
+        A device held by another host raises NotOwner, unless its lease runs out within ``wait``
+        seconds: then the call waits for it (``on_wait(seconds_left)`` is told first) and
+        claims. A host that died or froze cannot release the device; its lease is what frees it.
+        """
         if lease_ms < 300:
             raise ValueError(f"lease_ms must be >= 300, got {lease_ms}")
+        if self._batch is not None:
+            raise RuntimeError("claim() cannot run inside a batch")
         token = self.token or (secrets.randbits(32) | 1)
-        self.driver.owner = token
-        try:
-            self._do([wr("OWNER", [token]), wr("LEASE_MS", [lease_ms])])
-        except DeviceError:
-            self.driver.owner = self.token
-            raise
+        give_up = time.monotonic() + wait
+        while True:
+            self.driver.owner = token
+            try:
+                self._do([wr("OWNER", [token]), wr("LEASE_MS", [lease_ms])])
+                break
+            except NotOwner:
+                self.driver.owner = self.token = 0
+                left = self.read("LEASE_LEFT_MS") / 1000 + 0.05
+                if time.monotonic() + left > give_up:
+                    raise
+                if on_wait is not None:
+                    on_wait(left)
+                time.sleep(left)
+            except DeviceError:
+                self.driver.owner = self.token
+                raise
         self.token = token
         self._set_lease(lease_ms)
 
     def _set_lease(self, lease_ms: int) -> None:
         # a parked WAIT is no heartbeat: the host's WAIT slices must end well inside the lease
         self._lease_ms = lease_ms
-        self._wait_slice_ms = min(RUN_WAIT_SLICE_MS, max(1, lease_ms // 3))
+        self._wait_slice_ms = self._slice_ms(lease_ms)
 
     def release(self) -> None:
         if self.token:
@@ -257,12 +298,24 @@ class ThermoDevice:
                 self.driver.owner = 0
 
     def close(self) -> None:
+        """Release the device and close the link. Never blocks longer than one timeout: one
+        attempt, and none at all when the device did not answer the last request (its lease
+        then frees it)."""
         try:
-            if self.token:
-                self.release()
+            if self.token and getattr(self.driver, "responsive", True) and \
+                    getattr(self.driver, "reset", None) is None:
+                retries = getattr(self.driver, "retries", None)
+                if retries is not None:
+                    self.driver.retries = 0
+                try:
+                    self.driver.transact([wr("OWNER", [0])])
+                finally:
+                    if retries is not None:
+                        self.driver.retries = retries
         except DeviceError:
             pass  # a dead or reset device cannot be released; closing must still succeed
         finally:
+            self.token = self.driver.owner = 0
             self.driver.close()
 
     def __enter__(self) -> "ThermoDevice":
@@ -271,10 +324,20 @@ class ThermoDevice:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def recover(self) -> None:
-        """After DeviceReset: claim the device again and re-apply the last configuration."""
-        self.driver.boot_id = None
+    def acknowledge_reset(self) -> None:
+        """Accept a rebooted device as it is (its configuration is the reset one; this host's
+        claim is gone). ``recover()`` does this and re-applies the configuration."""
+        ack = getattr(self.driver, "acknowledge_reset", None)
+        if ack is not None:
+            ack()
+        self.token = self.driver.owner = 0
         self._static = self._read_static()
+        self.active = self._staged_active = self._static["active_cells"]
+
+    def recover(self) -> None:
+        """After DeviceReset (or LeaseLost): claim the device again and re-apply the last
+        configuration (then upload the problem and run again: the device state is not kept)."""
+        self.acknowledge_reset()
         self.claim(self._lease_ms)
         for tx in self._config.values():
             self._do(list(tx))
@@ -492,6 +555,12 @@ class ThermoDevice:
                 rd("STATUS"), rd("SAT_MAP", self.n_cells)]
 
     def _check_saturation(self, status_words: np.ndarray, sat_words: np.ndarray) -> None:
+        """After a run's WAIT: the run must have ended whole (RUN_END = DONE), and unsaturated."""
+        end = RUN_ENDS.get(_reg("STATUS").field("RUN_END").get(int(status_words[0])), "unknown")
+        if end not in ("none", "done"):
+            raise RunAborted(f"the run did not complete: {_RUN_END_WHY.get(end, 'unknown cause')}; "
+                             "its state and average cover only part of it, so none is returned",
+                             end)
         if int(status_words[0]) & _reg("STATUS").bit("SATURATED"):
             cells = np.flatnonzero(sat_words).tolist()
             raise DeviceSaturated(
@@ -513,12 +582,11 @@ class ThermoDevice:
         if not wait:
             return self._do(tx)
         tx += self._wait_idle()
-        return self._do(tx, lambda d: self._check_saturation(d[3], d[4]), wait_s=self._wait_slice_ms / 1000)
+        return self._do(tx, lambda d: self._check_saturation(d[3], d[4]))
 
     def wait(self) -> Any:
         """Block until the current run ends (raises DeviceSaturated if a rail was hit)."""
-        return self._do(self._wait_idle(), lambda d: self._check_saturation(d[1], d[2]),
-                        wait_s=self._wait_slice_ms / 1000)
+        return self._do(self._wait_idle(), lambda d: self._check_saturation(d[1], d[2]))
 
     def stop(self) -> Any:
         return self._do([wr("CTRL", [_reg("CTRL").bit("STOP")])])
@@ -566,8 +634,7 @@ class ThermoDevice:
                   wr_f32("SAMPLE_PERIOD", 0.0), *self._wait_idle(),
                   Transaction(Op.READ_NI, _win("SAMPLE_FIFO").base, (k * self.active,))]
             chunk = self._do(tx, lambda d: (self._check_saturation(d[6], d[7]),
-                                            q31_to_float(d[8].view(np.int32), self.vmax))[1],
-                             wait_s=self._wait_slice_ms / 1000)
+                                            q31_to_float(d[8].view(np.int32), self.vmax))[1])
             out.append(chunk.reshape(k, self.active))
             done += k
         return np.concatenate(out)
@@ -590,6 +657,10 @@ class ThermoDevice:
         return out.value
 
 
+def _claims(tx: list[Transaction]) -> bool:
+    return any(t.op == Op.WRITE and t.addr == _reg("OWNER").address for t in tx)
+
+
 def eval_depth(depth: str | int, static: dict) -> int:
     if isinstance(depth, int):
         return depth
@@ -601,8 +672,10 @@ def eval_depth(depth: str | int, static: dict) -> int:
 
 
 def connect(url: str = "spawn://", *, timeout: float | None = None, retries: int | None = None,
-            claim: bool = True, lease_ms: int = 30_000) -> ThermoDevice:
-    """Open a device by URL: tcp://, ipc://, local://, spawn:// or a registered scheme."""
+            claim: bool = True, lease_ms: int = 30_000, wait_for_lease: float = 0.0,
+            on_wait: Callable[[float], None] | None = None) -> ThermoDevice:
+    """Open a device by URL: tcp://, ipc://, local://, spawn:// or a registered scheme.
+    ``wait_for_lease``: seconds to wait for another host's lease to run out (see ``claim``)."""
     options: dict[str, Any] = {}
     if timeout is not None:
         options["timeout"] = timeout
@@ -610,7 +683,10 @@ def connect(url: str = "spawn://", *, timeout: float | None = None, retries: int
         options["retries"] = retries
     driver = open_driver(url, **options)
     try:
-        return ThermoDevice(driver, claim=claim, lease_ms=lease_ms)
+        dev = ThermoDevice(driver, claim=False, lease_ms=lease_ms)
+        if claim:
+            dev.claim(lease_ms, wait=wait_for_lease, on_wait=on_wait)
+        return dev
     except BaseException:
         driver.close()
         raise

@@ -22,6 +22,11 @@ class NotOwner(DeviceError):
     """A write was refused because another host holds the device (or it was never claimed)."""
 
 
+class LeaseLost(NotOwner):
+    """This host's lease ended (it was silent for LEASE_MS, or another host took the device
+    over), so the device refused to hand it state that may belong to someone else's run."""
+
+
 class DeviceTimeout(DeviceError, TimeoutError):
     """No reply within the configured timeout (after the configured retries)."""
 
@@ -29,8 +34,25 @@ class DeviceTimeout(DeviceError, TimeoutError):
         super().__init__(message, Status.TIMEOUT)
 
 
+class DeviceDied(DeviceTimeout):
+    """The device process is gone (a ``spawn://`` child exited): raised at once, not after the
+    timeout, with its exit code and the end of its log."""
+
+
+class RunAborted(DeviceError):
+    """A run ended before its RUN_TIME (stopped, its owner's lease lapsed, the emulator's
+    wall-time budget ran out, or a device fault): its average covers only part of the run."""
+
+    def __init__(self, message: str, end: str) -> None:
+        super().__init__(message, Status.OK)
+        self.end = end
+
+
 class DeviceReset(DeviceError):
-    """BOOT_ID changed: the device rebooted and lost its configuration."""
+    """BOOT_ID changed: the device rebooted and lost its configuration. Sticky: every later
+    call raises it again, without sending anything, until ``dev.recover()`` (or
+    ``dev.acknowledge_reset()``), so a caller that catches it once cannot go on computing on
+    the rebooted device's defaults."""
 
     def __init__(self, old: int, new: int) -> None:
         super().__init__(f"device was reset (BOOT_ID {old:#010x} -> {new:#010x}); its configuration "

@@ -25,6 +25,7 @@ import numpy as np
 
 from host import data as datasets
 from host import nn
+from host.errors import DeviceReset, DeviceTimeout, LeaseLost, RunAborted
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 
@@ -112,7 +113,9 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
                          f"above the emulator's limit {MAX_EMULATED_RANK}: use --batch-size <= "
                          f"{MAX_EMULATED_RANK // out_dim} or --form dense")
     url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
-    dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries)
+    from host.cli import LEASE_WAIT_S, say_waiting
+    dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries,
+                       wait_for_lease=LEASE_WAIT_S, on_wait=say_waiting)
     try:
         return spec.build(dev, **kwargs), dev
     except BaseException:
@@ -349,6 +352,13 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
         kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt and ckpt.exists() else \
             " (no epoch was completed: no checkpoint)"
         raise TrainingError(f"{e}{kept}") from e
+    except (DeviceReset, LeaseLost, RunAborted, DeviceTimeout) as e:
+        # never go on training on a device that rebooted, was taken over or stopped answering:
+        # the steps since the last checkpoint are dropped, and --resume continues from it
+        kept = (f"; the last completed epoch is checkpointed in {ckpt}: continue with --resume"
+                if ckpt and ckpt.exists() else "; no epoch was completed, so there is no checkpoint")
+        raise TrainingError(f"the device failed at step {state.step}, training stopped: "
+                            f"{type(e).__name__}: {e}{kept}") from e
     finally:
         if bar:
             bar.close()

@@ -16,6 +16,19 @@ MAX_ARRAY_LEN = MAX_HEADER_BYTES  # the header's byte limit bounds arrays alread
 MAX_MAP_LEN = 32
 MAX_BIN_LEN = 256
 MAX_STR_LEN = 1024
+#: Words the reply to one packet may carry (READ, READ_NI, RMW data) when the packet carries
+#: the live owner token; packets from anyone else (reads are open) get the smaller open limit,
+#: so a monitoring client cannot make the device serialise hundreds of MB between the owner's
+#: packets. Over either limit: TOO_LARGE, nothing executed.
+MAX_REPLY_WORDS = MAX_WORDS_PER_PACKET
+MAX_OPEN_REPLY_WORDS = 1024 * 1024
+#: Words one READ_NI / WRITE_NI on a register (not a FIFO port) may move: polling a register
+#: a thousand times in one packet is plenty, and each word costs a register access.
+MAX_REGISTER_NI_WORDS = 1024
+#: Packets that may be parked at a WAIT at once, in all and per client. Only packets carrying
+#: the live owner token may park; anyone else's WAIT is checked once (TIMEOUT if false).
+MAX_PARKED = 16
+MAX_PARKED_PER_CLIENT = 4
 #: Longest WAIT a packet may request.
 MAX_WAIT_MS = 600_000
 #: Replies remembered per client (for retries with the same sequence number).

@@ -17,7 +17,9 @@ FORMATS = ("u32", "f32", "f64", "q31", "q31u")
 #: Instance constants a map entry may name instead of a number (bound per device at boot).
 INSTANCE_CONSTANTS = (
     "N_CELLS", "MAX_RANK", "SERIAL", "BOOT_ID", "FIFO_DEPTH", "DAC_BITS", "ADC_BITS", "VMAX",
-    "EMU_PROFILE", "EMU_SEED", "VERSION",
+    "EMU_PROFILE", "EMU_SEED", "VERSION", "MAX_TRANSACTIONS", "MAX_PACKET_WORDS",
+    "MAX_REPLY_WORDS", "MAX_OPEN_REPLY_WORDS", "MAX_PARKED", "MAX_PARKED_PER_CLIENT",
+    "MAX_WAIT_MS", "REPLY_CACHE_DEPTH", "MAX_FRAME_BYTES", "MAX_REGISTER_NI_WORDS",
 )
 
 Value = int | float | str

@@ -18,6 +18,7 @@ class Status(IntEnum):
     TOO_LARGE = 10    # too many transactions, words or bytes
     INTERNAL = 11     # device fault; the device stays up
     ABORTED = 12      # not executed because an earlier transaction in the packet failed
+    SEQ_REUSED = 13   # this (client, seq) was used before for a different packet; nothing ran
 
 
 DESCRIPTIONS = {
@@ -34,4 +35,5 @@ DESCRIPTIONS = {
     Status.TOO_LARGE: "packet exceeds a protocol limit",
     Status.INTERNAL: "internal device error",
     Status.ABORTED: "not executed: an earlier transaction failed",
+    Status.SEQ_REUSED: "sequence number reused for a different packet: nothing was executed",
 }

@@ -64,22 +64,36 @@ class PacketDriver(Driver):
         self.owner = 0
         self.seq = 0
         self.boot_id: int | None = None
+        self.reset: DeviceReset | None = None  # sticky until acknowledge_reset()
+        self.responsive = True  # False after a DeviceTimeout, until the device answers again
         self.stats = LinkStats()
 
     def transact(self, tx: Sequence[Transaction], timeout: float | None = None) -> Reply:
+        if self.reset is not None:
+            raise self.reset  # nothing is sent to a device whose reboot nobody acknowledged
         self.seq += 1
         frames = encode_request(self.seq, self.cid, self.owner, tx)
         self.stats.packets += 1
         self.stats.bytes_sent += _nbytes(frames)
-        raw = self._exchange(frames, self.seq, self.timeout if timeout is None else timeout)
+        try:
+            raw = self._exchange(frames, self.seq, self.timeout if timeout is None else timeout)
+        except TimeoutError:
+            self.responsive = False
+            raise
+        self.responsive = True
         self.stats.bytes_received += _nbytes(raw)
         reply = decode_reply(raw, tx)
         if self.boot_id is None:
             self.boot_id = reply.boot_id
         elif reply.boot_id != self.boot_id:
-            old, self.boot_id = self.boot_id, reply.boot_id
-            raise DeviceReset(old, reply.boot_id)
+            self.reset = DeviceReset(self.boot_id, reply.boot_id)
+            raise self.reset
         return reply
+
+    def acknowledge_reset(self) -> None:
+        """Accept the rebooted device as the one to talk to from now on."""
+        if self.reset is not None:
+            self.boot_id, self.reset = self.reset.new, None
 
     @abstractmethod
     def _exchange(self, frames: list, seq: int, timeout: float) -> list:

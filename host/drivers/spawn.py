@@ -16,9 +16,14 @@ from urllib.parse import urlencode
 
 from host.drivers.base import url_query
 from host.drivers.zmq_driver import ZmqDriver
+from host.errors import DeviceDied
 
 #: Time allowed for the daemon to boot (first start compiles the Numba kernels into the cache).
 BOOT_TIMEOUT_S = 120.0
+#: Time a daemon gets to stop cleanly on close before it is killed.
+STOP_GRACE_S = 10.0
+#: Lines of the daemon's log quoted when it dies.
+LOG_TAIL_LINES = 12
 
 
 class SpawnDriver(ZmqDriver):
@@ -64,18 +69,32 @@ class SpawnDriver(ZmqDriver):
         raise RuntimeError(f"spawned daemon did not start (exit code {self.proc.poll()}); "
                            f"its log {self.log.name} ends with:\n{log}")
 
+    def _check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is None:
+            return
+        try:
+            with open(self.log.name, errors="replace") as f:
+                tail = "".join(f.readlines()[-LOG_TAIL_LINES:]).rstrip()
+        except OSError:
+            tail = "(its log is gone)"
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise DeviceDied(f"the spawned emulator daemon (pid {self.proc.pid}) {how}; the last "
+                         f"lines of its log {self.log.name}:\n{tail or '(empty)'}")
+
     def _stop_process(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
+            try:  # a daemon that stopped answering (e.g. frozen) gets a short grace only
+                self.proc.wait(timeout=STOP_GRACE_S if getattr(self, "responsive", True) else 1.0)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
         self.log.close()
-        os.unlink(self.log.name) if self.proc.returncode == 0 else None
+        if self.proc.returncode == 0:  # a clean stop: the log holds nothing of interest
+            os.unlink(self.log.name)
 
     def close(self) -> None:
         super().close()

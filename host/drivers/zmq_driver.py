@@ -21,6 +21,9 @@ from host.drivers.base import PacketDriver, url_query
 from host.errors import DeviceTimeout
 from protocol import limits
 
+#: How often a wait for a reply looks at the device's liveness (spawn://: its child process).
+LIVENESS_POLL_S = 0.1
+
 
 class ZmqDriver(PacketDriver):
     schemes = ("tcp", "ipc")
@@ -63,8 +66,9 @@ class ZmqDriver(PacketDriver):
             self.sock.send_multipart(frames, copy=False)
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
-                if not self.sock.poll(max(1, int(left * 1000))):
-                    break
+                self._check_alive()
+                if not self.sock.poll(max(1, int(min(left, LIVENESS_POLL_S) * 1000))):
+                    continue
                 reply = self.sock.recv_multipart(copy=False)
                 got = _reply_seq(reply)
                 if got == seq or got is None:
@@ -77,6 +81,10 @@ class ZmqDriver(PacketDriver):
         raise DeviceTimeout(f"no reply from {self.endpoint} after {attempts * timeout:g} s "
                             f"({attempts} attempt{'s' if attempts > 1 else ''} × {timeout:g} s); "
                             "is the daemon running?")
+
+    def _check_alive(self) -> None:
+        """Called every LIVENESS_POLL_S while waiting: a transport that can tell that the device
+        is gone (spawn:// sees its child exit) raises DeviceDied here instead of timing out."""
 
     def _rebuild(self) -> None:
         if self.sock is not None:

@@ -90,11 +90,11 @@ def test_lease_expires_without_heartbeat():
 def test_reply_cache_bounds():
     cache = ReplyCache(per_client=2, clients=2)
     for seq in range(3):
-        cache.put(b"a", seq, seq)
-    assert cache.get(b"a", 0) is None and cache.get(b"a", 2) == 2
+        cache.put(b"a", seq, seq, digest=100 + seq)
+    assert cache.get(b"a", 0) is None and cache.get(b"a", 2) == (2, 102)
     cache.put(b"b", 1, "b")
     cache.put(b"c", 1, "c")
-    assert cache.get(b"a", 2) is None and cache.get(b"c", 1) == "c"
+    assert cache.get(b"a", 2) is None and cache.get(b"c", 1) == ("c", 0)
 
 
 def test_dac_keeps_top_bits_and_adc_saturates():
