@@ -1,0 +1,158 @@
+"""A host never receives state, mean or samples from a run it did not start.
+
+The scenario that used to fail: host A starts a long solve, is frozen past its lease, host B
+takes the device over and runs its own problem, A is resumed — and A's call returned B's mean.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import host
+from conftest import wait_for
+from host.device import rd, wr
+from protocol import REGMAP, Op, Status, Transaction
+from protocol.codec import encode_request
+from support import REPO, start_daemon
+
+HOST_A = r"""
+import json, sys
+import numpy as np
+import host
+dev = host.connect(sys.argv[1], lease_ms=500, timeout=2.0, retries=0)
+dev.configure(temperature=1e-4, substep=1e-3)  # a long run: ~10^7 substeps
+print("started", flush=True)
+try:
+    m = dev.solve_step(coupling=np.eye(8), bias=np.full(8, 0.25), t=1e4)
+    print(json.dumps({"result": m.tolist()}), flush=True)
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__, "message": str(e)}), flush=True)
+"""
+
+
+def test_a_host_frozen_past_its_lease_gets_an_error_not_another_hosts_result():
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "8")
+    a = subprocess.Popen([sys.executable, "-c", HOST_A, d.endpoint], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert a.stdout.readline().strip() == "started"
+        time.sleep(0.4)  # A's packet is parked at its run WAIT
+        os.kill(a.pid, signal.SIGSTOP)
+        # B waits for A's lease (500 ms) to lapse, takes over and runs its own problem
+        with host.connect(d.endpoint, wait_for_lease=5.0, timeout=5.0) as b:
+            assert b.read("STATUS") & REGMAP.STATUS.bit("RUN_END") == 3 << 16  # A's run: OWNER_LOST
+            b.stop()
+            b.configure(temperature=1e-4, substep=0.0)
+            mine = b.solve_step(coupling=np.eye(8), bias=np.full(8, 0.75), t=30.0, burn_in=10.0)
+            np.testing.assert_allclose(mine, 0.75, atol=0.02)
+            b.run(1e4, wait=False)  # B's next run is in progress when A wakes up
+            os.kill(a.pid, signal.SIGCONT)
+            out, err = a.communicate(timeout=30)
+            assert b.read("OWNER") == b.token  # A's wake-up took nothing from B
+        answer = json.loads(out.strip().splitlines()[-1])
+        assert "result" not in answer, f"host A was handed a mean it did not produce: {answer}"
+        assert answer["error"] == "LeaseLost", answer
+        assert "no longer holds the device" in answer["message"]
+    finally:
+        if a.poll() is None:
+            os.kill(a.pid, signal.SIGCONT)
+            a.kill()
+            a.wait()
+        d.stop()
+
+
+# ------------------------------------------------------------------ the same at the firmware level
+def _packet(seq: int, token: int, tx: list[Transaction]) -> list:
+    return encode_request(seq, b"A" * 16, token, tx)
+
+
+def _claim(fw, token: int, lease_ms: int) -> None:
+    reply = fw.execute(_packet(1, token, [wr("OWNER", [token]), wr("LEASE_MS", [lease_ms])]))
+    assert reply.status == Status.OK, reply.message
+
+
+@pytest.fixture()
+def fw():
+    from device.emulator import build_firmware
+    f = build_firmware(4)
+    yield f
+    f.shutdown()
+
+
+def _run_tail(seq: int, token: int) -> list:
+    """What a host sends after a WAIT slice ends: wait again, then read the result."""
+    running = REGMAP.STATUS.bit("RUNNING")
+    return _packet(seq, token, [Transaction(Op.WAIT, REGMAP.STATUS.address, (running, 0, 5000)),
+                                rd("STATUS"), rd("ACCUMULATOR", 4)])
+
+
+def test_a_parked_packet_whose_lease_lapses_reads_nothing(fw):
+    """The lease runs out while the packet is parked: the run stops (OWNER_LOST), the WAIT is
+    released, and the reads after it answer NOT_OWNER instead of the cut run's average."""
+    token = 0x1234567
+    _claim(fw, token, lease_ms=150)
+    fw.regs.set_f32("EMU_SUBSTEP", 1e-3)
+    fw.core.set_fidelity(substep=1e-3)
+    start = _packet(2, token, [wr("RUN_TIME", [np.float32(1e5).view(np.uint32)]),
+                               wr("CTRL", [REGMAP.CTRL.bit("RUN") | REGMAP.CTRL.bit("CLEAR_ACC")])])
+    assert fw.execute(start).status == Status.OK
+    t0 = time.monotonic()
+    reply = fw.execute(_run_tail(3, token), timeout=5.0)
+    assert time.monotonic() - t0 < 2.0  # released by the lease ending, not by the WAIT timeout
+    assert reply.status == Status.NOT_OWNER  # at the WAIT itself or at the read after it
+    assert Status.OK not in reply.tx_status[1:] and reply.data[1] is None and reply.data[2] is None
+    assert "does not hold the lease" in reply.message
+    assert REGMAP.STATUS.field("RUN_END").get(fw.status_word()) == 3  # OWNER_LOST
+    assert not fw.running
+
+
+def test_a_stale_token_reads_nothing_even_on_a_free_device(fw):
+    """A re-sent packet tail from a host whose lease lapsed is refused whole at validation,
+    whether or not another host has claimed since."""
+    token, other = 0x1111, 0x2222
+    _claim(fw, token, lease_ms=100)
+    time.sleep(0.15)
+    reply = fw.execute(_run_tail(5, token))
+    assert reply.status == Status.NOT_OWNER and all(s != Status.OK for s in reply.tx_status)
+    assert "the device is free" in reply.message
+    reply = fw.execute(encode_request(1, b"B" * 16, other, [wr("OWNER", [other])]))
+    assert reply.status == Status.OK
+    reply = fw.execute(_run_tail(6, token))
+    assert reply.status == Status.NOT_OWNER and "another host owns the device" in reply.message
+    # reads without a token stay open (monitors, `thermohil regs read`)
+    assert fw.execute(encode_request(1, b"C" * 16, 0, [rd("STATUS")])).status == Status.OK
+
+
+def test_releasing_stops_the_run_and_the_end_is_reported(fw):
+    token = 0x3333
+    _claim(fw, token, lease_ms=10_000)
+    fw.core.set_fidelity(substep=1e-3)
+    run = [wr("RUN_TIME", [np.float32(1e5).view(np.uint32)]), wr("CTRL", [REGMAP.CTRL.bit("RUN")])]
+    assert fw.execute(_packet(2, token, run)).status == Status.OK
+    assert fw.running
+    assert fw.execute(_packet(3, token, [wr("OWNER", [0])])).status == Status.OK
+    wait_for(lambda: not fw.running, 2.0, "the run to stop at release")
+    assert REGMAP.STATUS.field("RUN_END").get(fw.status_word()) == 3
+
+
+def test_a_stopped_run_is_an_error_not_a_partial_average():
+    with host.connect("local://?cells=4") as dev:
+        dev.configure(substep=1e-3)
+        dev.load_coupling(np.eye(4))
+        dev.load_bias(np.ones(4))
+        dev.commit()
+        dev.run(1e5, wait=False)
+        dev.stop()
+        with pytest.raises(host.RunAborted, match="stopped") as e:
+            dev.wait()
+        assert e.value.end == "stopped"
+        dev.configure(substep=0.0)
+        dev.run(5.0)  # the next whole run is fine
+        assert np.all(np.isfinite(dev.mean()))
