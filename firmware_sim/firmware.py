@@ -16,6 +16,7 @@ come before any per-word work, so nobody else's packet can stall the device.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
@@ -160,8 +161,9 @@ class Firmware:
             n = len(packet.tx)
             cached = self.cache.get(*key)
             parked = self.inflight.get(key)
-            seen = cached[1] if cached is not None else parked.packet.digest if parked else None
-            if seen is not None and seen != packet.digest:
+            seen = cached[1] if cached is not None else ("all", parked.packet.full_digest()) \
+                if parked else None
+            if seen is not None and seen != _digest(packet, seen[0]):
                 return Reply(packet.seq, Status.SEQ_REUSED, [Status.SEQ_REUSED] * n, [None] * n,
                              self.boot_id, f"sequence number {packet.seq} was used before by this "
                              "client for a different packet; nothing was executed (number every "
@@ -184,7 +186,7 @@ class Firmware:
                               [s if s != Status.OK else Status.ABORTED for s in statuses],
                               [None] * len(packet.tx), self.boot_id,
                               f"transaction {i}: {messages[i]}; packet not executed")
-                self.cache.put(*key, reply, packet.digest)
+                self.cache.put(*key, reply, _digest(packet, "header"))  # nothing ran: cheap CRC
                 return reply
             self.lease.renew(packet.owner)  # a valid packet from the owner is its heartbeat
             return self._continue(Pending(packet))
@@ -274,7 +276,7 @@ class Firmware:
         first_bad = next((s for s in p.status if s != Status.OK), Status.OK)
         reply = Reply(p.packet.seq, first_bad, p.status, p.data, self.boot_id, p.message)
         self.inflight.pop(p.key, None)
-        self.cache.put(*p.key, reply, p.packet.digest)
+        self.cache.put(*p.key, reply, _digest(p.packet, "all"))
         return reply
 
     def _wait_done(self, t: Transaction, p: Pending) -> bool:
@@ -352,8 +354,8 @@ class Firmware:
             why = "the device is free: this host's lease expired or was released"
         else:
             why = f"another host owns the device (lease {self.lease.left_ms()} ms left)"
-        return TxError(Status.NOT_OWNER, f"token {token:#010x} does not hold the lease {where}: "
-                       f"{why}. A packet carrying a token acts for that lease, so nothing of it "
+        return TxError(Status.NOT_OWNER, f"token {token:#010x} does not hold the lease"
+                       f"{' ' + where if where else ''}: {why}. A packet carrying a token acts for that lease, so nothing of it "
                        "runs (its reads would show another run's state); claim the device again")
 
     def _check_tx(self, t: Transaction, token: int, owner: int) -> int:
@@ -471,8 +473,9 @@ class Firmware:
     def _execute(self, t: Transaction, packet: Packet) -> np.ndarray | None:
         entry, offset = REGMAP.locate(t.addr)  # type: ignore[misc]
         destructive = t.op in MUTATING or (t.op == Op.READ_NI and isinstance(entry, Window))
-        if entry.name == "OWNER" and t.op == Op.WRITE:  # re-check the claim: a WAIT may have passed
-            self._check_claim(packet.owner, self.lease.live_owner(), int(t.data[0]))
+        if entry.name == "OWNER" and t.op in (Op.WRITE, Op.WRITE_NI):  # a WAIT may have passed
+            self._check_claim(packet.owner, self.lease.live_owner(),
+                              int(t.data[0] if t.op == Op.WRITE else t.data[-1]))
         elif destructive and self.lease.live_owner() != packet.owner:
             # ownership can change while a packet is parked at a WAIT
             verb = "popping" if t.op == Op.READ_NI else "writing"
@@ -671,10 +674,9 @@ class Firmware:
 
     # ================================================================ runs (scheduler side)
     def run_budget(self) -> float:
-        """Wall seconds one run may take (emulator register; its reset value without the block)."""
-        if self.emulator:
-            return float(self.regs.f32("EMU_RUN_BUDGET"))
-        return float(REGMAP.registers["EMU_RUN_BUDGET"].reset)
+        """Wall seconds one run may take; a build without the emulator block stands for a board,
+        where a run of t lasts t·τ0, so it has none."""
+        return float(self.regs.f32("EMU_RUN_BUDGET")) if self.emulator else math.inf
 
     def step_cost_estimate(self) -> float:
         """Seconds per substep: measured on this configuration, else a floor from its size."""
@@ -687,7 +689,7 @@ class Firmware:
     def _start_run(self, token: int) -> None:
         run_time = float(self.regs.f32("RUN_TIME"))
         substeps = run_time / self.core.dt
-        wall = substeps * self.step_cost_estimate()
+        wall = substeps * self.step_cost_estimate() if self.emulator else 0.0
         if wall > self.run_budget():
             raise TxError(Status.RANGE, f"RUN of {run_time:g} tau0 needs {substeps:.3g} substeps of "
                           f"{self.core.dt:.3g} tau0, about {_duration(wall)} of wall time on the "
@@ -800,6 +802,13 @@ class Firmware:
     def boot_event(self) -> dict:
         return {"boot_id": self.boot_id, "serial": self.regs.u32("SERIAL"),
                 "n_cells": self.core.n_cells, "uptime_ms": 0}
+
+
+def _digest(packet: Packet, kind: str) -> tuple[str, int]:
+    """What a retry of ``packet`` must match: its header for a packet refused at validation
+    (nothing ran, and a non-owner's big packet costs no pass over its payload), every byte of
+    it for one that executed."""
+    return (kind, packet.digest if kind == "header" else packet.full_digest())
 
 
 def _duration(seconds: float) -> str:

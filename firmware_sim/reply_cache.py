@@ -3,7 +3,7 @@
 Bounded by entries per client, by clients, and by the bytes of read payloads held, so a client
 reading large windows cannot make the cache hold gigabytes. A reply too large to keep is
 replaced by a marker, so a retry is answered TOO_LARGE ("executed once; re-read the data") and
-never executes twice. Each reply is kept with the CRC of the request that produced it, so a
+never executes twice. Each reply is kept with a digest of the request that produced it, so a
 request that reuses a (client, seq) for different content is told so instead of being handed
 another packet's reply.
 """
@@ -28,15 +28,15 @@ class ReplyCache:
                  clients: int = limits.REPLY_CACHE_CLIENTS,
                  max_bytes: int = limits.REPLY_CACHE_BYTES) -> None:
         self.per_client, self.clients, self.max_bytes = per_client, clients, max_bytes
-        self._store: OrderedDict[bytes, OrderedDict[int, tuple[Any, int, int]]] = OrderedDict()
+        self._store: OrderedDict[bytes, OrderedDict[int, tuple[Any, int, Any]]] = OrderedDict()
         self.bytes = 0
 
-    def get(self, cid: bytes, seq: int) -> tuple[Any, int] | None:
+    def get(self, cid: bytes, seq: int) -> tuple[Any, Any] | None:
         """(reply, digest of the request it answered), or None."""
         entry = self._store.get(cid, {}).get(seq)
         return None if entry is None else (entry[0], entry[2])
 
-    def put(self, cid: bytes, seq: int, reply: Any, digest: int = 0) -> None:
+    def put(self, cid: bytes, seq: int, reply: Any, digest: Any = None) -> None:
         size = _payload_bytes(reply)
         if size > self.max_bytes:
             reply, size = TOO_BIG_TO_KEEP, 0

@@ -268,7 +268,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     b = rng.uniform(-1, 1, n)
     exact = scipy.linalg.solve(A, b, assume_a="pos")
     print(f"thermohil demo: {n}x{n} SPD system, condition number {args.cond:g}, device {args.device}")
-    with host.connect(args.device) as dev:
+    with _connect(args) as dev:
         if n > dev.n_cells:
             raise ValueError(f"--size {n} exceeds the device's {dev.n_cells} cells")
         dev.configure(mode="overdamped", temperature=args.temperature)

@@ -28,6 +28,7 @@ from typing import Iterator
 import msgpack
 import pytest
 
+from protocol.codec import PROTOCOL_VERSION
 from protocol import limits
 from protocol.codec import decode_reply, encode_request
 from protocol.regmap import REGMAP
@@ -239,7 +240,7 @@ def test_bridge_answers_malformed_packets_and_keeps_the_link(bridge: int) -> Non
     with socket.create_connection(("127.0.0.1", bridge), timeout=10) as s:
         _write_framed(s, [b"\xc1"])  # 0xc1 is never valid msgpack
         assert decode_reply(_read_framed(s)).status == Status.MALFORMED
-        _write_framed(s, [msgpack.packb({"v": [1, 0], "seq": 5, "tx": "nope"})])
+        _write_framed(s, [msgpack.packb({"v": list(PROTOCOL_VERSION), "seq": 5, "tx": "nope"})])
         assert decode_reply(_read_framed(s)).status == Status.MALFORMED
         tx = [rd("MAGIC")]
         frames = encode_request(6, b"\x01" * limits.CLIENT_ID_BYTES, 0, tx)

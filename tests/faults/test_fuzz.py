@@ -13,6 +13,7 @@ import pytest
 import host
 from conftest import rss_mb
 from host.device import rd
+from protocol.codec import PROTOCOL_VERSION
 from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import decode_reply, encode_request
 from support import RawClient, start_daemon
@@ -75,10 +76,11 @@ def hostile_packet(rng: np.random.Generator, seq: int, cid: bytes, token: int) -
         return [bytes(rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8))
                 for _ in range(int(rng.integers(1, 4)))]
     if kind < 0.3:  # msgpack, but not our header
-        shapes = [{"seq": seq, "v": [1, 0]}, {"seq": seq, "v": [1, 0], "cid": cid, "tx": 5},
-                  {"seq": seq, "v": [2, 0], "cid": cid, "tx": []}, [1, 2, 3], "tx",
-                  {"seq": -1}, {"seq": seq, "v": [1, 0], "cid": cid, "tx": [[0]] * 600},
-                  {b"seq": 1}, {"seq": seq, "v": [1, 0], "cid": cid[:5], "tx": []}]
+        v = list(PROTOCOL_VERSION)
+        shapes = [{"seq": seq, "v": v}, {"seq": seq, "v": v, "cid": cid, "tx": 5},
+                  {"seq": seq, "v": [v[0] + 7, 0], "cid": cid, "tx": []}, [1, 2, 3], "tx",
+                  {"seq": -1}, {"seq": seq, "v": v, "cid": cid, "tx": [[0]] * 600},
+                  {b"seq": 1}, {"seq": seq, "v": v, "cid": cid[:5], "tx": []}]
         junk = shapes[int(rng.integers(0, len(shapes)))]
         return [msgpack.packb(junk, use_bin_type=True)]
     txs, frames = [], []
@@ -88,7 +90,7 @@ def hostile_packet(rng: np.random.Generator, seq: int, cid: bytes, token: int) -
         frames += payload
     if rng.random() < 0.1 and frames:  # a payload of the wrong size
         frames[0] = frames[0][:-1]
-    header = {"v": [1, 1], "seq": seq, "cid": cid, "own": token, "tx": txs}
+    header = {"v": list(PROTOCOL_VERSION), "seq": seq, "cid": cid, "own": token, "tx": txs}
     return [msgpack.packb(header, use_bin_type=True), *frames]
 
 
@@ -157,7 +159,8 @@ def test_owner_random_packets_never_crash_or_hang(daemon):
                     wire[-1] = min(wire[-1], 50)  # the owner may park: keep it short
                 if wire[1] in (REGMAP.OWNER.address, REGMAP.LEASE_MS.address):
                     wire[1] = REGMAP.SCRATCH.address  # stay the owner through the campaign
-                header = {"v": [1, 1], "seq": seq, "cid": cid, "own": owner.token, "tx": [wire]}
+                header = {"v": list(PROTOCOL_VERSION), "seq": seq, "cid": cid, "own": owner.token,
+                          "tx": [wire]}
                 yield [msgpack.packb(header, use_bin_type=True), *frames]
 
         replies = flood(daemon.endpoint, packets(), 2000)

@@ -13,6 +13,7 @@ import zmq
 
 import host
 from host.device import rd, wr
+from protocol.codec import PROTOCOL_VERSION
 from protocol import REGMAP, Op, Status, Transaction, limits
 from protocol.codec import decode_reply, encode_request
 from support import REPO, RawClient, ipc_endpoint, random_spd, start_daemon
@@ -102,7 +103,8 @@ def test_malformed_msgpack(dev, daemon):
     before = snapshot(daemon.endpoint)
     c = RawClient(daemon.endpoint)
     for junk in [b"\xc1", b"\x92\x01", b"not msgpack at all", msgpack.packb([1, 2, 3]),
-                 msgpack.packb({"v": [1, 0], "seq": 1, "cid": b"x" * 16, "own": 0, "tx": "bad"})]:
+                 msgpack.packb({"v": list(PROTOCOL_VERSION), "seq": 1, "cid": b"x" * 16, "own": 0,
+                                "tx": "bad"})]:
         c.send_frames([junk])
         reply = decode_reply(c.recv())
         assert reply.status == Status.MALFORMED

@@ -94,7 +94,7 @@ def test_reply_cache_bounds():
     assert cache.get(b"a", 0) is None and cache.get(b"a", 2) == (2, 102)
     cache.put(b"b", 1, "b")
     cache.put(b"c", 1, "c")
-    assert cache.get(b"a", 2) is None and cache.get(b"c", 1) == ("c", 0)
+    assert cache.get(b"a", 2) is None and cache.get(b"c", 1) == ("c", None)
 
 
 def test_dac_keeps_top_bits_and_adc_saturates():

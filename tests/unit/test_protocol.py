@@ -8,6 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from protocol.codec import PROTOCOL_VERSION
 from protocol import REGMAP, Op, ProtocolError, Status, Transaction, limits
 from protocol.codec import Reply, decode_reply, decode_request, encode_reply, encode_request
 from protocol.docgen import render
@@ -38,7 +39,7 @@ def test_reply_round_trip_aligns_frames_to_transactions():
 
 
 def header(**over):
-    h = {"v": [1, 0], "seq": 1, "cid": CID, "own": 0, "tx": [[0, 0, 1]]}
+    h = {"v": list(PROTOCOL_VERSION), "seq": 1, "cid": CID, "own": 0, "tx": [[0, 0, 1]]}
     h.update(over)
     return msgpack.packb(h)
 
@@ -47,7 +48,7 @@ def header(**over):
     ([], Status.MALFORMED),
     ([b"\xc1"], Status.MALFORMED),
     ([msgpack.packb([1, 2])], Status.MALFORMED),
-    ([header(v=[2, 0])], Status.BAD_VERSION),
+    ([header(v=[PROTOCOL_VERSION[0] + 1, 0])], Status.BAD_VERSION),
     ([header(seq=-1)], Status.MALFORMED),
     ([header(cid=b"short")], Status.MALFORMED),
     ([header(extra=1)], Status.MALFORMED),
@@ -60,7 +61,7 @@ def header(**over):
     ([header(tx=[[5, 0x11, 1, 0, limits.MAX_WAIT_MS + 1]])], Status.TOO_LARGE),
     ([header(tx=[[0, 0, 1]] * (limits.MAX_TRANSACTIONS + 1))], Status.TOO_LARGE),
     ([b"\x80" + b"\0" * limits.MAX_HEADER_BYTES], Status.TOO_LARGE),
-    ([msgpack.packb({"v": [1, 0], "seq": 1, "cid": CID, "own": 0, "tx": [], "k" * 2000: 1})], Status.TOO_LARGE),
+    ([header(tx=[], **{"k" * 2000: 1})], Status.TOO_LARGE),
 ])
 def test_hostile_requests_raise_protocol_error(frames, status):
     with pytest.raises(ProtocolError) as e:
