@@ -30,6 +30,8 @@ from protocol.status import Status
 #: reply is due within one timeout, and a dead device is noticed within (retries + 1) × timeout
 #: even in the middle of a long run).
 RUN_WAIT_SLICE_MS = 10_000
+#: How often claim(wait=...) tries again while another host holds the device.
+CLAIM_POLL_S = 0.5
 #: STATUS.RUN_END codes and what each means for the caller.
 RUN_ENDS = {0: "none", 1: "done", 2: "stopped", 3: "owner_lost", 4: "budget", 5: "fault"}
 _RUN_END_WHY = {
@@ -265,6 +267,7 @@ class ThermoDevice:
             raise RuntimeError("claim() cannot run inside a batch")
         token = self.token or (secrets.randbits(32) | 1)
         give_up = time.monotonic() + wait
+        told = False
         while True:
             self.driver.owner = token
             try:
@@ -275,9 +278,10 @@ class ThermoDevice:
                 left = self.read("LEASE_LEFT_MS") / 1000 + 0.05
                 if time.monotonic() + left > give_up:
                     raise
-                if on_wait is not None:
+                if on_wait is not None and not told:
                     on_wait(left)
-                time.sleep(left)
+                    told = True
+                time.sleep(min(left, CLAIM_POLL_S))  # the holder may release before its lease ends
             except DeviceError:
                 self.driver.owner = self.token
                 raise
