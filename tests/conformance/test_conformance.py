@@ -1,4 +1,4 @@
-"""Behaviour every thermohil device must show, emulated or real (DESIGN §3–§5).
+"""Behaviour every thermohil device must show, emulated or real (docs/protocol.md).
 
 Only the register map and the protocol are assumed; physics checks use loose tolerances that a
 calibrated real board should meet too. Run: pytest tests/conformance --device-url URL
@@ -89,6 +89,63 @@ def test_wrong_owner_token(dev):
     assert dev.read("OWNER") == token
     dev.write("SCRATCH", 8)
     assert dev.read("SCRATCH") == 8
+
+
+def test_a_token_that_does_not_hold_the_lease_gets_nothing(dev):
+    """A packet carrying a token acts for that lease: with a stale or foreign token even a read
+    is refused, so a host whose lease lapsed never sees another host's state."""
+    token = dev.driver.owner
+    dev.driver.owner = token ^ 0x0F0F0F0F
+    try:
+        r = raw(dev, [rd("SCRATCH"), rd("STATE", 1)])
+        assert r.status == Status.NOT_OWNER and all(d is None for d in r.data)
+    finally:
+        dev.driver.owner = token
+    dev.driver.owner = 0  # no token: reads are open
+    try:
+        assert raw(dev, [rd("SCRATCH")]).status == Status.OK
+    finally:
+        dev.driver.owner = token
+
+
+def test_run_end_says_how_the_last_run_ended(dev):
+    end = STATUS.field("RUN_END")
+    dev.load_coupling(np.eye(dev.n_cells))
+    dev.commit()
+    dev.run(1.0)
+    assert end.get(dev.read("STATUS")) == 1  # DONE
+    long_run = 1e4 if "emulator" in dev.info()["caps"] else 1e7  # seconds of wall time either way
+    dev.run(long_run, wait=False)
+    dev.stop()
+    assert end.get(dev.read("STATUS")) == 2  # STOPPED
+    with pytest.raises(host.RunAborted, match="stopped"):
+        dev.wait()
+
+
+def test_limits_are_advertised_and_enforced(dev):
+    names = ["MAX_TRANSACTIONS", "MAX_PACKET_WORDS", "MAX_REPLY_WORDS", "MAX_OPEN_REPLY_WORDS",
+             "MAX_PARKED", "MAX_PARKED_PER_CLIENT", "MAX_WAIT_MS", "REPLY_CACHE_DEPTH",
+             "MAX_FRAME_BYTES", "MAX_REGISTER_NI_WORDS"]
+    values = {n: dev.read(n) for n in names}
+    assert all(v >= 1 for v in values.values()), values
+    assert values["MAX_OPEN_REPLY_WORDS"] <= values["MAX_REPLY_WORDS"] <= values["MAX_PACKET_WORDS"]
+    n = values["MAX_REGISTER_NI_WORDS"]
+    r = raw(dev, [Transaction(Op.READ_NI, STATUS.address, (n + 1,))])
+    assert r.status == Status.TOO_LARGE
+    assert raw(dev, [Transaction(Op.READ_NI, STATUS.address, (n,))]).status == Status.OK
+
+
+def test_only_the_owner_parks_at_a_wait(dev):
+    dev.write("SCRATCH", 1)
+    never = Transaction(Op.WAIT, REGMAP.SCRATCH.address, (0xFFFFFFFF, 2, 5000))
+    token, dev.driver.owner = dev.driver.owner, 0
+    try:
+        import time
+        t0 = time.monotonic()
+        r = raw(dev, [never])
+        assert r.status == Status.TIMEOUT and time.monotonic() - t0 < 2.0  # checked once
+    finally:
+        dev.driver.owner = token
 
 
 def test_too_many_transactions(dev):
