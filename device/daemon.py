@@ -64,6 +64,11 @@ class Daemon:
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
+        # per peer: at most this many requests read ahead (the rest waits in TCP: backpressure)
+        # and replies queued; a peer that does not read its replies loses the ones beyond it
+        # instead of making the daemon hold them
+        self.router.setsockopt(zmq.RCVHWM, limits.MAX_QUEUED_PER_PEER)
+        self.router.setsockopt(zmq.SNDHWM, limits.MAX_QUEUED_PER_PEER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.pub = self.ctx.socket(zmq.PUB)
@@ -120,6 +125,18 @@ class Daemon:
             raise FileNotFoundError(f"CURVE client key folder {clients} not found: without it "
                                     "every client would be refused. Put the public keys (*.key) "
                                     "of the hosts allowed to connect there")
+        # zmq.auth skips the whole folder when one file in it is not a key, which would refuse
+        # every client while the daemon looks healthy: check each file first
+        keys = sorted(clients.glob("*.key"))
+        for key in keys:
+            try:
+                zmq.auth.load_certificate(str(key))
+            except Exception as e:
+                raise ValueError(f"CURVE client key {key} cannot be read ({e}): fix or remove it; "
+                                 "one bad file makes zmq refuse every client") from None
+        if not keys:
+            raise FileNotFoundError(f"no client keys (*.key) in {clients}: every client would be "
+                                    "refused")
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(clients))
@@ -176,6 +193,12 @@ class Daemon:
                     except zmq.Again:
                         break
                     self._handle(frames)
+                    if self.fw.running or self.pending:
+                        # between two packets: let the run thread take the lock for a chunk,
+                        # and answer a parked WAIT that has come true, so a burst of other
+                        # clients' packets cannot hold the owner's run and reply back
+                        time.sleep(0)
+                        self._resume_pending()
             self._publish()
             self._resume_pending()
             self.fw.tick()

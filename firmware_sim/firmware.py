@@ -35,7 +35,7 @@ from protocol import limits
 from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
 from protocol.regmap import REGMAP, Register, Window
-from protocol.status import DESCRIPTIONS, Status
+from protocol.status import DESCRIPTIONS, RunEnd, Status
 
 log = logging.getLogger("thermohil.firmware")
 
@@ -44,10 +44,8 @@ STATUS = REGMAP.STATUS
 IRQ = REGMAP.IRQ_STATUS
 CAPS = REGMAP.CAPS
 _DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER", "LEASE_LEFT_MS",
-            "FIFO_LEVEL", "ACC_TIME", "EMU_DT"}
+            "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT"}
 _CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
-#: STATUS.RUN_END codes.
-END_NONE, END_DONE, END_STOPPED, END_OWNER_LOST, END_BUDGET, END_FAULT = range(6)
 #: Cheapest a substep can be on any machine this runs on (s): with the per-word cost below, a
 #: floor for the run-budget estimate before a configuration has been measured (it refuses only
 #: runs that cannot possibly fit; the measured cost takes over after the first chunk).
@@ -129,7 +127,8 @@ class Firmware:
         self.acc_time = 0.0
         self.running = False
         self.run_owner = 0
-        self.run_end = END_NONE
+        self.run_end = RunEnd.NONE
+        self.run_count = 0
         self.run_wall_start = 0.0
         self.step_cost: float | None = None  # measured s per substep of the committed config
         self.run_left = self.run_elapsed = 0.0
@@ -161,9 +160,9 @@ class Firmware:
             n = len(packet.tx)
             cached = self.cache.get(*key)
             parked = self.inflight.get(key)
-            seen = cached[1] if cached is not None else ("all", parked.packet.full_digest()) \
-                if parked else None
-            if seen is not None and seen != _digest(packet, seen[0]):
+            seen = cached[1] if cached is not None else _digest(parked.packet) \
+                if parked is not None else None
+            if seen is not None and not _repeats(packet, seen):
                 return Reply(packet.seq, Status.SEQ_REUSED, [Status.SEQ_REUSED] * n, [None] * n,
                              self.boot_id, f"sequence number {packet.seq} was used before by this "
                              "client for a different packet; nothing was executed (number every "
@@ -186,8 +185,7 @@ class Firmware:
                               [s if s != Status.OK else Status.ABORTED for s in statuses],
                               [None] * len(packet.tx), self.boot_id,
                               f"transaction {i}: {messages[i]}; packet not executed")
-                self.cache.put(*key, reply, _digest(packet, "header"))  # nothing ran: cheap CRC
-                return reply
+                return reply  # not cached: nothing ran, so a retry may simply be checked again
             self.lease.renew(packet.owner)  # a valid packet from the owner is its heartbeat
             return self._continue(Pending(packet))
 
@@ -276,7 +274,10 @@ class Firmware:
         first_bad = next((s for s in p.status if s != Status.OK), Status.OK)
         reply = Reply(p.packet.seq, first_bad, p.status, p.data, self.boot_id, p.message)
         self.inflight.pop(p.key, None)
-        self.cache.put(*p.key, reply, _digest(p.packet, "all"))
+        if p.packet.owner:
+            # only packets that act for a lease can change anything, so only theirs are kept
+            # for retries: open reads are idempotent, and must not evict the owner's replies
+            self.cache.put(*p.key, reply, _digest(p.packet))
         return reply
 
     def _wait_done(self, t: Transaction, p: Pending) -> bool:
@@ -542,6 +543,8 @@ class Firmware:
             r.set_u32(name, self.fifo.level)
         elif name == "EMU_DT":
             r.set_f32(name, self.core.dt)
+        elif name == "RUN_COUNT":
+            r.set_u32(name, self.run_count)
 
     def status_word(self) -> int:
         s = 0
@@ -550,7 +553,7 @@ class Firmware:
         s |= STATUS.bit("FIFO_OVERRUN") if self.fifo.overrun else 0
         s |= STATUS.bit("SHADOW_DIRTY") if self.dirty else 0
         s |= STATUS.bit("OWNED") if self.lease.live_owner() else 0
-        s = STATUS.field("RUN_END").put(s, self.run_end)
+        s = STATUS.field("RUN_END").put(s, int(self.run_end))
         return STATUS.field("LAST_ERROR").put(s, self.last_error)
 
     def _write_register(self, reg: Register, k: int, word: int, token: int) -> None:
@@ -586,7 +589,7 @@ class Firmware:
             if status != Status.OK:
                 raise TxError(Status.RANGE, self._commit_error)
         if word & CTRL.bit("STOP") and self.running:
-            self._finish_run(END_STOPPED)
+            self._finish_run(RunEnd.STOPPED)
         if word & CTRL.bit("RESET_STATE"):
             if self.running:
                 raise TxError(Status.BUSY, "RESET_STATE while running (STOP first)")
@@ -697,8 +700,9 @@ class Firmware:
                           "Shorten RUN_TIME, rescale a stiff coupling, raise EMU_SUBSTEP or "
                           "EMU_STABILITY, or raise EMU_RUN_BUDGET")
         self.run_left = run_time
+        self.run_count = (self.run_count + 1) & 0xFFFFFFFF
         self.run_owner = token
-        self.run_end = END_NONE
+        self.run_end = RunEnd.NONE
         self.run_wall_start = self.clock()
         self.run_elapsed = 0.0
         self.sample_period = self.regs.f32("SAMPLE_PERIOD")
@@ -708,13 +712,13 @@ class Firmware:
         self.running = True
         self.cond.notify_all()
         if self.run_left <= 0:
-            self._finish_run(END_DONE)
+            self._finish_run(RunEnd.DONE)
 
     def _finish_run(self, end: int) -> None:
         self.running = False
         self.run_left = 0.0
         self.run_end = end
-        self._event("RUN_DONE", "run_done", device_time=self.device_time, end=end)
+        self._event("RUN_DONE", "run_done", device_time=self.device_time, end=int(end))
         self.cond.notify_all()
 
     def _stop_orphaned_run(self) -> None:
@@ -722,7 +726,7 @@ class Firmware:
         expiry, release), the run stops, so nobody later reads a half-run as a whole one."""
         if self.running and self.lease.live_owner() != self.run_owner:
             log.info("run stopped: its owner %08x no longer holds the lease", self.run_owner)
-            self._finish_run(END_OWNER_LOST)
+            self._finish_run(RunEnd.OWNER_LOST)
 
     def after_chunk(self, t: float, clamps: int, wall: float = 0.0) -> None:
         """Bookkeeping after the scheduler advanced the core by device time t (wall seconds)."""
@@ -740,10 +744,10 @@ class Firmware:
         if self.sampling and self.run_elapsed >= self.next_sample - 1e-9 * max(1.0, self.next_sample):
             self._take_sample()
         if self.run_left <= 1e-12 * max(1.0, self.run_elapsed):
-            self._finish_run(END_DONE)
+            self._finish_run(RunEnd.DONE)
         elif self.clock() - self.run_wall_start > self.run_budget():
             log.warning("run stopped at its wall-time budget (%.3g s)", self.run_budget())
-            self._finish_run(END_BUDGET)
+            self._finish_run(RunEnd.BUDGET)
         else:
             self._check_lease()
 
@@ -764,8 +768,9 @@ class Firmware:
 
     # ================================================================ events, lease, faults
     def _wake(self) -> None:
-        for wake in self.wakers:
-            wake()
+        if self.inflight:  # nothing parked: nobody to wake (a sampling run would wake per sample)
+            for wake in self.wakers:
+                wake()
 
     def _event(self, irq: str, topic: str, **body: Any) -> None:
         bit = IRQ.bit(irq)
@@ -793,7 +798,7 @@ class Firmware:
         self.faults.append(message)
         self.last_error = int(Status.INTERNAL)
         if self.running:
-            self._finish_run(END_FAULT)
+            self._finish_run(RunEnd.FAULT)
 
     def shutdown(self) -> None:
         self.scheduler.shutdown()
@@ -804,11 +809,16 @@ class Firmware:
                 "n_cells": self.core.n_cells, "uptime_ms": 0}
 
 
-def _digest(packet: Packet, kind: str) -> tuple[str, int]:
-    """What a retry of ``packet`` must match: its header for a packet refused at validation
-    (nothing ran, and a non-owner's big packet costs no pass over its payload), every byte of
-    it for one that executed."""
-    return (kind, packet.digest if kind == "header" else packet.full_digest())
+def _digest(packet: Packet) -> tuple[int, int]:
+    """What a retry of an executed ``packet`` must match: the CRCs of its header and of all its
+    bytes."""
+    return packet.digest, packet.full_digest()
+
+
+def _repeats(packet: Packet, seen: tuple[int, int]) -> bool:
+    """Is ``packet`` the one ``seen`` was taken of? Headers first: the payload is read only when
+    the header matches (an honest retry), so a stranger's big packet costs no pass over it."""
+    return packet.digest == seen[0] and packet.full_digest() == seen[1]
 
 
 def _duration(seconds: float) -> str:

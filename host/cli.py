@@ -53,17 +53,6 @@ def _device_options(p: argparse.ArgumentParser) -> None:
                    help="resends after a silent attempt (default: the driver's)")
 
 
-#: `thermohil train` waits this long for another host's lease to run out (a host that crashed or
-#: froze cannot release it; the reference host's lease is 30 s). Quick commands (regs) do not
-#: wait: they say who holds the device and for how long.
-LEASE_WAIT_S = 35.0
-
-
-def say_waiting(seconds: float) -> None:
-    print(f"thermohil: the device is held by another host; its lease runs out in {seconds:.1f} s, "
-          "waiting", file=sys.stderr, flush=True)
-
-
 def _connect(args: argparse.Namespace, **kwargs: object):
     import host
     return host.connect(args.device, timeout=args.timeout, retries=args.retries, **kwargs)

@@ -8,6 +8,7 @@ to fixed-point codes here, with full-scale registers chosen from the data.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
 from protocol.ops import Op
 from protocol.regmap import REGMAP, Register, Window, float_to_q31, q31_full_scale_for, q31_to_float
-from protocol.status import Status
+from protocol.status import RUN_END_WHY, RunEnd, Status
 
 #: Longest WAIT slice. A run's WAIT is cut into slices the device answers at the end of (TIMEOUT
 #: while still running; the host re-sends the rest of the packet): a slice is at most this, a
@@ -32,14 +33,7 @@ from protocol.status import Status
 RUN_WAIT_SLICE_MS = 10_000
 #: How often claim(wait=...) tries again while another host holds the device.
 CLAIM_POLL_S = 0.5
-#: STATUS.RUN_END codes and what each means for the caller.
-RUN_ENDS = {0: "none", 1: "done", 2: "stopped", 3: "owner_lost", 4: "budget", 5: "fault"}
-_RUN_END_WHY = {
-    "stopped": "it was stopped (CTRL.STOP) before RUN_TIME elapsed",
-    "owner_lost": "the lease of the host that started it ended (expired or released)",
-    "budget": "the emulator stopped it at its wall-time budget (EMU_RUN_BUDGET)",
-    "fault": "the device's run thread failed (see STATUS.LAST_ERROR and the daemon log)",
-}
+
 _Decode = Callable[[list], Any]
 MODES = {"overdamped": 0, "underdamped": 1}
 
@@ -106,8 +100,13 @@ def decode_register(reg: Register, words: np.ndarray) -> int | float:
 
 
 class ThermoDevice:
-    def __init__(self, driver: Driver, *, claim: bool = True, lease_ms: int = 30_000) -> None:
+    def __init__(self, driver: Driver, *, claim: bool = True, lease_ms: int = 30_000,
+                 keepalive: bool = True) -> None:
         self.driver = driver
+        self.link = threading.RLock()  # one request on the link at a time (keep-alive thread)
+        self.last_sent = time.monotonic()
+        self._keepalive_wanted = keepalive
+        self._keepalive = None
         self._batch: list[_Call] | None = None
         self._wait_slice_ms = self._slice_ms(lease_ms)
         self._lease_ms = lease_ms
@@ -120,6 +119,8 @@ class ThermoDevice:
         self.max_rank: int = self._static["max_rank"]
         self.active: int = self._static["active_cells"]  # committed cell count (FIFO sample size)
         self._staged_active = self.active
+        self._run_id: int | None = None  # RUN_COUNT of the last run this host started
+        self._last_token = 0
         if claim:
             self.claim(lease_ms)
 
@@ -127,6 +128,30 @@ class ThermoDevice:
     @property
     def stats(self):
         return self.driver.stats
+
+    @property
+    def lease_s(self) -> float:
+        return self._lease_ms / 1000
+
+    def _transact(self, tx: list[Transaction], *, single: bool = False) -> Any:
+        """One request on the link (``single``: one attempt, no resends)."""
+        with self.link:
+            self.last_sent = time.monotonic()
+            retries = getattr(self.driver, "retries", None)
+            if single and retries is not None:
+                self.driver.retries = 0
+            try:
+                return self.driver.transact(tx, timeout=self._timeout())
+            finally:
+                if single and retries is not None:
+                    self.driver.retries = retries
+
+    def renew_lease(self) -> None:
+        """One cheap packet carrying the token: the device renews the lease (NotOwner if it is
+        gone). The keep-alive thread calls this while the host computes."""
+        reply = self._transact([rd("LEASE_LEFT_MS")], single=True)
+        if reply.status != Status.OK:
+            raise DeviceError.from_reply(reply.status, reply.message)
 
     def _send(self, calls: list[_Call]) -> None:
         tx = [t for c in calls for t in c.tx]
@@ -139,7 +164,7 @@ class ThermoDevice:
         start = 0
         while True:
             # the packet's WAITs share one slice of at most timeout/2, so one timeout covers it
-            reply = self.driver.transact(self._share_wait_slice(tx[start:]), timeout=self._timeout())
+            reply = self._transact(self._share_wait_slice(tx[start:]))
             bad = next((i for i, s in enumerate(reply.tx_status) if s != Status.OK), None)
             if bad is None and reply.status == Status.OK:
                 data += reply.data
@@ -217,7 +242,7 @@ class ThermoDevice:
         names = ["MAGIC", "VERSION", "CAPS", "N_CELLS", "MAX_RANK", "SERIAL", "BOOT_ID",
                  "FIFO_DEPTH", "DAC_BITS", "ADC_BITS", "VMAX", "ACTIVE_CELLS", "DEVICE_TIME"]
         tx = [rd(n) for n in names]
-        reply = self.driver.transact(tx)
+        reply = self._transact(tx)
         if reply.status != Status.OK:
             raise DeviceError.from_reply(reply.status, reply.message)
         v = {n: decode_register(_reg(n), d) for n, d in zip(names, reply.data)}
@@ -237,7 +262,7 @@ class ThermoDevice:
         }
         if "emulator" in info["caps"]:
             emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
-            r = self.driver.transact([rd(n) for n in emu])
+            r = self._transact([rd(n) for n in emu])
             if r.status != Status.OK:
                 raise DeviceError.from_reply(r.status, r.message)
             e = {n: decode_register(_reg(n), d) for n, d in zip(emu, r.data)}
@@ -265,7 +290,9 @@ class ThermoDevice:
             raise ValueError(f"lease_ms must be >= 300, got {lease_ms}")
         if self._batch is not None:
             raise RuntimeError("claim() cannot run inside a batch")
-        token = self.token or (secrets.randbits(32) | 1)
+        # after a reboot or a lapsed lease, claim with the same token: a claim of ours that
+        # reached the device but whose answer was lost must not lock us out for a lease
+        token = self.token or self._last_token or (secrets.randbits(32) | 1)
         give_up = time.monotonic() + wait
         told = False
         while True:
@@ -285,8 +312,17 @@ class ThermoDevice:
             except DeviceError:
                 self.driver.owner = self.token
                 raise
-        self.token = token
+        self.token = self._last_token = token
         self._set_lease(lease_ms)
+        if self._keepalive_wanted and self._keepalive is None:
+            from host.keepalive import KeepAlive
+            self._keepalive = KeepAlive(self)
+            self._keepalive.start()
+
+    def _stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
 
     def _set_lease(self, lease_ms: int) -> None:
         # a parked WAIT is no heartbeat: the host's WAIT slices must end well inside the lease
@@ -294,6 +330,7 @@ class ThermoDevice:
         self._wait_slice_ms = self._slice_ms(lease_ms)
 
     def release(self) -> None:
+        self._stop_keepalive()
         if self.token:
             try:
                 self._do([wr("OWNER", [0])])
@@ -302,20 +339,15 @@ class ThermoDevice:
                 self.driver.owner = 0
 
     def close(self) -> None:
-        """Release the device and close the link. Never blocks longer than one timeout: one
-        attempt, and none at all when the device did not answer the last request (its lease
-        then frees it)."""
+        """Release the device and close the link. The release never blocks longer than one
+        timeout: one attempt, and none at all when the device did not answer the last request
+        (its lease then frees it). (spawn:// then stops its daemon: up to 10 s for a clean exit,
+        1 s if it had stopped answering.)"""
+        self._stop_keepalive()
         try:
             if self.token and getattr(self.driver, "responsive", True) and \
                     getattr(self.driver, "reset", None) is None:
-                retries = getattr(self.driver, "retries", None)
-                if retries is not None:
-                    self.driver.retries = 0
-                try:
-                    self.driver.transact([wr("OWNER", [0])])
-                finally:
-                    if retries is not None:
-                        self.driver.retries = retries
+                self._transact([wr("OWNER", [0])], single=True)
         except DeviceError:
             pass  # a dead or reset device cannot be released; closing must still succeed
         finally:
@@ -334,6 +366,7 @@ class ThermoDevice:
         ack = getattr(self.driver, "acknowledge_reset", None)
         if ack is not None:
             ack()
+        self._stop_keepalive()
         self.token = self.driver.owner = 0
         self._static = self._read_static()
         self.active = self._staged_active = self._static["active_cells"]
@@ -390,6 +423,10 @@ class ThermoDevice:
                 except DeviceError:
                     self._set_lease(previous)
                     raise
+            elif entry.name == "CTRL" and int(value) & _reg("CTRL").bit("RUN"):
+                def remember(d: list) -> None:  # a run started by hand is this host's run too
+                    self._run_id = int(d[1][0])
+                self._do([wr("CTRL", [int(value)]), rd("RUN_COUNT")], remember)
             elif entry.format == "u32":
                 self._do([wr(entry.name, [int(value)])])
             else:
@@ -553,18 +590,55 @@ class ThermoDevice:
         return self._do([wr("STATE", float_to_q31(x, self.vmax))])
 
     # ---------------------------------------------------------------- running
+    # Every result is read with STATUS and RUN_COUNT in the same packet, and checked: it must
+    # come from the last run this host started, and that run must have ended whole.
+    @staticmethod
+    def _provenance() -> list[Transaction]:
+        return [rd("STATUS"), rd("RUN_COUNT")]
+
+    def _start(self, ctrl: int, run_time: float) -> tuple[list[Transaction], Callable[[list], None]]:
+        """Transactions that start a run, and the decoder that remembers which run it is."""
+        def remember(d: list) -> None:
+            self._run_id = int(d[2][0])
+        return [wr_f32("RUN_TIME", run_time), wr("CTRL", [ctrl]), rd("RUN_COUNT")], remember
+
     def _wait_idle(self) -> list[Transaction]:
         running = _reg("STATUS").bit("RUNNING")
         return [_RunWait(Op.WAIT, _reg("STATUS").address, (running, 0, self._wait_slice_ms)),
-                rd("STATUS"), rd("SAT_MAP", self.n_cells)]
+                *self._provenance(), rd("SAT_MAP", self.n_cells)]
 
-    def _check_saturation(self, status_words: np.ndarray, sat_words: np.ndarray) -> None:
-        """After a run's WAIT: the run must have ended whole (RUN_END = DONE), and unsaturated."""
-        end = RUN_ENDS.get(_reg("STATUS").field("RUN_END").get(int(status_words[0])), "unknown")
-        if end not in ("none", "done"):
-            raise RunAborted(f"the run did not complete: {_RUN_END_WHY.get(end, 'unknown cause')}; "
-                             "its state and average cover only part of it, so none is returned",
-                             end)
+    def _check_result(self, status_words: np.ndarray, count_words: np.ndarray, *,
+                      snapshot: bool = False) -> None:
+        """A result is this host's and whole: its run is the last one this host started, and
+        has ended DONE. A snapshot (state, velocity) is the device's state at this moment: it
+        may be taken while the run goes on or after it was stopped, but never after a fault."""
+        status, count = int(status_words[0]), int(count_words[0])
+        if status & _reg("STATUS").bit("RUNNING") and not snapshot:
+            raise DeviceError("the run is still going: its average covers only part of it; "
+                              "call wait() first", Status.BUSY)
+        if self._run_id is None:
+            return  # this host started no run: what the device holds is not a result of its own
+        if count != self._run_id:
+            raise RunAborted(f"the device's last run (RUN_COUNT {count}) is not the one this host "
+                             f"started (RUN_COUNT {self._run_id}): another host, or a reboot, came "
+                             "in between, so what the device holds is not this host's result",
+                             "foreign")
+        if status & _reg("STATUS").bit("RUNNING"):
+            return  # a snapshot of this host's own run in progress, as asked
+        code = _reg("STATUS").field("RUN_END").get(status)
+        if code in (RunEnd.NONE, RunEnd.DONE) or (snapshot and code != RunEnd.FAULT):
+            return
+        try:
+            name, why = RunEnd(code).name.lower(), RUN_END_WHY[RunEnd(code)]
+        except (ValueError, KeyError):
+            name, why = "unknown", f"RUN_END reads {code}, a code this host does not know"
+        raise RunAborted(f"the run did not complete: {why}; its state and average cover only "
+                         "part of it, so none is returned", name)
+
+    def _check_run(self, status_words: np.ndarray, count_words: np.ndarray,
+                   sat_words: np.ndarray) -> None:
+        """After a run's WAIT: the run is this host's, ended whole, and hit no rail."""
+        self._check_result(status_words, count_words)
         if int(status_words[0]) & _reg("STATUS").bit("SATURATED"):
             cells = np.flatnonzero(sat_words).tolist()
             raise DeviceSaturated(
@@ -582,15 +656,19 @@ class ThermoDevice:
             raise ValueError(f"run time must be finite and >= 0, got {t}")
         ctrl = _reg("CTRL")
         ctrl = ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN") | (0 if accumulate else ctrl.bit("CLEAR_ACC"))
-        tx = [wr_f32("RUN_TIME", t), wr("CTRL", [ctrl])]
+        tx, remember = self._start(ctrl, t)
         if not wait:
-            return self._do(tx)
+            return self._do(tx, remember)
         tx += self._wait_idle()
-        return self._do(tx, lambda d: self._check_saturation(d[3], d[4]))
+        return self._do(tx, lambda d: (remember(d), self._check_run(d[4], d[5], d[6]))[0])
 
     def wait(self) -> Any:
-        """Block until the current run ends (raises DeviceSaturated if a rail was hit)."""
-        return self._do(self._wait_idle(), lambda d: self._check_saturation(d[1], d[2]))
+        """Block until the current run ends. Raises DeviceSaturated if a rail was hit, and
+        RunAborted if the run did not end whole or is not the one this host started."""
+        if not self.token:
+            raise NotOwner("waiting for a run needs ownership (the device parks only its "
+                           "owner's WAITs): claim the device, or follow it on the event socket")
+        return self._do(self._wait_idle(), lambda d: self._check_run(d[1], d[2], d[3]))
 
     def stop(self) -> Any:
         return self._do([wr("CTRL", [_reg("CTRL").bit("STOP")])])
@@ -599,23 +677,31 @@ class ThermoDevice:
         return self._do([wr("CTRL", [_reg("CTRL").bit("CLEAR_SAT")])])
 
     # ---------------------------------------------------------------- read-out
+    def _snapshot(self, window: str) -> Any:
+        def decode(d: list) -> np.ndarray:
+            self._check_result(d[0], d[1], snapshot=True)
+            return q31_to_float(d[2].view(np.int32), self.vmax)
+        return self._do([*self._provenance(), rd(window, self.active)], decode)
+
     def state(self) -> Any:
-        """Node voltages x of the active cells, through the ADC."""
-        return self._do([rd("STATE", self.active)],
-                        lambda d: q31_to_float(d[0].view(np.int32), self.vmax))
+        """Node voltages x of the active cells, through the ADC: a snapshot, also of a run in
+        progress. Raises RunAborted if the last run is not one this host started (or faulted)."""
+        return self._snapshot("STATE")
 
     def velocity(self) -> Any:
-        return self._do([rd("VELOCITY", self.active)],
-                        lambda d: q31_to_float(d[0].view(np.int32), self.vmax))
+        """Loop currents v of the active cells (checked like ``state``)."""
+        return self._snapshot("VELOCITY")
 
     def mean(self) -> Any:
-        """Time average of x since the accumulator was cleared (the last run, by default)."""
+        """Time average of x since the accumulator was cleared (the last run, by default).
+        Raises if that run is still going, did not end whole, or is not this host's."""
         def decode(d: list) -> np.ndarray:
-            if words_to_f64(int(d[0][0]), int(d[0][1])) <= 0:
+            self._check_result(d[0], d[1])
+            if words_to_f64(int(d[2][0]), int(d[2][1])) <= 0:
                 raise DeviceError("the accumulator is empty: run the device before reading the mean",
                                   Status.RANGE)
-            return q31_to_float(d[1].view(np.int32), self.vmax)
-        return self._do([rd("ACC_TIME"), rd("ACCUMULATOR", self.active)], decode)
+            return q31_to_float(d[3].view(np.int32), self.vmax)
+        return self._do([*self._provenance(), rd("ACC_TIME"), rd("ACCUMULATOR", self.active)], decode)
 
     def samples(self, n: int, period: float = 1.0, *, burn_in: float = 0.0) -> np.ndarray:
         """n samples of x taken every ``period`` of device time (after ``burn_in``). Leaves
@@ -632,13 +718,13 @@ class ThermoDevice:
         while done < n:
             k = min(per_chunk, n - done)
             # RUN latches SAMPLE_PERIOD, so it is zeroed again right after, in the same packet
-            tx = [wr_f32("SAMPLE_PERIOD", period), wr("SAMPLE_COUNT", [k]),
-                  wr_f32("RUN_TIME", (k + 0.5) * period),
-                  wr("CTRL", [ctrl.bit("CLEAR_FIFO") | ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN")]),
+            start, remember = self._start(
+                ctrl.bit("CLEAR_FIFO") | ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN"), (k + 0.5) * period)
+            tx = [wr_f32("SAMPLE_PERIOD", period), wr("SAMPLE_COUNT", [k]), *start,
                   wr_f32("SAMPLE_PERIOD", 0.0), *self._wait_idle(),
                   Transaction(Op.READ_NI, _win("SAMPLE_FIFO").base, (k * self.active,))]
-            chunk = self._do(tx, lambda d: (self._check_saturation(d[6], d[7]),
-                                            q31_to_float(d[8].view(np.int32), self.vmax))[1])
+            chunk = self._do(tx, lambda d: (remember(d[2:]), self._check_run(d[7], d[8], d[9]),
+                                            q31_to_float(d[10].view(np.int32), self.vmax))[2])
             out.append(chunk.reshape(k, self.active))
             done += k
         return np.concatenate(out)
@@ -677,9 +763,11 @@ def eval_depth(depth: str | int, static: dict) -> int:
 
 def connect(url: str = "spawn://", *, timeout: float | None = None, retries: int | None = None,
             claim: bool = True, lease_ms: int = 30_000, wait_for_lease: float = 0.0,
-            on_wait: Callable[[float], None] | None = None) -> ThermoDevice:
+            on_wait: Callable[[float], None] | None = None, keepalive: bool = True) -> ThermoDevice:
     """Open a device by URL: tcp://, ipc://, local://, spawn:// or a registered scheme.
-    ``wait_for_lease``: seconds to wait for another host's lease to run out (see ``claim``)."""
+    ``wait_for_lease``: seconds to wait for another host's lease to run out (see ``claim``).
+    ``keepalive``: renew the lease from a thread while this host computes between calls (the
+    lease then frees the device only when this process dies, freezes or loses the link)."""
     options: dict[str, Any] = {}
     if timeout is not None:
         options["timeout"] = timeout
@@ -687,7 +775,7 @@ def connect(url: str = "spawn://", *, timeout: float | None = None, retries: int
         options["retries"] = retries
     driver = open_driver(url, **options)
     try:
-        dev = ThermoDevice(driver, claim=False, lease_ms=lease_ms)
+        dev = ThermoDevice(driver, claim=False, lease_ms=lease_ms, keepalive=keepalive)
         if claim:
             dev.claim(lease_ms, wait=wait_for_lease, on_wait=on_wait)
         return dev

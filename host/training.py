@@ -25,7 +25,7 @@ import numpy as np
 
 from host import data as datasets
 from host import nn
-from host.errors import DeviceReset, DeviceTimeout, LeaseLost, RunAborted
+from host.errors import DeviceError
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 
@@ -60,6 +60,16 @@ MODEL_DEFAULTS = {
     "spiral": dict(hidden=(100,), loss="bce", batch=25),
     "digits": dict(hidden=(32,), loss="ce", batch=32),
 }
+
+
+#: A training run waits this long for another host's lease to run out (a host that crashed or
+#: froze cannot release the device; the reference host's lease is 30 s).
+LEASE_WAIT_S = 35.0
+
+
+def say_waiting(seconds: float) -> None:
+    print(f"thermohil: the device is held by another host; its lease runs out in {seconds:.1f} s, "
+          "waiting", file=sys.stderr, flush=True)
 
 
 class TrainingError(RuntimeError):
@@ -113,7 +123,6 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
                          f"above the emulator's limit {MAX_EMULATED_RANK}: use --batch-size <= "
                          f"{MAX_EMULATED_RANK // out_dim} or --form dense")
     url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
-    from host.cli import LEASE_WAIT_S, say_waiting
     dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries,
                        wait_for_lease=LEASE_WAIT_S, on_wait=say_waiting)
     try:
@@ -352,7 +361,7 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
         kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt and ckpt.exists() else \
             " (no epoch was completed: no checkpoint)"
         raise TrainingError(f"{e}{kept}") from e
-    except (DeviceReset, LeaseLost, RunAborted, DeviceTimeout) as e:
+    except DeviceError as e:
         # never go on training on a device that rebooted, was taken over or stopped answering:
         # the steps since the last checkpoint are dropped, and --resume continues from it
         kept = (f"; the last completed epoch is checkpointed in {ckpt}: continue with --resume"

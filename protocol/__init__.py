@@ -11,10 +11,10 @@ from protocol.codec import (
 )
 from protocol.ops import Op
 from protocol.regmap import REGMAP, Field, Register, RegisterMap, Window
-from protocol.status import Status
+from protocol.status import RunEnd, Status
 
 __all__ = [
     "Packet", "Reply", "Transaction", "ProtocolError", "decode_reply", "decode_request",
     "encode_reply", "encode_request", "PROTOCOL_VERSION", "Op", "REGMAP", "Field", "Register",
-    "RegisterMap", "Window", "Status",
+    "RegisterMap", "Window", "Status", "RunEnd",
 ]

@@ -60,7 +60,7 @@ class Packet:
     owner: int
     tx: list[Transaction]
     version: tuple[int, int] = PROTOCOL_VERSION
-    digest: int = 0  # CRC-32 of the header frame
+    digest: int = 0  # CRC-32 of the header frame (full_digest(): of every frame)
     frames: Sequence[Any] = field(default=(), repr=False, compare=False)
 
     def full_digest(self) -> int:

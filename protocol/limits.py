@@ -3,6 +3,10 @@ from __future__ import annotations
 
 #: zmq MAXMSGSIZE on the device's ROUTER socket: any single frame above this is dropped by zmq.
 MAX_FRAME_BYTES = 256 * 1024 * 1024
+#: Messages a daemon queues per peer, each way (zmq RCVHWM / SNDHWM of its ROUTER): requests read
+#: ahead of execution, and replies the peer has not taken yet. A client may have this many
+#: requests in flight; replies beyond it to a peer that does not read them are dropped.
+MAX_QUEUED_PER_PEER = 64
 #: Header frame (msgpack) size limit.
 MAX_HEADER_BYTES = 64 * 1024
 #: Transactions per packet.
@@ -19,9 +23,9 @@ MAX_STR_LEN = 1024
 #: Words the reply to one packet may carry (READ, READ_NI, RMW data) when the packet carries
 #: the live owner token; packets from anyone else (reads are open) get the smaller open limit,
 #: so a monitoring client cannot make the device serialise hundreds of MB between the owner's
-#: packets. Over either limit: TOO_LARGE, nothing executed.
+#: packets, nor park more than MAX_QUEUED_PER_PEER × 1 MiB of replies it never reads. Over either limit: TOO_LARGE, nothing executed.
 MAX_REPLY_WORDS = MAX_WORDS_PER_PACKET
-MAX_OPEN_REPLY_WORDS = 1024 * 1024
+MAX_OPEN_REPLY_WORDS = 256 * 1024
 #: Words one READ_NI / WRITE_NI on a register (not a FIFO port) may move: polling a register
 #: a thousand times in one packet is plenty, and each word costs a register access.
 MAX_REGISTER_NI_WORDS = 1024

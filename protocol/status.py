@@ -37,3 +37,21 @@ DESCRIPTIONS = {
     Status.ABORTED: "not executed: an earlier transaction failed",
     Status.SEQ_REUSED: "sequence number reused for a different packet: nothing was executed",
 }
+
+
+class RunEnd(IntEnum):
+    """STATUS.RUN_END: how the last run ended. Only DONE means state and average cover it whole."""
+    NONE = 0        # no run since boot, or one is in progress
+    DONE = 1        # RUN_TIME elapsed
+    STOPPED = 2     # CTRL.STOP
+    OWNER_LOST = 3  # the lease of the host that started it expired, or that host released
+    BUDGET = 4      # the emulator's wall-time budget (EMU_RUN_BUDGET) ran out
+    FAULT = 5       # the run thread failed
+
+
+RUN_END_WHY = {
+    RunEnd.STOPPED: "it was stopped (CTRL.STOP) before RUN_TIME elapsed",
+    RunEnd.OWNER_LOST: "the lease of the host that started it ended (expired or released)",
+    RunEnd.BUDGET: "the emulator stopped it at its wall-time budget (EMU_RUN_BUDGET)",
+    RunEnd.FAULT: "the device's run thread failed (see STATUS.LAST_ERROR and the daemon log)",
+}

@@ -110,3 +110,36 @@ def random_spd(n: int, cond: float, rng: np.random.Generator) -> np.ndarray:
     """Random SPD matrix with eigenvalues geometrically spaced in [1, cond]."""
     q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     return (q * np.geomspace(1.0, cond, n)) @ q.T
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process (MB), from /proc."""
+    import re
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of pid (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.05):
+    """Poll until predicate() is truthy; fail (never hang) after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -12,7 +12,7 @@ Per cell i, with the force f = b − A x evaluated once per step from the start-
 
 ``sig`` holds the precomputed noise amplitude per cell (sqrt(2κM dt) resp. sqrt(2κΓM dt)).
 After each step x is clamped to the rails ±vmax (``sat[i] = 1``, counted, outward velocity
-killed) and ``acc += x·dt`` so the firmware can form the time average ∫x dt / T.
+killed; reaching a rail exactly, or the velocity bound, counts as a hit too) and ``acc += x·dt`` so the firmware can form the time average ∫x dt / T.
 """
 
 from __future__ import annotations
@@ -37,16 +37,19 @@ def _update(x, v, ax, b, mob, fric, und, sig, xi, dt, vmax, sat, acc) -> int:
     clamps = 0
     for i in range(x.shape[0]):
         force = mob[i] * (b[i] - ax[i])
+        hit = False
         if und[i]:
             vi = v[i] + dt * (force - fric[i] * v[i]) + sig[i] * xi[i]
-            vi = vi if vi < vlim else vlim  # ternaries: min/max compile to slow calls
-            vi = vi if vi > -vlim else -vlim
+            if vi >= vlim or vi <= -vlim:  # unstable (substep too coarse): as bad as a rail
+                vi = vlim if vi > 0 else -vlim
+                hit = True
             xn = x[i] + dt * vi
         else:
             vi = 0.0
             xn = x[i] + dt * force + sig[i] * xi[i]
-        if xn > vmax or xn < -vmax:
-            xn = vmax if xn > 0 else -vmax
+        # >=: a cell that lands exactly on a rail (e.g. jumping rail to rail) has hit it too
+        if hit or xn >= vmax or xn <= -vmax:
+            xn = min(max(xn, -vmax), vmax)
             vi = 0.0  # the rail absorbs the current (inelastic wall)
             sat[i] = 1
             clamps += 1

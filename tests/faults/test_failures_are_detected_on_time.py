@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 import host
-from conftest import children, wait_for
-from support import REPO, ipc_endpoint, start_daemon
+from support import REPO, children, ipc_endpoint, start_daemon, wait_for
 
-SLACK_S = 1.5  # scheduling and process start-up on a busy 2-core machine
+SLACK_S = 3.0  # scheduling, process start-up and exit on a busy 2-core machine
 
 
 def _long_run(dev) -> None:
@@ -118,7 +117,7 @@ def test_train_stops_at_once_when_its_spawned_daemon_dies(tmp_path):
             p.wait()
     assert p.returncode == 1
     assert "DeviceDied" in err and "killed by signal 9" in err, err[-2000:]
-    assert took < 5.0, f"the trainer exited {took:.1f} s after its daemon died"
+    assert took < SLACK_S + 1.0, f"the trainer exited {took:.1f} s after its daemon died"
 
 
 def test_train_on_a_frozen_board_stops_within_its_deadline(tmp_path):
@@ -140,7 +139,7 @@ def test_train_on_a_frozen_board_stops_within_its_deadline(tmp_path):
     assert p.returncode == 1
     assert "DeviceTimeout" in err and "training stopped" in err, err[-2000:]
     # (retries + 1) × timeout to notice; close() skips the release of an unanswering device
-    assert took < 2 * 2.0 + SLACK_S + 1.0, f"reported {took:.1f} s after the board froze"
+    assert took < 2 * 2.0 + SLACK_S, f"reported {took:.1f} s after the board froze"
 
 
 def test_train_on_a_rebooted_device_stops_and_resumes_from_its_checkpoint(tmp_path):

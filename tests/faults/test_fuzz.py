@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 import host
-from conftest import rss_mb
 from host.device import rd
 from protocol.codec import PROTOCOL_VERSION
 from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import decode_reply, encode_request
-from support import RawClient, start_daemon
+from support import RawClient, rss_mb, start_daemon
 
 CELLS = 16
 IN_FLIGHT = 64

@@ -35,7 +35,9 @@ def test_device_reset_is_sticky_until_recover():
             with pytest.raises(host.DeviceReset):
                 dev.read("TEMPERATURE")
         assert dev.stats.packets == sent
+        token = dev.token
         dev.recover()
+        assert dev.token == token  # the same token: a claim of ours lost in the reboot cannot lock us out
         assert dev.read("TEMPERATURE") == pytest.approx(0.005)  # not the reboot default 0.001
         dev.run(20.0)
         np.testing.assert_allclose(dev.mean(), 0.5, atol=0.05)
@@ -92,7 +94,7 @@ def test_a_run_over_its_wall_budget_stops_and_says_so():
     """The estimate can be wrong (a loaded machine): the budget is enforced while running too.
     A firmware clock under the test's control makes the overrun deterministic."""
     from device.emulator import build_firmware
-    from firmware_sim.firmware import END_BUDGET
+    from protocol import RunEnd
     fw = build_firmware(4)
     now = [1000.0]
     fw.clock = lambda: now[0]
@@ -106,9 +108,9 @@ def test_a_run_over_its_wall_budget_stops_and_says_so():
         deadline = time.monotonic() + 5
         while fw.running and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not fw.running and fw.run_end == END_BUDGET
+        assert not fw.running and fw.run_end == RunEnd.BUDGET
         status = fw.execute(encode_request(2, b"x" * 16, token, [rd("STATUS")])).data[0][0]
-        assert REGMAP.STATUS.field("RUN_END").get(int(status)) == END_BUDGET
+        assert REGMAP.STATUS.field("RUN_END").get(int(status)) == RunEnd.BUDGET
     finally:
         fw.shutdown()
 
@@ -136,6 +138,30 @@ def test_a_reused_sequence_number_with_other_content_runs_nothing():
     finally:
         c.close()
         d.stop()
+
+
+def test_an_unstable_underdamped_run_is_reported_not_averaged_to_zero():
+    """A substep far too coarse for the coupling makes x jump rail to rail; landing exactly on
+    a rail (or at the velocity bound) counts as hitting it, so the run raises."""
+    with host.connect("local://?cells=8") as dev:
+        dev.configure(substep=1.0, mode="underdamped", friction=1e-6)
+        for _ in range(2):
+            with pytest.raises(host.DeviceSaturated):
+                dev.solve_step(coupling=6e4 * np.eye(8), bias=np.ones(8), t=10.0)
+
+
+def test_curve_with_an_unreadable_client_key_refuses_to_start(tmp_path):
+    zmq_auth = pytest.importorskip("zmq.auth")
+    zmq_auth.create_certificates(str(tmp_path), "server")
+    (tmp_path / "authorized").mkdir()
+    zmq_auth.create_certificates(str(tmp_path / "authorized"), "good")
+    (tmp_path / "authorized" / "good.key_secret").unlink()
+    (tmp_path / "authorized" / "junk.key").write_text("x\n")
+    p = subprocess.run([sys.executable, "-m", "host.cli", "serve", "--endpoint", "tcp://127.0.0.1:0",
+                        "--events", "tcp://127.0.0.1:0", "--curve-keys", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 1
+    assert "junk.key" in p.stderr and "every client" in p.stderr
 
 
 def test_curve_without_authorized_clients_refuses_to_start(tmp_path):

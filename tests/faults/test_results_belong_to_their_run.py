@@ -1,7 +1,7 @@
 """A host never receives state, mean or samples from a run it did not start.
 
-The scenario that used to fail: host A starts a long solve, is frozen past its lease, host B
-takes the device over and runs its own problem, A is resumed — and A's call returned B's mean.
+The central scenario: host A starts a long solve and is frozen past its lease, host B takes the
+device over and runs its own problem, A is resumed. A's call must raise, not return B's mean.
 """
 from __future__ import annotations
 
@@ -16,21 +16,21 @@ import numpy as np
 import pytest
 
 import host
-from conftest import wait_for
 from host.device import rd, wr
 from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import encode_request
-from support import REPO, start_daemon
+from support import REPO, start_daemon, wait_for
 
 HOST_A = r"""
 import json, sys
 import numpy as np
 import host
 dev = host.connect(sys.argv[1], lease_ms=500, timeout=2.0, retries=0)
-dev.configure(temperature=1e-4, substep=1e-3)  # a long run: ~10^7 substeps
+dev.configure(temperature=1e-4, substep=1e-3)  # a run far longer than the test: ~10^9 substeps
+dev.write("EMU_RUN_BUDGET", 86400.0)
 print("started", flush=True)
 try:
-    m = dev.solve_step(coupling=np.eye(8), bias=np.full(8, 0.25), t=1e4)
+    m = dev.solve_step(coupling=np.eye(8), bias=np.full(8, 0.25), t=1e6)
     print(json.dumps({"result": m.tolist()}), flush=True)
 except Exception as e:
     print(json.dumps({"error": type(e).__name__, "message": str(e)}), flush=True)
@@ -156,3 +156,72 @@ def test_a_stopped_run_is_an_error_not_a_partial_average():
         dev.configure(substep=0.0)
         dev.run(5.0)  # the next whole run is fine
         assert np.all(np.isfinite(dev.mean()))
+
+
+def test_results_after_a_lapsed_lease_are_refused_even_after_claiming_again():
+    """Host A's lease lapses mid-run; claiming again does not make the cut run's average, or
+    the average of a run another host did meanwhile, A's result."""
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "4")
+    try:
+        a = host.connect(d.endpoint, lease_ms=300, timeout=2.0, keepalive=False)
+        a.configure(substep=1e-3)
+        a.load_coupling(np.eye(4))
+        a.load_bias(np.full(4, 0.5))
+        a.commit()
+        a.run(1e5, wait=False)
+        time.sleep(0.5)  # A is silent past its lease: the run stops (OWNER_LOST)
+        with pytest.raises(host.LeaseLost):
+            a.mean()
+        a.claim(300)
+        with pytest.raises(host.RunAborted) as e:
+            a.mean()
+        assert e.value.end == "owner_lost"
+        a.release()
+        with host.connect(d.endpoint) as b:  # B runs its own problem to the end
+            b.configure(substep=0.0)
+            b.solve_step(coupling=np.eye(4), bias=np.full(4, -0.5), t=10.0)
+        a.claim(30_000)
+        for read in (a.mean, a.state):
+            with pytest.raises(host.RunAborted, match="not the one this host started") as e:
+                read()
+            assert e.value.end == "foreign"
+        a.recover()  # B's problem is what the device holds: upload A's again
+        a.configure(substep=0.0)
+        a.run(10.0)  # burn-in from B's state
+        a.run(20.0)  # A's own run again: its results are A's
+        np.testing.assert_allclose(a.mean(), 0.5, atol=0.05)
+        a.close()
+    finally:
+        d.stop()
+
+
+def test_waiting_without_ownership_is_refused_at_once():
+    with host.connect("local://?cells=4") as owner:
+        owner.configure(substep=1e-3)
+        owner.run(1e5, wait=False)
+        watcher = host.ThermoDevice(owner.driver, claim=False)
+        sent = owner.stats.packets
+        with pytest.raises(host.NotOwner, match="needs ownership"):
+            watcher.wait()
+        assert owner.stats.packets == sent  # refused before anything was sent, no spinning
+        owner.stop()
+
+
+def test_a_busy_host_keeps_its_lease_and_a_silent_one_loses_it():
+    """The lease frees the device of a host that died or froze, not of one that computes: a
+    keep-alive renews it while the host is between calls."""
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "4")
+    try:
+        with host.connect(d.endpoint, lease_ms=300) as busy:
+            time.sleep(1.2)  # four leases of digital work
+            assert busy.read("OWNER") == busy.token
+            with pytest.raises(host.NotOwner):
+                host.connect(d.endpoint)
+            busy.write("SCRATCH", 3)
+        silent = host.connect(d.endpoint, lease_ms=300, keepalive=False)
+        time.sleep(0.6)
+        with pytest.raises(host.LeaseLost):
+            silent.write("SCRATCH", 4)
+        silent.close()
+    finally:
+        d.stop()

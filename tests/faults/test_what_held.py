@@ -16,10 +16,9 @@ import pytest
 import zmq
 
 import host
-from conftest import children, wait_for
 from host.device import wr
 from protocol import Status
-from support import REPO, RawClient, start_daemon
+from support import REPO, RawClient, children, start_daemon, wait_for
 
 TURN_TAKER = r"""
 import json, sys
@@ -144,7 +143,7 @@ def test_a_killed_trainer_leaves_no_daemon_behind(tmp_path):
         wait_for(lambda: not os.path.exists(f"/proc/{daemons[0]}") or
                  open(f"/proc/{daemons[0]}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
                  5.0, "the orphaned daemon to exit")
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 3.0  # the daemon checks its parent every 200 ms
     finally:
         if p.poll() is None:
             p.kill()

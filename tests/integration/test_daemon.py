@@ -259,7 +259,7 @@ def test_events_published(daemon, dev):
 
 
 def test_second_host_is_locked_out_until_lease_expires(daemon):
-    with host.connect(daemon.endpoint, lease_ms=400) as first:
+    with host.connect(daemon.endpoint, lease_ms=400, keepalive=False) as first:
         first.write("SCRATCH", 1)
         with pytest.raises(host.NotOwner, match="owned by another host"):
             host.connect(daemon.endpoint)
