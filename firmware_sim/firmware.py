@@ -248,7 +248,7 @@ class Firmware:
             t = tx[p.index]
             try:
                 token = p.packet.owner
-                if token and not self._is_claim(t) and self.lease.live_owner() != token:
+                if token and not self._writes_owner(t) and self.lease.live_owner() != token:
                     # the lease ended since validation (e.g. while the packet was parked)
                     raise self._token_error(token, self.lease.live_owner(),
                                             f"any more (at transaction {p.index})")
@@ -301,8 +301,7 @@ class Firmware:
     def _admit_parking(self, p: Pending, what: str) -> None:
         """Parking is for the owner, and bounded: a parked packet costs a re-check each time
         the device changes, and nobody else may make the device carry thousands of them."""
-        token = p.packet.owner
-        if not token or token != self.lease.live_owner():
+        if not p.packet.owner:  # (a token that lost the lease was refused before the WAIT)
             p.deadline = None
             raise TxError(Status.TIMEOUT, f"WAIT on {what} is not true, and only packets carrying "
                           "the live owner token may park at a WAIT (others are checked once): "
@@ -324,9 +323,9 @@ class Firmware:
         reply_words = 0
         for t in packet.tx:
             try:
+                owner = self._check_tx(t, packet.owner, owner)
                 reply_words += self._reply_words(t)
                 self._check_reply_size(reply_words, packet.owner, owner)
-                owner = self._check_tx(t, packet.owner, owner)
                 statuses.append(Status.OK)
                 messages.append("")
             except TxError as e:
@@ -347,7 +346,7 @@ class Firmware:
                           f" ({'MAX_REPLY_WORDS' if mine else 'MAX_OPEN_REPLY_WORDS'})")
 
     @staticmethod
-    def _is_claim(t: Transaction) -> bool:
+    def _writes_owner(t: Transaction) -> bool:
         return t.op in (Op.WRITE, Op.WRITE_NI) and t.addr == REGMAP.OWNER.address
 
     def _token_error(self, token: int, owner: int, where: str) -> TxError:
@@ -363,7 +362,7 @@ class Firmware:
         """Static checks of one transaction; returns the owner after it (claims count)."""
         if t.op not in Op.__members__.values():
             raise TxError(Status.BAD_OP, f"unknown op code {t.op}")
-        if token and token != owner and not self._is_claim(t):
+        if token and token != owner and not self._writes_owner(t):
             raise self._token_error(token, owner, "")
         found = REGMAP.locate(t.addr)
         if found is None:
@@ -682,7 +681,8 @@ class Firmware:
         return float(self.regs.f32("EMU_RUN_BUDGET")) if self.emulator else math.inf
 
     def step_cost_estimate(self) -> float:
-        """Seconds per substep: measured on this configuration, else a floor from its size."""
+        """Seconds per substep, at least a floor from the configuration's size: the cost measured
+        on it (a running average over the chunks since COMMIT), once there is one."""
         eff = self.core.effective
         n, r = eff.active, (eff.J.shape[0] if eff.J is not None else 0)
         words = n * n if eff.coupling == "dense" else 2 * r * n + r * r + n
@@ -812,13 +812,13 @@ class Firmware:
 def _digest(packet: Packet) -> tuple[int, int]:
     """What a retry of an executed ``packet`` must match: the CRCs of its header and of all its
     bytes."""
-    return packet.digest, packet.full_digest()
+    return packet.header_crc, packet.full_crc()
 
 
 def _repeats(packet: Packet, seen: tuple[int, int]) -> bool:
     """Is ``packet`` the one ``seen`` was taken of? Headers first: the payload is read only when
     the header matches (an honest retry), so a stranger's big packet costs no pass over it."""
-    return packet.digest == seen[0] and packet.full_digest() == seen[1]
+    return packet.header_crc == seen[0] and packet.full_crc() == seen[1]
 
 
 def _duration(seconds: float) -> str:

@@ -22,7 +22,8 @@ class RunScheduler(threading.Thread):
         super().__init__(name="thermohil-run", daemon=True)
         self.fw = fw
         self._quit = False
-        self._sec_per_step = 1e-6  # running estimate; sizes chunks to CHUNK_WALL_S
+        self._sec_per_step = 1e-6  # sizes chunks to CHUNK_WALL_S: the firmware's measured cost
+        # of the committed configuration, or the last one known (right after a COMMIT)
 
     def shutdown(self) -> None:
         with self.fw.cond:
@@ -55,7 +56,5 @@ class RunScheduler(threading.Thread):
         t0 = time.perf_counter()
         clamps = fw.core.advance(t, fw.acc) if t > 0 else 0
         took = time.perf_counter() - t0
-        if t > 0:
-            n_steps = max(1.0, t / dt)
-            self._sec_per_step = 0.7 * self._sec_per_step + 0.3 * (took / n_steps)
         fw.after_chunk(t, clamps, took)
+        self._sec_per_step = fw.step_cost or self._sec_per_step

@@ -176,7 +176,7 @@ class ThermoDevice:
                 continue
             index = None if bad is None else start + bad
             status = reply.status if bad is None else reply.tx_status[bad]
-            if status == Status.NOT_OWNER and self.token and not _claims(tx[start:]):
+            if status == Status.NOT_OWNER and self.token and not _writes_owner(tx[start:]):
                 raise LeaseLost(
                     f"this host no longer holds the device: {reply.message}. Nothing of the "
                     "packet ran, and no result was returned (it could have come from another "
@@ -747,7 +747,7 @@ class ThermoDevice:
         return out.value
 
 
-def _claims(tx: list[Transaction]) -> bool:
+def _writes_owner(tx: list[Transaction]) -> bool:
     return any(t.op == Op.WRITE and t.addr == _reg("OWNER").address for t in tx)
 
 

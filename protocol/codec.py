@@ -60,10 +60,10 @@ class Packet:
     owner: int
     tx: list[Transaction]
     version: tuple[int, int] = PROTOCOL_VERSION
-    digest: int = 0  # CRC-32 of the header frame (full_digest(): of every frame)
+    header_crc: int = 0  # CRC-32 of the header frame (full_crc(): of every frame)
     frames: Sequence[Any] = field(default=(), repr=False, compare=False)
 
-    def full_digest(self) -> int:
+    def full_crc(self) -> int:
         """CRC-32 of every frame (header and payloads): a retry repeats its packet byte for byte.
         Computed on demand (~0.6 ms per 4 MiB), so a packet refused at validation costs none."""
         crc = 0
@@ -204,7 +204,7 @@ def decode_request(frames: Sequence[Any]) -> Packet:
     if payload:
         raise ProtocolError(Status.MALFORMED, f"{len(payload)} payload frames left over", seq)
     return Packet(seq=seq, cid=cid, owner=own, tx=txs, version=(v[0], v[1]),
-                  digest=zlib.crc32(_frame_bytes(frames[0])), frames=frames)
+                  header_crc=zlib.crc32(_frame_bytes(frames[0])), frames=frames)
 
 
 # ------------------------------------------------------------------------------ replies

@@ -105,8 +105,10 @@ def flood(endpoint: str, packets, replies_expected: int) -> list:
                 got += [c.recv(10.0) for _ in range(batch)]
                 batch = 0
         got += [c.recv(10.0) for _ in range(batch)]
+        extra = c.recv(0.2)
     finally:
         c.close()
+    assert extra is None, "a packet got more than one reply"
     assert len(got) == replies_expected and all(r is not None for r in got), "a packet got no reply"
     return got
 
