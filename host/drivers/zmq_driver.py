@@ -66,8 +66,8 @@ class ZmqDriver(PacketDriver):
             self.sock.send_multipart(frames, copy=False)
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
-                self._check_alive()
                 if not self.sock.poll(max(1, int(min(left, LIVENESS_POLL_S) * 1000))):
+                    self._check_alive()  # after the poll: a reply sent before dying is kept
                     continue
                 reply = self.sock.recv_multipart(copy=False)
                 got = _reply_seq(reply)
