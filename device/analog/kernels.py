@@ -37,19 +37,19 @@ def _update(x, v, ax, b, mob, fric, und, sig, xi, dt, vmax, sat, acc) -> int:
     clamps = 0
     for i in range(x.shape[0]):
         force = mob[i] * (b[i] - ax[i])
-        hit = False
         if und[i]:
             vi = v[i] + dt * (force - fric[i] * v[i]) + sig[i] * xi[i]
-            if vi >= vlim or vi <= -vlim:  # unstable (substep too coarse): as bad as a rail
-                vi = vlim if vi > 0 else -vlim
-                hit = True
+            vi = vi if vi < vlim else vlim  # ternaries: min/max compile to slow calls
+            vi = vi if vi > -vlim else -vlim
             xn = x[i] + dt * vi
         else:
             vi = 0.0
             xn = x[i] + dt * force + sig[i] * xi[i]
-        # >=: a cell that lands exactly on a rail (e.g. jumping rail to rail) has hit it too
-        if hit or xn >= vmax or xn <= -vmax:
-            xn = min(max(xn, -vmax), vmax)
+        # landing exactly on a rail (e.g. jumping rail to rail) or at the velocity bound (an
+        # unstable, too coarse substep) counts as a hit too
+        if xn >= vmax or xn <= -vmax or vi == vlim or vi == -vlim:
+            xn = xn if xn < vmax else vmax
+            xn = xn if xn > -vmax else -vmax
             vi = 0.0  # the rail absorbs the current (inelastic wall)
             sat[i] = 1
             clamps += 1
