@@ -339,11 +339,11 @@ class Firmware:
 
     def _check_reply_size(self, words: int, token: int, owner: int) -> None:
         mine = token != 0 and token == owner
-        limit = self.regs.u32("MAX_REPLY_WORDS" if mine else "MAX_OPEN_REPLY_WORDS")
-        if words > limit:
+        name = "MAX_REPLY_WORDS" if mine else "MAX_OPEN_REPLY_WORDS"
+        if words > self.regs.u32(name):
+            whose = "from the owner" if mine else "without the live owner token"
             raise TxError(Status.TOO_LARGE, f"the reply would carry {words} words; the limit is "
-                          f"{limit} for packets {'from the owner' if mine else 'without the live owner token'}"
-                          f" ({'MAX_REPLY_WORDS' if mine else 'MAX_OPEN_REPLY_WORDS'})")
+                          f"{self.regs.u32(name)} for packets {whose} ({name})")
 
     @staticmethod
     def _writes_owner(t: Transaction) -> bool:
@@ -354,8 +354,9 @@ class Firmware:
             why = "the device is free: this host's lease expired or was released"
         else:
             why = f"another host owns the device (lease {self.lease.left_ms()} ms left)"
-        return TxError(Status.NOT_OWNER, f"token {token:#010x} does not hold the lease"
-                       f"{' ' + where if where else ''}: {why}. A packet carrying a token acts for that lease, so nothing of it "
+        where = f" {where}" if where else ""
+        return TxError(Status.NOT_OWNER, f"token {token:#010x} does not hold the lease{where}: "
+                       f"{why}. A packet carrying a token acts for that lease, so nothing of it "
                        "runs (its reads would show another run's state); claim the device again")
 
     def _check_tx(self, t: Transaction, token: int, owner: int) -> int:
