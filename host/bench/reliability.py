@@ -35,11 +35,11 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from protocol.status import RunEnd
 from protocol import limits
 from protocol.codec import Transaction, decode_reply, encode_request
 from protocol.ops import Op
 from protocol.regmap import REGMAP
+from protocol.status import RunEnd
 
 #: Slack allowed over a documented deadline before a row says it was missed (scheduling, the
 #: socket rebuild between attempts, Python start-up of a thread).
@@ -903,10 +903,76 @@ def run_budget(s: Settings, logdir: str) -> list[Row]:
     return rows
 
 
+# ================================================================================ 10. busy host
+def busy_host(s: Settings, logdir: str) -> list[Row]:
+    """A host that computes for several leases between calls keeps the device (keep-alive);
+    the same host with the keep-alive off loses it, and its next call says so."""
+    import host
+    say("10. a busy host: 4 leases of digital work between two device calls")
+    lease_ms = 500
+    with Daemon.start(8, logdir) as d:
+        with host.connect(d.endpoint, lease_ms=lease_ms) as busy:
+            busy.solve_step(coupling=np.eye(8), bias=np.full(8, 0.5), t=20.0)
+            time.sleep(4 * lease_ms / 1000)
+            t1, m, e1 = timed(busy.mean)
+            kept = e1 is None and np.allclose(m, 0.5, atol=0.1)
+        silent = host.connect(d.endpoint, lease_ms=lease_ms, keepalive=False)
+        silent.solve_step(coupling=np.eye(8), bias=np.full(8, 0.5), t=20.0)
+        time.sleep(4 * lease_ms / 1000)
+        t2, _, e2 = timed(silent.mean)
+        silent.close()
+    say(f"   -> keep-alive: {type(e1).__name__ if e1 else 'result'}; without: {type(e2).__name__}")
+    return [Row(f"host computes for 4 leases ({4 * lease_ms / 1000:g} s, LEASE_MS {lease_ms}) "
+                "between `solve_step` and `mean()`", "the result (keep-alive renewed the lease)",
+                "a busy host keeps the device; only a dead, frozen or cut-off one loses it",
+                fmt_s(t1), not kept),
+            Row("… the same with `connect(keepalive=False)`", sees(e2, 150),
+                "LeaseLost: the lease lapsed, nothing is returned", fmt_s(t2),
+                type(e2).__name__ != "LeaseLost")]
+
+
+# ================================================================================ 11. deaf peer
+def deaf_peer(s: Settings, logdir: str) -> list[Row]:
+    """A client that sends open reads and never takes the replies: the daemon keeps at most
+    MAX_QUEUED_PER_PEER of them and drops the rest."""
+    import host
+    say("11. a peer that never reads its replies")
+    n = 300 if not s.quick else 100
+    with Daemon.start(512, logdir) as d, host.connect(d.endpoint) as owner:
+        words = owner.read("MAX_OPEN_REPLY_WORDS")
+        rss0 = d.status_kb()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.RCVHWM, 1)
+        sock.setsockopt(zmq.RCVBUF, 4096)
+        sock.linger = 0
+        sock.connect(d.endpoint)
+        try:
+            cid = os.urandom(16)
+            read = [Transaction(Op.READ, REGMAP.windows["COUPLING"].base, (words,))]
+            for seq in range(1, n + 1):
+                sock.send_multipart(encode_request(seq, cid, 0, read))
+            time.sleep(3.0)
+            rss1 = d.status_kb()
+            t, _, e = timed(lambda: owner.read("SCRATCH"))
+        finally:
+            sock.close(0)
+    reply_mib = words * 4 / 2**20
+    bound = limits.MAX_QUEUED_PER_PEER * reply_mib
+    grown = (rss1 - rss0) / 1024
+    say(f"   -> RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB; owner read {t * 1e3:.1f} ms")
+    return [Row(f"a non-owner sends {n} open READs of MAX_OPEN_REPLY_WORDS ({reply_mib:g} MiB "
+                "replies) and never reads the replies (RCVHWM 1)",
+                f"daemon RSS {rss0 / 1024:.0f} → {rss1 / 1024:.0f} MiB; the owner's next read "
+                f"{'answered' if e is None else sees(e, 80)}",
+                f"at most MAX_QUEUED_PER_PEER = {limits.MAX_QUEUED_PER_PEER} replies held per "
+                f"peer (≈ {bound:g} MiB)", f"grew {grown:.0f} MiB; owner read {fmt_s(t)}",
+                e is not None or grown > bound + 64)]
+
+
 # ================================================================================ report
 SCENARIOS: tuple[Callable[[Settings, str], list[Row]], ...] = (
     kill_tcp_daemon, kill_spawn_child, kill_train_child, freeze_tcp_daemon, freeze_train_daemon,
-    lease_lost, floods, sticky_reset, run_budget)
+    lease_lost, floods, sticky_reset, run_budget, busy_host, deaf_peer)
 
 INTRO = """\
 # Reliability
@@ -949,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smoke run: shorter everything")
     p.add_argument("--out", default="docs/reliability.md", help="markdown file to write")
-    p.add_argument("--only", default=None, help="comma-separated scenario numbers (1-9)")
+    p.add_argument("--only", default=None, help=f"comma-separated scenario numbers (1-{len(SCENARIOS)})")
     args = p.parse_args(argv)
     s = QUICK if args.quick else FULL
     chosen = range(1, len(SCENARIOS) + 1) if not args.only else \
