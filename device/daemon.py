@@ -93,6 +93,7 @@ class Daemon:
         os.set_blocking(self._wake_w, False)
         self.fw.listeners.append(self._on_event)
         self.fw.wakers.append(self._wake)
+        self._log_budget = LogBudget()
         self._stop = False
 
     def _bind(self, sock: zmq.Socket, endpoint: str, what: str) -> None:
@@ -223,7 +224,7 @@ class Daemon:
         if isinstance(out, Pending):
             self.pending[out.key] = (out, ident)  # a retry re-routes the reply to its socket
             return
-        if out.status not in (Status.OK, Status.TIMEOUT):  # a WAIT slice ending is routine
+        if out.status not in (Status.OK, Status.TIMEOUT) and self._log_budget.allow():
             log.warning("rejected packet %s from %s: %s %s", out.seq, ident.hex(),
                         out.status.name, out.message)
         self._send(ident, out)
@@ -246,6 +247,27 @@ class Daemon:
         self._close_sockets()
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+class LogBudget:
+    """At most ``per_minute`` lines about rejected packets a minute, then one line saying how
+    many were left out: a flood of bad packets must not fill the disk with the daemon's log."""
+
+    def __init__(self, per_minute: int = 60) -> None:
+        self.per_minute, self.start, self.used, self.dropped = per_minute, time.monotonic(), 0, 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self.start >= 60:
+            if self.dropped:
+                log.warning("%d more rejected packets in the last minute were not logged",
+                            self.dropped)
+            self.start, self.used, self.dropped = now, 0, 0
+        if self.used < self.per_minute:
+            self.used += 1
+            return True
+        self.dropped += 1
+        return False
 
 
 def _alive(pid: int) -> bool:

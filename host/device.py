@@ -103,11 +103,15 @@ class ThermoDevice:
     def __init__(self, driver: Driver, *, claim: bool = True, lease_ms: int = 30_000,
                  keepalive: bool = True) -> None:
         self.driver = driver
-        self.link = threading.RLock()  # one request on the link at a time (keep-alive thread)
+        # one request on the link at a time, whoever sends it (keep-alive thread, other threads,
+        # other ThermoDevice objects on the same driver): the lock lives with the driver
+        if not isinstance(getattr(driver, "link", None), type(threading.RLock())):
+            driver.link = threading.RLock()  # type: ignore[attr-defined]
+        self.link = driver.link  # type: ignore[attr-defined]
+        self._local = threading.local()  # a batch belongs to the thread that opened it
         self.last_sent = time.monotonic()
         self._keepalive_wanted = keepalive
         self._keepalive = None
-        self._batch: list[_Call] | None = None
         self._wait_slice_ms = self._slice_ms(lease_ms)
         self._lease_ms = lease_ms
         self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
@@ -120,11 +124,21 @@ class ThermoDevice:
         self.active: int = self._static["active_cells"]  # committed cell count (FIFO sample size)
         self._staged_active = self.active
         self._run_id: int | None = None  # RUN_COUNT of the last run this host started
-        self._last_token = 0
+        # chosen once: a retried claim (after a lost answer, a reboot, a lapsed lease) must
+        # carry the token of the claim that may already have landed
+        self._last_token = secrets.randbits(32) | 1
         if claim:
             self.claim(lease_ms)
 
     # ---------------------------------------------------------------- transport
+    @property
+    def _batch(self) -> list[_Call] | None:
+        return getattr(self._local, "batch", None)
+
+    @_batch.setter
+    def _batch(self, calls: list[_Call] | None) -> None:
+        self._local.batch = calls
+
     @property
     def stats(self):
         return self.driver.stats
@@ -177,6 +191,7 @@ class ThermoDevice:
             index = None if bad is None else start + bad
             status = reply.status if bad is None else reply.tx_status[bad]
             if status == Status.NOT_OWNER and self.token and not _writes_owner(tx[start:]):
+                self._run_id = None  # whatever the device holds now is not known to be ours
                 raise LeaseLost(
                     f"this host no longer holds the device: {reply.message}. Nothing of the "
                     "packet ran, and no result was returned (it could have come from another "
@@ -292,7 +307,7 @@ class ThermoDevice:
             raise RuntimeError("claim() cannot run inside a batch")
         # after a reboot or a lapsed lease, claim with the same token: a claim of ours that
         # reached the device but whose answer was lost must not lock us out for a lease
-        token = self.token or self._last_token or (secrets.randbits(32) | 1)
+        token = self.token or self._last_token
         give_up = time.monotonic() + wait
         told = False
         while True:
@@ -312,6 +327,8 @@ class ThermoDevice:
             except DeviceError:
                 self.driver.owner = self.token
                 raise
+        if token != self.token:  # the device is newly ours: what it holds is not our result
+            self._run_id = None
         self.token = self._last_token = token
         self._set_lease(lease_ms)
         if self._keepalive_wanted and self._keepalive is None:
@@ -368,6 +385,7 @@ class ThermoDevice:
             ack()
         self._stop_keepalive()
         self.token = self.driver.owner = 0
+        self._run_id = None  # RUN_COUNT restarted at the reboot: old counts mean nothing
         self._static = self._read_static()
         self.active = self._staged_active = self._static["active_cells"]
 
@@ -617,7 +635,9 @@ class ThermoDevice:
             raise DeviceError("the run is still going: its average covers only part of it; "
                               "call wait() first", Status.BUSY)
         if self._run_id is None:
-            return  # this host started no run: what the device holds is not a result of its own
+            raise RunAborted("this host has started no run since it claimed the device, so what "
+                             "the device holds (state, average) was produced by another host or "
+                             "before this claim: run it first", "foreign")
         if count != self._run_id:
             raise RunAborted(f"the device's last run (RUN_COUNT {count}) is not the one this host "
                              f"started (RUN_COUNT {self._run_id}): another host, or a reboot, came "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from host.errors import DeviceError, NotOwner
@@ -20,27 +21,41 @@ if TYPE_CHECKING:
 class KeepAlive(threading.Thread):
     def __init__(self, dev: "ThermoDevice") -> None:
         super().__init__(name="thermohil-keepalive", daemon=True)
-        self.dev = dev
+        # weak: a device object nobody holds any more is not kept alive (and owned) by its pings
+        self.dev = weakref.ref(dev)
+        self.period = dev.lease_s / 6
         self.halt = threading.Event()
 
     def run(self) -> None:
-        dev = self.dev
-        while not self.halt.wait(dev.lease_s / 6):
-            if not dev.token or time.monotonic() - dev.last_sent < dev.lease_s / 3:
-                continue
-            if not getattr(dev.driver, "responsive", True) or getattr(dev.driver, "reset", None):
-                continue  # the host's next call deals with a silent or rebooted device
-            if not dev.link.acquire(blocking=False):
-                continue  # the host is in a call: its own packets renew the lease
-            try:
-                if dev.token:
-                    dev.renew_lease()
-            except NotOwner:
-                return  # the lease is gone: the host's next call says so (LeaseLost)
-            except DeviceError:
-                pass  # timeout, reset: recorded by the driver, raised by the host's next call
-            finally:
-                dev.link.release()
+        while not self.halt.wait(self.period):
+            dev = self.dev()
+            if dev is None:
+                return  # dropped without close(): its lease frees the device
+            self.period = dev.lease_s / 6
+            go_on = self._tick(dev)
+            del dev  # no strong reference while waiting
+            if not go_on:
+                return
+
+    @staticmethod
+    def _tick(dev: "ThermoDevice") -> bool:
+        """Renew the lease if the host has been quiet for a third of it; False once it is gone."""
+        if not dev.token or time.monotonic() - dev.last_sent < dev.lease_s / 3:
+            return True
+        if not getattr(dev.driver, "responsive", True) or getattr(dev.driver, "reset", None):
+            return True  # the host's next call deals with a silent or rebooted device
+        if not dev.link.acquire(blocking=False):
+            return True  # the host is in a call: its own packets renew the lease
+        try:
+            if dev.token:
+                dev.renew_lease()
+        except NotOwner:
+            return False  # the lease is gone: the host's next call says so (LeaseLost)
+        except DeviceError:
+            pass  # timeout, reset: recorded by the driver, raised by the host's next call
+        finally:
+            dev.link.release()
+        return True
 
     def stop(self) -> None:
         self.halt.set()

@@ -76,10 +76,12 @@ def test_only_the_owner_parks_and_only_a_few(daemon, owner):
     try:
         # a non-owner's WAIT that cannot complete is checked once and answered at once
         t0 = time.perf_counter()
-        for _ in range(2000):
-            c.send_frames(encode_request(c.seq + 1, c.cid, 0, [never]))
-            c.seq += 1
-        replies = [c.recv(10.0) for _ in range(2000)]
+        replies = []
+        for _ in range(2000 // limits.MAX_QUEUED_PER_PEER):  # as many in flight as allowed
+            for _ in range(limits.MAX_QUEUED_PER_PEER):
+                c.send_frames(encode_request(c.seq + 1, c.cid, 0, [never]))
+                c.seq += 1
+            replies += [c.recv(10.0) for _ in range(limits.MAX_QUEUED_PER_PEER)]
         took = time.perf_counter() - t0
         assert all(r is not None for r in replies)
         statuses = {decode_reply(r).status for r in replies}

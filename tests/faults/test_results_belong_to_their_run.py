@@ -173,16 +173,19 @@ def test_results_after_a_lapsed_lease_are_refused_even_after_claiming_again():
         with pytest.raises(host.LeaseLost):
             a.mean()
         a.claim(300)
-        with pytest.raises(host.RunAborted) as e:
-            a.mean()
-        assert e.value.end == "owner_lost"
+        with pytest.raises(host.RunAborted, match="started no run since it claimed"):
+            a.mean()  # the cut run is not a result, whoever holds the device now
+        assert a.read("STATUS") >> 16 & 7 == 3  # (it was cut: RUN_END = OWNER_LOST)
         a.release()
         with host.connect(d.endpoint) as b:  # B runs its own problem to the end
             b.configure(substep=0.0)
             b.solve_step(coupling=np.eye(4), bias=np.full(4, -0.5), t=10.0)
+        with host.connect(d.endpoint) as c:  # a host that never ran reads nobody's result
+            with pytest.raises(host.RunAborted, match="started no run"):
+                c.mean()
         a.claim(30_000)
         for read in (a.mean, a.state):
-            with pytest.raises(host.RunAborted, match="not the one this host started") as e:
+            with pytest.raises(host.RunAborted, match="started no run") as e:
                 read()
             assert e.value.end == "foreign"
         a.recover()  # B's problem is what the device holds: upload A's again
@@ -223,5 +226,59 @@ def test_a_busy_host_keeps_its_lease_and_a_silent_one_loses_it():
         with pytest.raises(host.LeaseLost):
             silent.write("SCRATCH", 4)
         silent.close()
+    finally:
+        d.stop()
+
+
+def test_a_result_is_this_hosts_own_even_across_threads_and_device_objects():
+    with host.connect("local://?cells=4", lease_ms=300) as dev:
+        dev.load_coupling(np.eye(4))
+        dev.load_bias(np.full(4, 0.5))
+        dev.commit()
+        dev.run(30.0)
+        other = host.ThermoDevice(dev.driver, claim=False)  # same link: the same lock
+        assert other.link is dev.link
+        seen = []
+        with dev.batch():  # a batch belongs to the thread that opened it
+            import threading
+            t = threading.Thread(target=lambda: seen.append(dev.read("N_CELLS")))
+            t.start()
+            t.join(5)
+            m = dev.mean()
+        assert seen == [4] and np.allclose(m.value, 0.5, atol=0.05)
+        with pytest.raises(host.RunAborted, match="started no run"):
+            other.state()  # another object on the same device started nothing
+
+
+def test_a_claim_whose_answer_was_lost_is_retried_with_the_same_token():
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "4")
+    try:
+        dev = host.connect(d.endpoint, claim=False, timeout=0.5, retries=0)
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        with pytest.raises(host.DeviceTimeout):
+            dev.claim()
+        os.kill(d.proc.pid, signal.SIGCONT)
+        time.sleep(0.3)  # the claim lands now, its answer lost
+        dev.claim()  # the same token: this host's own lease, not a lock-out
+        assert dev.read("OWNER") == dev.token
+        dev.close()
+        with host.connect(d.endpoint) as b:
+            assert b.read("OWNER") == b.token  # and close() released it
+    finally:
+        os.kill(d.proc.pid, signal.SIGCONT)
+        d.stop()
+
+
+def test_a_dropped_device_object_does_not_hold_the_device_forever():
+    import gc
+    d = start_daemon("tcp://127.0.0.1:0", "--cells", "4")
+    try:
+        dev = host.connect(d.endpoint, lease_ms=300)
+        dev.write("SCRATCH", 1)
+        del dev
+        gc.collect()
+        time.sleep(1.0)  # no keep-alive without the object: the lease runs out
+        with host.connect(d.endpoint) as b:
+            assert b.read("OWNER") == b.token
     finally:
         d.stop()
