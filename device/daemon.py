@@ -3,8 +3,9 @@
 Single-threaded request loop (the firmware's run scheduler has its own thread): it decodes
 packets, hands them to the firmware, parks packets suspended at a WAIT and re-checks them only
 when something may have changed (a packet was handled, the firmware woke it, a WAIT deadline
-came, or a slow tick for registers that change by themselves), and publishes IRQ-like events. Anything that cannot be executed gets a
-structured error reply and one log line; nothing a client sends can stop the loop.
+came, or a slow tick for registers that change by themselves), and publishes IRQ-like events.
+Anything that cannot be executed gets a structured error reply (and a log line, at most 60 a
+minute); nothing a client sends can stop the loop.
 """
 from __future__ import annotations
 

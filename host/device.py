@@ -105,7 +105,7 @@ class ThermoDevice:
         self.driver = driver
         # one request on the link at a time, whoever sends it (keep-alive thread, other threads,
         # other ThermoDevice objects on the same driver): the lock lives with the driver
-        if not isinstance(getattr(driver, "link", None), type(threading.RLock())):
+        if getattr(driver, "link", None) is None:
             driver.link = threading.RLock()  # type: ignore[attr-defined]
         self.link = driver.link  # type: ignore[attr-defined]
         self._local = threading.local()  # a batch belongs to the thread that opened it
@@ -442,9 +442,9 @@ class ThermoDevice:
                     self._set_lease(previous)
                     raise
             elif entry.name == "CTRL" and int(value) & _reg("CTRL").bit("RUN"):
-                def remember(d: list) -> None:  # a run started by hand is this host's run too
-                    self._run_id = int(d[1][0])
-                self._do([wr("CTRL", [int(value)]), rd("RUN_COUNT")], remember)
+                # a run started by hand is this host's run too
+                self._do([wr("CTRL", [int(value)]), rd("RUN_COUNT")],
+                         lambda d: self._remember_run(d[1]))
             elif entry.format == "u32":
                 self._do([wr(entry.name, [int(value)])])
             else:
@@ -614,11 +614,14 @@ class ThermoDevice:
     def _provenance() -> list[Transaction]:
         return [rd("STATUS"), rd("RUN_COUNT")]
 
-    def _start(self, ctrl: int, run_time: float) -> tuple[list[Transaction], Callable[[list], None]]:
-        """Transactions that start a run, and the decoder that remembers which run it is."""
-        def remember(d: list) -> None:
-            self._run_id = int(d[2][0])
-        return [wr_f32("RUN_TIME", run_time), wr("CTRL", [ctrl]), rd("RUN_COUNT")], remember
+    @staticmethod
+    def _start(ctrl: int, run_time: float) -> list[Transaction]:
+        """Transactions that start a run; the last reads RUN_COUNT (for ``_remember_run``)."""
+        return [wr_f32("RUN_TIME", run_time), wr("CTRL", [ctrl]), rd("RUN_COUNT")]
+
+    def _remember_run(self, count_words: np.ndarray) -> None:
+        """This host's run is the one RUN_COUNT names: results must come from it."""
+        self._run_id = int(count_words[0])
 
     def _wait_idle(self) -> list[Transaction]:
         running = _reg("STATUS").bit("RUNNING")
@@ -631,7 +634,8 @@ class ThermoDevice:
         has ended DONE. A snapshot (state, velocity) is the device's state at this moment: it
         may be taken while the run goes on or after it was stopped, but never after a fault."""
         status, count = int(status_words[0]), int(count_words[0])
-        if status & _reg("STATUS").bit("RUNNING") and not snapshot:
+        running = bool(status & _reg("STATUS").bit("RUNNING"))
+        if running and not snapshot:
             raise DeviceError("the run is still going: its average covers only part of it; "
                               "call wait() first", Status.BUSY)
         if self._run_id is None:
@@ -643,7 +647,7 @@ class ThermoDevice:
                              f"started (RUN_COUNT {self._run_id}): another host, or a reboot, came "
                              "in between, so what the device holds is not this host's result",
                              "foreign")
-        if status & _reg("STATUS").bit("RUNNING"):
+        if running:
             return  # a snapshot of this host's own run in progress, as asked
         code = _reg("STATUS").field("RUN_END").get(status)
         if code in (RunEnd.NONE, RunEnd.DONE) or (snapshot and code != RunEnd.FAULT):
@@ -676,11 +680,12 @@ class ThermoDevice:
             raise ValueError(f"run time must be finite and >= 0, got {t}")
         ctrl = _reg("CTRL")
         ctrl = ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN") | (0 if accumulate else ctrl.bit("CLEAR_ACC"))
-        tx, remember = self._start(ctrl, t)
+        tx = self._start(ctrl, t)
         if not wait:
-            return self._do(tx, remember)
+            return self._do(tx, lambda d: self._remember_run(d[2]))
         tx += self._wait_idle()
-        return self._do(tx, lambda d: (remember(d), self._check_run(d[4], d[5], d[6]))[0])
+        return self._do(tx, lambda d: (self._remember_run(d[2]),
+                                       self._check_run(d[4], d[5], d[6]))[0])
 
     def wait(self) -> Any:
         """Block until the current run ends. Raises DeviceSaturated if a rail was hit, and
@@ -738,12 +743,13 @@ class ThermoDevice:
         while done < n:
             k = min(per_chunk, n - done)
             # RUN latches SAMPLE_PERIOD, so it is zeroed again right after, in the same packet
-            start, remember = self._start(
-                ctrl.bit("CLEAR_FIFO") | ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN"), (k + 0.5) * period)
+            start = self._start(ctrl.bit("CLEAR_FIFO") | ctrl.bit("CLEAR_SAT") | ctrl.bit("RUN"),
+                                (k + 0.5) * period)
             tx = [wr_f32("SAMPLE_PERIOD", period), wr("SAMPLE_COUNT", [k]), *start,
                   wr_f32("SAMPLE_PERIOD", 0.0), *self._wait_idle(),
                   Transaction(Op.READ_NI, _win("SAMPLE_FIFO").base, (k * self.active,))]
-            chunk = self._do(tx, lambda d: (remember(d[2:]), self._check_run(d[7], d[8], d[9]),
+            chunk = self._do(tx, lambda d: (self._remember_run(d[4]),
+                                            self._check_run(d[7], d[8], d[9]),
                                             q31_to_float(d[10].view(np.int32), self.vmax))[2])
             out.append(chunk.reshape(k, self.active))
             done += k

@@ -12,7 +12,8 @@ Per cell i, with the force f = b − A x evaluated once per step from the start-
 
 ``sig`` holds the precomputed noise amplitude per cell (sqrt(2κM dt) resp. sqrt(2κΓM dt)).
 After each step x is clamped to the rails ±vmax (``sat[i] = 1``, counted, outward velocity
-killed; reaching a rail exactly, or the velocity bound, counts as a hit too) and ``acc += x·dt`` so the firmware can form the time average ∫x dt / T.
+killed; reaching a rail exactly, or the velocity bound, counts as a hit too) and
+``acc += x·dt`` so the firmware can form the time average ∫x dt / T.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
+from host.bench.timing import fmt_time
 from protocol import limits
 from protocol.codec import Transaction, decode_reply, encode_request
 from protocol.ops import Op
@@ -100,16 +101,10 @@ def sees(exc: BaseException | None, limit: int = 150) -> str:
     return f"`{type(exc).__name__}`: {gist(lines[0], limit)}{more}"
 
 
-def fmt_s(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
 def verdict(measured: float, deadline: float) -> tuple[str, bool]:
     if measured <= deadline + SLACK_S:
         return "within", False
-    return f"**over by {fmt_s(measured - deadline)}**", True
+    return f"**over by {fmt_time(measured - deadline)}**", True
 
 
 # ================================================================================ processes
@@ -353,8 +348,8 @@ def kill_tcp_daemon(s: Settings, logdir: str) -> list[Row]:
             rows.append(Row(
                 fault + ("" if still else " — **the run had already ended before the kill**"),
                 sees(call.error), documented,
-                f"{fmt_s(after_kill)} after the kill, {fmt_s(after_last)} after the last answer "
-                f"({word}); `close()` {fmt_s(tc)}",
+                f"{fmt_time(after_kill)} after the kill, {fmt_time(after_last)} after the last answer "
+                f"({word}); `close()` {fmt_time(tc)}",
                 missed or not isinstance(call.error, host.DeviceTimeout) or not still))
             say(f"   -> {type(call.error).__name__} {after_kill:.2f} s after the kill, "
                 f"{after_last:.2f} s after the last answer (deadline {deadline:g} s)")
@@ -387,7 +382,7 @@ def kill_spawn_child(s: Settings, logdir: str) -> list[Row]:
     took = call.ended - killed
     word, missed = verdict(took, LIVENESS_POLL_S)
     say(f"   -> {type(call.error).__name__} {took:.3f} s after the kill")
-    return [Row(fault, sees(call.error, 110), dl, f"{fmt_s(took)} ({word}); `close()` {fmt_s(tc)}",
+    return [Row(fault, sees(call.error, 110), dl, f"{fmt_time(took)} ({word}); `close()` {fmt_time(tc)}",
                 missed or not isinstance(call.error, host.DeviceDied) or not still)]
 
 
@@ -439,7 +434,7 @@ def kill_train_child(s: Settings, logdir: str) -> list[Row]:
                 "--epochs 50` (after 25 metrics lines: one epoch done)",
                 f"exit code {rc}; stderr ends: {line}",
                 "DeviceDied at once (0.1 s poll), then the trainer stops",
-                f"trainer gone {fmt_s(took)} after the kill (DeviceDied is due within 0.1 s; the "
+                f"trainer gone {fmt_time(took)} after the kill (DeviceDied is due within 0.1 s; the "
                 f"rest is closing and exiting)", rc != 1)]
 
 
@@ -476,7 +471,7 @@ def freeze_tcp_daemon(s: Settings, logdir: str) -> list[Row]:
             f"daemon frozen (SIGSTOP) {delay:g} s into a long `dev.run` (tcp; timeout {to:g} s, "
             f"retries {re_}; WAIT slice {dev._wait_slice_ms / 1000:g} s)", sees(call.error) if done else "no exception: the call hung",
             f"(retries+1) × timeout = {re_ + 1} × {to:g} s = {deadline:g} s after the last answer",
-            f"{fmt_s(took)} after SIGSTOP, {fmt_s(after_last)} after the last answer ({word})",
+            f"{fmt_time(took)} after SIGSTOP, {fmt_time(after_last)} after the last answer ({word})",
             missed or not done or not isinstance(call.error, host.DeviceTimeout)))
         cword, cmissed = verdict(tc, to)
         rows.append(Row(
@@ -485,7 +480,7 @@ def freeze_tcp_daemon(s: Settings, logdir: str) -> list[Row]:
             f"; packets sent by `close()`: {sent} (the release is skipped: the last request "
             "went unanswered)",
             f"never longer than one timeout = {to:g} s (here: no release sent, ≈ 0)",
-            f"{fmt_s(tc)} ({cword})", cmissed or sent != 0))
+            f"{fmt_time(tc)} ({cword})", cmissed or sent != 0))
         # SIGCONT, then a new host waits for the frozen host's lease to run out
         waits: list[float] = []
         lease_end = last_send + lease_ms / 1000  # its last packet renewed the lease
@@ -506,7 +501,7 @@ def freeze_tcp_daemon(s: Settings, logdir: str) -> list[Row]:
              f"the frozen host's run ended `{end}`") if err is None else sees(err),
             f"the frozen host's lease: LEASE_MS = {lease_ms / 1000:g} s after its last packet "
             f"(≈ {expect:.1f} s left at SIGCONT)",
-            f"{fmt_s(got)} after SIGCONT", err is not None or got > expect + 0.5))
+            f"{fmt_time(got)} after SIGCONT", err is not None or got > expect + 0.5))
     return rows
 
 
@@ -551,7 +546,7 @@ def freeze_train_daemon(s: Settings, logdir: str) -> list[Row]:
                 f"--timeout {to:g} --retries {re_}`",
                 f"exit code {rc}; stderr ends: {line}",
                 f"(retries+1) × timeout + close ≤ {re_ + 1} × {to:g} s + {to:g} s = {deadline:g} s",
-                f"trainer gone {fmt_s(took)} after SIGSTOP ({word}; includes interpreter exit)",
+                f"trainer gone {fmt_time(took)} after SIGSTOP ({word}; includes interpreter exit)",
                 missed or rc != 1)]
 
 
@@ -620,7 +615,7 @@ def lease_lost(s: Settings, logdir: str) -> list[Row]:
     if got[0] == "error":
         a_sees = f"`{got[1]}`" + (f" (end `{got[3]}`)" if got[3] else "") + f": {gist(got[2], 220)}"
         a_bad = got[1] not in ("LeaseLost", "RunAborted")
-        a_when = f"{fmt_s(got[4] - resumed)} after SIGCONT"
+        a_when = f"{fmt_time(got[4] - resumed)} after SIGCONT"
     else:
         a_sees, a_bad, a_when = f"**a {got[0]}**: {gist(got[1], 140)}", True, "—"
     say(f"   -> A: {got[0]} {got[1]}; B claimed in {claim_s:.2f} s, rel. error {rel:.3g}")
@@ -635,7 +630,7 @@ def lease_lost(s: Settings, logdir: str) -> list[Row]:
             f"B's answer vs A⁻¹bB: relative error {rel:.2e} (vs A's answer A⁻¹bA: {rel_a:.2f}); "
             f"B's mean {'unchanged' if unchanged else '**changed**'} after A resumed",
             f"B claims within A's lease ({lease_ms} ms)",
-            f"B claimed {fmt_s(claim_s)} after A froze", not unchanged or rel > 0.05 or
+            f"B claimed {fmt_time(claim_s)} after A froze", not unchanged or rel > 0.05 or
             claim_s > lease_ms / 1000 + SLACK_S),
     ]
 
@@ -811,7 +806,7 @@ def floods(s: Settings, logdir: str) -> list[Row]:
         rss1 = d.status_kb()
         rows.append(Row(f"none (owner: `solve_step` of 16 dense cells, t = 5, repeated; daemon "
                         f"--cells {cells})", "results", "—",
-                        f"owner p50 {fmt_s(quiet['p50'])}, p99 {fmt_s(quiet['p99'])} "
+                        f"owner p50 {fmt_time(quiet['p50'])}, p99 {fmt_time(quiet['p99'])} "
                         f"({quiet['n']} calls); daemon RSS {rss0 / 1024:.0f} MiB, "
                         f"{rss1 / 1024:.0f} MiB after one packet of each flood below"))
         say(f"   quiet: p50 {quiet['p50'] * 1e3:.1f} ms p99 {quiet['p99'] * 1e3:.1f} ms; "
@@ -826,9 +821,9 @@ def floods(s: Settings, logdir: str) -> list[Row]:
                 rows.append(Row(fault, "the flooders did not start", "—", "—", missed=True))
                 continue
             took, status, _ = singles[flood.key]
-            one = f"one alone: {status} in {fmt_s(took)}"
+            one = f"one alone: {status} in {fmt_time(took)}"
             if flood.key == "c":
-                one += f" (with token 0: {singles['c0'][1]} in {fmt_s(singles['c0'][0])})"
+                one += f" (with token 0: {singles['c0'][1]} in {fmt_time(singles['c0'][0])})"
             got = ", ".join(f"{v} {k}" for k, v in counts.most_common())
             err = f"; owner errors {res['errors']}" if res["errors"] else ""
             say(f"   flood {flood.key}: p50 {res['p50'] * 1e3:.1f} ms p99 {res['p99'] * 1e3:.1f} ms; "
@@ -836,7 +831,7 @@ def floods(s: Settings, logdir: str) -> list[Row]:
             expect = FLOOD_EXPECT[flood.key]
             rows.append(Row(
                 fault, f"owner: results{err}; flooders got {got}", f"flooders: {expect}; owner: —",
-                f"{one}; owner p50 {fmt_s(res['p50'])}, p99 {fmt_s(res['p99'])} ({res['n']} calls); "
+                f"{one}; owner p50 {fmt_time(res['p50'])}, p99 {fmt_time(res['p99'])} ({res['n']} calls); "
                 f"daemon RSS {before / 1024:.0f} → {after / 1024:.0f} MiB (peak {peak / 1024:.0f})",
                 bool(res["errors"]) or (flood.key not in ("a", "e") and status != expect.split()[0])))
         dev.close()
@@ -875,7 +870,7 @@ def sticky_reset(s: Settings, logdir: str) -> list[Row]:
                 f"1st call {sees(e1, 110)}; 2nd call `{type(e2).__name__}` again, packets sent "
                 f"{p1} → {p2}; after `dev.recover()` TEMPERATURE reads {temp:.6g} (configured 0.005)",
                 "sticky: every call raises until `recover()`, nothing sent",
-                f"1st {fmt_s(t1)}, 2nd {fmt_s(t2)}, `recover()` {fmt_s(tr)}", not ok)]
+                f"1st {fmt_time(t1)}, 2nd {fmt_time(t2)}, `recover()` {fmt_time(tr)}", not ok)]
 
 
 # ================================================================================ 9. run budget
@@ -899,7 +894,7 @@ def run_budget(s: Settings, logdir: str) -> list[Row]:
         say(f"   -> {what}: {type(e).__name__} {status} in {t:.3f} s")
         rows.append(Row(f"a run the emulator could not finish: {what}", sees(e, 230),
                         "refused at RUN (one round trip) with RANGE naming the budget",
-                        fmt_s(t), status != "RANGE" or "budget" not in str(e).lower()))
+                        fmt_time(t), status != "RANGE" or "budget" not in str(e).lower()))
     return rows
 
 
@@ -925,9 +920,9 @@ def busy_host(s: Settings, logdir: str) -> list[Row]:
     return [Row(f"host computes for 4 leases ({4 * lease_ms / 1000:g} s, LEASE_MS {lease_ms}) "
                 "between `solve_step` and `mean()`", "the result (keep-alive renewed the lease)",
                 "a busy host keeps the device; only a dead, frozen or cut-off one loses it",
-                fmt_s(t1), not kept),
+                fmt_time(t1), not kept),
             Row("… the same with `connect(keepalive=False)`", sees(e2, 150),
-                "LeaseLost: the lease lapsed, nothing is returned", fmt_s(t2),
+                "LeaseLost: the lease lapsed, nothing is returned", fmt_time(t2),
                 type(e2).__name__ != "LeaseLost")]
 
 
@@ -965,7 +960,7 @@ def deaf_peer(s: Settings, logdir: str) -> list[Row]:
                 f"daemon RSS {rss0 / 1024:.0f} → {rss1 / 1024:.0f} MiB; the owner's next read "
                 f"{'answered' if e is None else sees(e, 80)}",
                 f"at most MAX_QUEUED_PER_PEER = {limits.MAX_QUEUED_PER_PEER} replies held per "
-                f"peer (≈ {bound:g} MiB)", f"grew {grown:.0f} MiB; owner read {fmt_s(t)}",
+                f"peer (≈ {bound:g} MiB)", f"grew {grown:.0f} MiB; owner read {fmt_time(t)}",
                 e is not None or grown > bound + 64)]
 
 
@@ -996,7 +991,7 @@ def render(rows: list[Row], meta: str, quick: bool) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = [INTRO.format(slack=fmt_s(SLACK_S))]
+    lines = [INTRO.format(slack=fmt_time(SLACK_S))]
     if quick:
         lines.append("*A `--quick` smoke run: shorter timeouts, leases and floods than the full "
                      "run; the deadlines are for the settings used.*\n")
