@@ -10,6 +10,8 @@ DEFAULT_SERIAL = 0x7E000001
 #: The COUPLING window spans 2^28 words: a dense N x N matrix fits for N <= 16384.
 MAX_CELLS = 16384
 PROFILE_IDS = {name: i for i, name in enumerate(REGMAP.meta["emu_profiles"])}
+PROFILE_FILE_ID = 255
+"""EMU_PROFILE of an emulator started from a user's profile file."""
 
 
 def warm_up_kernels() -> None:
@@ -36,5 +38,6 @@ def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
         raise ValueError(f"max_rank must be in 0..1024, got {rank}")
     warm_up_kernels()
     core = AnalogCore(cells, rank, prof, serial=serial, seed=seed)
-    return Firmware(core, serial=serial, seed=seed, profile_id=PROFILE_IDS[prof.name],
+    return Firmware(core, serial=serial, seed=seed, profile_id=PROFILE_IDS.get(prof.name, PROFILE_FILE_ID) if prof.builtin
+                    else PROFILE_FILE_ID,
                     fifo_depth=fifo_depth, params_type=CoreParams)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from firmware_sim import calibration
 from firmware_sim.converters import adc, dac, f32_to_word, word_to_f32
 from firmware_sim.fifo import SampleFifo
 from firmware_sim.lease import Lease
@@ -34,7 +35,7 @@ from firmware_sim.scheduler import RunScheduler
 from protocol import limits
 from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
-from protocol.regmap import REGMAP, Register, Window
+from protocol.regmap import REGMAP, Register, Window, float_to_q31
 from protocol.status import DESCRIPTIONS, RunEnd, Status
 
 log = logging.getLogger("thermohil.firmware")
@@ -44,7 +45,7 @@ STATUS = REGMAP.STATUS
 IRQ = REGMAP.IRQ_STATUS
 CAPS = REGMAP.CAPS
 _DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER", "LEASE_LEFT_MS",
-            "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT"}
+            "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT", "CAL_TIME"}
 _CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
 #: Cheapest a substep can be on any machine this runs on (s): with the per-word cost below, a
 #: floor for the run-budget estimate before a configuration has been measured (it refuses only
@@ -105,7 +106,10 @@ class Firmware:
                       MAX_PARKED_PER_CLIENT=limits.MAX_PARKED_PER_CLIENT,
                       MAX_WAIT_MS=limits.MAX_WAIT_MS, REPLY_CACHE_DEPTH=limits.REPLY_CACHE_PER_CLIENT,
                       MAX_FRAME_BYTES=limits.MAX_FRAME_BYTES,
-                      MAX_REGISTER_NI_WORDS=limits.MAX_REGISTER_NI_WORDS)
+                      MAX_REGISTER_NI_WORDS=limits.MAX_REGISTER_NI_WORDS,
+                      TAU0=float(np.float32(p.tau0_s)), LINK_RATE=float(np.float32(p.link_bits_per_s)),
+                      LINK_WORD_BITS=p.link_word_bits, DAC_RATE=float(np.float32(p.dac_words_per_s)),
+                      ADC_RATE=float(np.float32(p.adc_words_per_s)), CAL_COST=calibration.COST)
         self.regs = RegisterFile(REGMAP, consts)
         caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE"]
         caps += ["EMULATOR"] if emulator else []
@@ -142,6 +146,9 @@ class Firmware:
         self.dirty = False
         self.active_cells = n
         self.faults: list[str] = []
+        self.cal_valid = False
+        self.cal_time = 0.0
+        self.active_params: dict[str, Any] = {}
         status = self._commit()
         if status != Status.OK:
             raise RuntimeError("reset configuration does not commit")
@@ -545,6 +552,8 @@ class Firmware:
             r.set_f32(name, self.core.dt)
         elif name == "RUN_COUNT":
             r.set_u32(name, self.run_count)
+        elif name == "CAL_TIME":
+            r.set_f64(name, self.cal_time)
 
     def status_word(self) -> int:
         s = 0
@@ -552,6 +561,7 @@ class Firmware:
         s |= STATUS.bit("SATURATED") if self.saturated else 0
         s |= STATUS.bit("FIFO_OVERRUN") if self.fifo.overrun else 0
         s |= STATUS.bit("SHADOW_DIRTY") if self.dirty else 0
+        s |= STATUS.bit("CAL_VALID") if self.cal_valid else 0
         s |= STATUS.bit("OWNED") if self.lease.live_owner() else 0
         s = STATUS.field("RUN_END").put(s, int(self.run_end))
         return STATUS.field("LAST_ERROR").put(s, self.last_error)
@@ -602,6 +612,10 @@ class Firmware:
         if word & CTRL.bit("CLEAR_SAT"):
             self.saturated = False
             self.core.clear_saturation()
+        if word & CTRL.bit("CALIBRATE"):
+            self._calibrate(check_only=False)
+        if word & CTRL.bit("CAL_CHECK"):
+            self._calibrate(check_only=True)
         if word & CTRL.bit("RUN"):
             self._start_run(token)
 
@@ -631,24 +645,31 @@ class Firmware:
             return
         self.regs.mem[w.name][sl] = codes
         self.dirty = True
+        if w.name in ("OFFSET_TRIM", "DIAG_TRIM"):
+            self.cal_valid = False  # trims from elsewhere: CAL_CHECK says whether they hold
 
     # -- COMMIT: shadow bank -> analog core --------------------------------------------------
     _commit_error = ""
 
     def _commit(self) -> Status:
         try:
-            params = self.core_params(self.params_type)
-            self.core.program(params)
+            values = self.shadow_values()
+            self.core.program(self.params_type(**self._trimmed(values)))
         except ValueError as e:
             self._commit_error = f"COMMIT rejected, configuration unchanged: {e}"
             return Status.RANGE
-        self.active_cells = params.active
+        self.active_params = values
+        self.active_cells = values["active"]
         self.dirty = False
         self.step_cost = None  # a new configuration: its cost per substep is measured afresh
         return Status.OK
 
     def core_params(self, make: Callable[..., Any]) -> Any:
-        """The shadow bank as physical parameters, through the DACs."""
+        """The shadow bank as physical parameters, through the DACs, trims applied."""
+        return make(**self._trimmed(self.shadow_values()))
+
+    def shadow_values(self) -> dict[str, Any]:
+        """The shadow bank as physical parameters, through the DACs (before the trims)."""
         r, n, p = self.regs, self.core.n_cells, self.core.profile
         for reg in REGMAP.registers.values():  # belt and braces: nothing out of range commits
             if reg.shadow and r.check_register_word(reg, 0, r.words[reg.address]) != Status.OK:
@@ -670,10 +691,78 @@ class Firmware:
         mobility = mem("MOBILITY", n, bc)
         if np.any(mobility[:active] <= 0):
             raise ValueError("MOBILITY must be > 0 on every active cell")
-        return make(active=active, coupling="dense" if mode == 0 else "lowrank", A=A, J=J, H=H,
-                    lam=mem("DIAG", n, bc), bias=mem("BIAS", n, bb), mobility=mobility,
+        return dict(active=active, coupling="dense" if mode == 0 else "lowrank", A=A, J=J, H=H,
+                    diag_codes=r.mem["DIAG"][:n].copy(), bias=mem("BIAS", n, bb), mobility=mobility,
                     friction=mem("FRICTION", n, bc), underdamped=r.mem["MODE"][:n] == 1,
                     temperature=r.f32("TEMPERATURE"), noise_gain=mem("NOISE_GAIN", n, bc))
+
+    # -- calibration: trims between the registers and the core ----------------------------
+    def _converters(self) -> calibration.Converters:
+        return calibration.Converters(vmax=self.vmax, adc_bits=self.core.profile.adc_bits,
+                                      bias_bits=self.core.profile.dac_bits_bias,
+                                      trim_fs=self.regs.f32("OFFSET_TRIM_FS"))
+
+    def _trims(self) -> tuple[np.ndarray, np.ndarray]:
+        """(offset trim in V/τ0 as its DAC makes it, DIAG gain trim) per cell."""
+        n = self.core.n_cells
+        offset = calibration.quantize_trim(self.regs.physical("OFFSET_TRIM", n), self._converters())
+        return offset, self.regs.physical("DIAG_TRIM", n)
+
+    def _trimmed(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Physical parameters with the trims applied: offset trims add to the bias, DIAG codes
+        are scaled by the gain trim (digitally, before the DAC)."""
+        out = dict(values)
+        offset, gain = self._trims()
+        codes, bits = out.pop("diag_codes"), self.core.profile.dac_bits_coupling
+        trimmed = codes if np.all(gain == 1.0) else calibration.apply_diag_trim(codes, gain, bits)
+        out["lam"] = dac(trimmed, self.regs.f32("DIAG_FS"), bits)
+        out["bias"] = out["bias"] + offset
+        return out
+
+    def _calibrate(self, check_only: bool) -> None:
+        """CTRL.CALIBRATE / CAL_CHECK: measure on the core itself, then restore the committed
+        configuration (state reset to 0, saturation cleared). Runs to completion under the lock:
+        a few hundred τ0 of an uncoupled core is milliseconds."""
+        if self.running:
+            raise TxError(Status.BUSY, "calibration while running (STOP first)")
+        r, core, n = self.regs, self.core, self.core.n_cells
+        cal = calibration.Calibrator(core, self.params_type, self._converters())
+        core.set_fidelity()  # the automatic substep, whatever EMU_SUBSTEP says (bounded cost)
+        t0 = getattr(core, "time", None)
+        try:
+            offset, gain = self._trims()
+            if check_only:
+                residual = cal.residual_offset(offset)
+                cost = calibration.OFFSET_WINDOW
+            else:
+                fs = r.f32("DIAG_FS")
+                diag_dac = lambda lam: dac(calibration.apply_diag_trim(  # noqa: E731
+                    float_to_q31(lam, fs), np.ones(n), self.core.profile.dac_bits_coupling), fs,
+                    self.core.profile.dac_bits_coupling)
+                gain = cal.diag_gain(offset, diag_dac)  # first: the offsets cancel in x₊ − x₋
+                trim, residual = cal.offsets(offset)    # last, so drift has least time to act
+                r.mem["OFFSET_TRIM"][:] = float_to_q31(trim, r.f32("OFFSET_TRIM_FS"))
+                r.mem["DIAG_TRIM"][:] = float_to_q31(1.0 / gain, r.f32("DIAG_TRIM_FS"))
+                cost = calibration.COST
+        finally:
+            core.set_fidelity(stability=r.f32("EMU_STABILITY"), substep=r.f32("EMU_SUBSTEP"))
+            core.program(self.params_type(**self._trimmed(self.active_params)))
+            core.reset_state()
+            core.clear_saturation()
+            self.saturated = False
+        if t0 is not None:
+            cost = core.time - t0
+        self.device_time += cost
+        rms, worst = float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual)))
+        r.set_f32("CAL_RESIDUAL", rms)
+        r.set_f32("CAL_RESIDUAL_MAX", worst)
+        self.cal_valid = rms <= r.f32("CAL_TOLERANCE")
+        if not check_only:
+            self.cal_time = self.device_time
+            r.set_u32("CAL_COUNT", r.u32("CAL_COUNT") + 1)
+        log.info("%s: residual offset %.3g V/tau0 rms (max %.3g), %s", "calibration check"
+                 if check_only else "calibration", rms, worst, "valid" if self.cal_valid else
+                 f"beyond CAL_TOLERANCE {r.f32('CAL_TOLERANCE'):.3g}")
 
     # ================================================================ runs (scheduler side)
     def run_budget(self) -> float:
