@@ -111,7 +111,7 @@ class Firmware:
                       LINK_WORD_BITS=p.link_word_bits, DAC_RATE=float(np.float32(p.dac_words_per_s)),
                       ADC_RATE=float(np.float32(p.adc_words_per_s)), CAL_COST=calibration.COST)
         self.regs = RegisterFile(REGMAP, consts)
-        caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE"]
+        caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE", "CALIBRATION"]
         caps += ["EMULATOR"] if emulator else []
         self.regs.set_u32("CAPS", sum(CAPS.bit(c) for c in caps))
         self.emulator = emulator
@@ -753,6 +753,9 @@ class Firmware:
         if t0 is not None:
             cost = core.time - t0
         self.device_time += cost
+        # the core's state is no run's result any more: a host that reads it must see that
+        self.run_count = (self.run_count + 1) & 0xFFFFFFFF
+        self.run_owner, self.run_end = 0, RunEnd.DONE
         rms, worst = float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual)))
         r.set_f32("CAL_RESIDUAL", rms)
         r.set_f32("CAL_RESIDUAL_MAX", worst)

@@ -59,6 +59,31 @@ class _Call:
     result: Deferred = field(default_factory=Deferred)
 
 
+@dataclass
+class CalibrationReport:
+    """What a calibration (or a drift check) found, and what it cost."""
+    valid: bool
+    """STATUS.CAL_VALID after it: the residual is within the tolerance."""
+    residual: float
+    """Rms residual offset over the cells (V/τ0)."""
+    residual_max: float
+    tolerance: float
+    device_time: float
+    """Device time it took (τ0)."""
+    hardware_time_s: float
+    """The same on the chip (device_time × TAU0)."""
+    calibrated_at: float
+    """DEVICE_TIME of the last full calibration."""
+    count: int
+    """Calibrations since boot."""
+
+    def describe(self) -> str:
+        state = "valid" if self.valid else f"NOT valid (tolerance {self.tolerance:.3g})"
+        return (f"residual offset {self.residual:.3g} V/tau0 rms (max {self.residual_max:.3g}), "
+                f"{state}; took {self.device_time:g} tau0 of device time "
+                f"({self.hardware_time_s * 1e3:.3g} ms on the chip)")
+
+
 class _RunWait(Transaction):
     """A WAIT the host issued for its own run: on TIMEOUT (device alive, still running) the
     host re-sends the rest of the packet from here. A user's own WAIT is never re-sent."""
@@ -275,6 +300,13 @@ class ThermoDevice:
             "adc_bits": v["ADC_BITS"], "vmax": v["VMAX"], "active_cells": v["ACTIVE_CELLS"],
             "device_time": v["DEVICE_TIME"],
         }
+        timing = ["TAU0", "LINK_RATE", "LINK_WORD_BITS", "DAC_RATE", "ADC_RATE"]
+        r = self._transact([rd(n) for n in timing])
+        if r.status == Status.OK:  # protocol 2.1 on; an older device publishes no timing
+            t = {n: decode_register(_reg(n), d) for n, d in zip(timing, r.data)}
+            info["timing"] = {"tau0_s": t["TAU0"], "link_bits_per_s": t["LINK_RATE"],
+                              "link_word_bits": t["LINK_WORD_BITS"],
+                              "dac_words_per_s": t["DAC_RATE"], "adc_words_per_s": t["ADC_RATE"]}
         if "emulator" in info["caps"]:
             emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
             r = self._transact([rd(n) for n in emu])
@@ -283,7 +315,8 @@ class ThermoDevice:
             e = {n: decode_register(_reg(n), d) for n, d in zip(emu, r.data)}
             names = REGMAP.meta["emu_profiles"]
             info["emulator"] = {
-                "profile": names[e["EMU_PROFILE"]] if e["EMU_PROFILE"] < len(names) else e["EMU_PROFILE"],
+                "profile": names[e["EMU_PROFILE"]] if e["EMU_PROFILE"] < len(names)
+                else "file" if e["EMU_PROFILE"] == 255 else e["EMU_PROFILE"],
                 "seed": e["EMU_SEED"], "substep": e["EMU_SUBSTEP"] or "auto",
                 "stability": e["EMU_STABILITY"], "dt": e["EMU_DT"]}
         return info
@@ -644,8 +677,9 @@ class ThermoDevice:
                              "before this claim: run it first", "foreign")
         if count != self._run_id:
             raise RunAborted(f"the device's last run (RUN_COUNT {count}) is not the one this host "
-                             f"started (RUN_COUNT {self._run_id}): another host, or a reboot, came "
-                             "in between, so what the device holds is not this host's result",
+                             f"started (RUN_COUNT {self._run_id}): another host, a calibration or a "
+                             "reboot came in between, so what the device holds is not this host's "
+                             "result",
                              "foreign")
         if running:
             return  # a snapshot of this host's own run in progress, as asked
@@ -700,6 +734,78 @@ class ThermoDevice:
 
     def clear_saturation(self) -> Any:
         return self._do([wr("CTRL", [_reg("CTRL").bit("CLEAR_SAT")])])
+
+    # ---------------------------------------------------------------- calibration
+    _CAL_READ = ("STATUS", "CAL_RESIDUAL", "CAL_RESIDUAL_MAX", "CAL_COST", "CAL_TIME", "CAL_COUNT")
+
+    def _require_calibration(self) -> None:
+        if "calibration" not in self._static["caps"]:
+            raise DeviceError("this device has no calibration routine (CAPS.CALIBRATION is 0)",
+                              Status.ACCESS)
+
+    def _calibration_report(self, d: list, *, cost: float | None = None) -> CalibrationReport:
+        v = {n: decode_register(_reg(n), w) for n, w in zip(self._CAL_READ, d)}
+        tau0 = self._static.get("timing", {}).get("tau0_s", 0.0)
+        spent = v["CAL_COST"] if cost is None else cost
+        return CalibrationReport(
+            valid=bool(v["STATUS"] & _reg("STATUS").bit("CAL_VALID")),
+            residual=v["CAL_RESIDUAL"], residual_max=v["CAL_RESIDUAL_MAX"],
+            tolerance=0.0, device_time=spent, hardware_time_s=spent * tau0,
+            calibrated_at=v["CAL_TIME"], count=v["CAL_COUNT"])
+
+    def calibrate(self) -> Any:
+        """Run the device's calibration routine (CTRL.CALIBRATE): offsets nulled, DIAG gains
+        trimmed, CAL_VALID set. Resets the state to 0 (a following result needs a new run).
+        Returns a CalibrationReport (residual offset, device time it took)."""
+        self._require_calibration()
+        tx = [wr("CTRL", [_reg("CTRL").bit("CALIBRATE")]), *[rd(n) for n in self._CAL_READ],
+              rd("CAL_TOLERANCE")]
+        return self._do(tx, lambda d: self._with_tolerance(self._calibration_report(d[1:7]), d[7]))
+
+    def check_calibration(self) -> Any:
+        """The drift check (CTRL.CAL_CHECK): measure the residual offsets with the trims applied;
+        CAL_VALID says whether they are within CAL_TOLERANCE. Resets the state to 0."""
+        self._require_calibration()
+        tx = [wr("CTRL", [_reg("CTRL").bit("CAL_CHECK")]), *[rd(n) for n in self._CAL_READ],
+              rd("CAL_TOLERANCE")]
+        cost = lambda d: decode_register(_reg("CAL_COST"), d[4]) / 6  # noqa: E731
+        return self._do(tx, lambda d: self._with_tolerance(
+            self._calibration_report(d[1:7], cost=cost(d)), d[7]))
+
+    @staticmethod
+    def _with_tolerance(report: CalibrationReport, words: np.ndarray) -> CalibrationReport:
+        report.tolerance = decode_register(_reg("CAL_TOLERANCE"), words)
+        return report
+
+    def calibration_valid(self) -> bool:
+        """STATUS.CAL_VALID: the trims are valid (False on a device without calibration)."""
+        if "calibration" not in self._static["caps"]:
+            return False
+        return bool(self.read("STATUS") & _reg("STATUS").bit("CAL_VALID"))
+
+    def trims(self) -> dict[str, np.ndarray]:
+        """The calibration trims per cell: offset (V/τ0, added to the bias) and DIAG gain."""
+        self._require_calibration()
+        return {"offset": self.read("OFFSET_TRIM", self.n_cells),
+                "diag_gain": self.read("DIAG_TRIM", self.n_cells)}
+
+    def load_trims(self, offset: Any, diag_gain: Any) -> Any:
+        """Write saved trims back and validate them with a drift check (CAL_CHECK), which also
+        puts them into the running configuration. Returns the check's CalibrationReport."""
+        self._require_calibration()
+        offset, gain = np.asarray(offset, float), np.asarray(diag_gain, float)
+        for name, arr in (("offset", offset), ("diag_gain", gain)):
+            if arr.shape != (self.n_cells,) or not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} trims must be {self.n_cells} finite values, got shape "
+                                 f"{arr.shape}")
+        if self._batch is not None:
+            raise RuntimeError("load_trims() cannot run inside a batch (it reads the trim ranges)")
+        fs_off, fs_gain = self.read("OFFSET_TRIM_FS"), self.read("DIAG_TRIM_FS")
+        if np.any(np.abs(offset) > fs_off) or np.any(gain < 0) or np.any(gain >= fs_gain):
+            raise ValueError(f"trims out of range: |offset| <= {fs_off:g}, 0 <= diag_gain < {fs_gain:g}")
+        self._do([wr("OFFSET_TRIM", float_to_q31(offset, fs_off)),
+                  wr("DIAG_TRIM", float_to_q31(gain, fs_gain))])
+        return self.check_calibration()
 
     # ---------------------------------------------------------------- read-out
     def _snapshot(self, window: str) -> Any:
