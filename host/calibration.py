@@ -25,14 +25,19 @@ def directory() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "thermohil" / "calibration"
 
 
-def path_for(serial: int, where: str | Path | None = None) -> Path:
-    return Path(where or directory()) / f"serial-{serial:08x}.json"
+def path_for(info: dict, where: str | Path | None = None) -> Path:
+    """One file per chip: its serial, and on the emulator its profile too (the same serial
+    under another profile is another chip)."""
+    profile = info.get("emulator", {}).get("profile")
+    suffix = f"-{profile}" if isinstance(profile, str) else \
+        f"-profile{profile}" if profile is not None else ""
+    return Path(where or directory()) / f"serial-{info['serial']:08x}{suffix}.json"
 
 
 def save(dev: Any, report: CalibrationReport | None = None, where: str | Path | None = None) -> Path:
     """Write the device's current trims under its serial (atomically: a crash leaves the old file)."""
     info, trims = dev.info(), dev.trims()
-    path = path_for(info["serial"], where)
+    path = path_for(info, where)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"format": FORMAT, "serial": info["serial"], "n_cells": info["n_cells"],
             "profile": info.get("emulator", {}).get("profile"), "saved_unix": time.time(),
@@ -49,7 +54,7 @@ def load(dev: Any, where: str | Path | None = None) -> CalibrationReport | None:
     """Load the saved trims of this device's serial and check them; None when there are none.
     A file for another serial or cell count is refused (ValueError), never loaded."""
     info = dev.info()
-    path = path_for(info["serial"], where)
+    path = path_for(info, where)
     if not path.exists():
         return None
     try:
@@ -83,7 +88,7 @@ def ensure_calibrated(dev: Any, say: Callable[[str], None] = print, *,
         say(f"calibration loaded for serial {dev.info()['serial']:#x}: {loaded.describe()}")
         return loaded
     report = dev.calibrate()
-    why = "saved trims have drifted" if loaded is not None else "CAL_VALID was 0"
+    why = "the saved trims failed the drift check" if loaded is not None else "CAL_VALID was 0"
     say(f"calibrated the device ({why}): {report.describe()}")
     try:
         save(dev, report, where)

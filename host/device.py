@@ -506,8 +506,15 @@ class ThermoDevice:
         if flat.size > limits.MAX_WORDS_PER_TX:
             raise ValueError(f"{name}: {flat.size} words exceed one transaction "
                              f"({limits.MAX_WORDS_PER_TX}); use the low-rank coupling for large N")
-        fs = q31_full_scale_for(float(np.max(np.abs(flat), initial=0.0)))
-        return [wr_f32(w.scale, fs), wr(name, float_to_q31(flat, fs))]
+        bits = self._dac_bits(name)
+        fs = q31_full_scale_for(float(np.max(np.abs(flat), initial=0.0)), bits=bits)
+        return [wr_f32(w.scale, fs), wr(name, float_to_q31(flat, fs, bits))]
+
+    def _dac_bits(self, window: str) -> int:
+        """Resolution of the DAC behind a memory: the bias DACs take BIAS and STATE, the coupling
+        DACs everything else."""
+        bits = self._static["dac_bits"]
+        return bits["bias"] if window in ("BIAS", "STATE") else bits["coupling"]
 
     # ---------------------------------------------------------------- configuration
     def configure(self, *, mode: str | Sequence[str] | None = None, temperature: float | None = None,
@@ -638,7 +645,7 @@ class ThermoDevice:
         x = self._per_cell(x, "state")
         if np.any(np.abs(x) >= self.vmax):
             raise ValueError(f"initial state must lie inside the rails ±{self.vmax} V")
-        return self._do([wr("STATE", float_to_q31(x, self.vmax))])
+        return self._do([wr("STATE", float_to_q31(x, self.vmax, self._dac_bits("STATE")))])
 
     # ---------------------------------------------------------------- running
     # Every result is read with STATUS and RUN_COUNT in the same packet, and checked: it must
@@ -776,6 +783,11 @@ class ThermoDevice:
     def _with_tolerance(report: CalibrationReport, words: np.ndarray) -> CalibrationReport:
         report.tolerance = decode_register(_reg("CAL_TOLERANCE"), words)
         return report
+
+    @property
+    def calibration_capable(self) -> bool:
+        """CAPS.CALIBRATION: the device has the calibration routine."""
+        return "calibration" in self._static["caps"]
 
     def calibration_valid(self) -> bool:
         """STATUS.CAL_VALID: the trims are valid (False on a device without calibration)."""

@@ -6,9 +6,11 @@
     python -m host.experiments tngd-kappa-sweep
     python -m host.experiments spiral-langevin   [--seeds 5] [--epochs 4000] [--only "LABEL,..."]
     python -m host.experiments spiral-step-sweep [--seeds 3] [--epochs 4000] [--only "METHOD,..."]
+    python -m host.experiments tngd-hardware     [--seeds 3] [--epochs 5]
+    python -m host.experiments tngd-dac-bits     [--seeds 3] [--epochs 5]
 
 Each study trains every arm for every seed with ``host.training.train`` (device arms on a private
-``spawn://`` emulator, ideal profile), evaluates every ``--eval-every`` steps, and writes
+``spawn://`` emulator: the ideal profile, or the arm's own), evaluates every ``--eval-every`` steps, and writes
 ``OUT/STUDY.json`` (per-arm mean ± sd curves), ``OUT/STUDY.png`` (test loss against iterations and
 against projected hardware time) and ``OUT/STUDY.md`` (the table of final numbers). Runs are kept
 under ``--runs`` (default runs/experiments) and reused when a later study has the same arm, seed and settings.
@@ -37,6 +39,37 @@ class Arm:
     label: str
     algo: str
     hyper: dict[str, Any] = field(default_factory=dict)
+    profile: str | None = None
+    """Hardware profile of the device arms (None: the study's --device as given)."""
+    edits: dict[str, Any] = field(default_factory=dict)
+    """Changes to that profile (``{"dac_bits_coupling": 10}``): the run gets a profile file of
+    its own, written next to the runs, as a user would write one."""
+    calibrate: bool = True
+
+
+def profile_file(base: str, edits: dict[str, Any], root: Path) -> Path:
+    """A profile file: the built-in ``base`` with ``edits`` applied (the study's own chips)."""
+    from device.analog.profiles import SECTIONS, get_profile
+    prof = get_profile(base)
+    tag = "-".join(f"{k}{v}" for k, v in sorted(edits.items()))
+    name = f"{base}-{tag}"
+    lines = [f'name = "{name}"', f'description = "{prof.description} — with {tag}"']
+    for section, keys in SECTIONS.items():
+        lines.append(f"\n[{section}]")
+        lines += [f"{k} = {edits.get(k, getattr(prof, k))!r}" for k in keys]
+    lines += ["\n[sources]", f'edits = "{base} with {tag} (a study\'s variant)"']
+    path = root / "profiles" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def arm_device(arm: Arm, device: str, root: Path) -> str:
+    """The study's device URL with the arm's profile (a file of its own when edited)."""
+    if arm.profile is None:
+        return device
+    profile = str(profile_file(arm.profile, arm.edits, root).resolve()) if arm.edits else arm.profile
+    return f"{device}{'&' if '?' in device else '?'}profile={profile}"
 
 
 # The paper's TNGD settings (Donatella et al. 2024): η = 0.01, t = 50τ, λ = 0.01.
@@ -83,6 +116,29 @@ STUDIES["spiral-langevin"] = ("spiral (Leimkuhler et al. 2019 setup): test accur
     Arm("AdLaLa (device)", "adlala-device", {}),
 ])
 SETTINGS: dict[str, dict[str, Any]] = {"spiral-langevin": SPIRAL}
+
+# Non-ideal hardware: TNGD and TNGD-Adam at the paper's settings on each profile, with the host's
+# mitigation (calibration, drift checks, the factor upload) and without it.
+RAW = {"drift_check": 0}
+PAPER_ADAM = {"lr": 1e-3, "lam": 1.0, "t": 50.0}
+STUDIES["tngd-hardware"] = ("TNGD on non-ideal hardware: test loss per profile, with and without mitigation", [
+    Arm("TNGD ideal", "tngd", PAPER, profile="ideal"),
+    Arm("TNGD realistic", "tngd", PAPER, profile="realistic"),
+    Arm("TNGD realistic, uncalibrated", "tngd", {**PAPER, **RAW}, profile="realistic", calibrate=False),
+    Arm("TNGD realistic, (J, H) upload", "tngd", {**PAPER, "upload": "hessian"}, profile="realistic"),
+    Arm("TNGD realistic, unmitigated", "tngd", {**PAPER, **RAW, "upload": "hessian"},
+        profile="realistic", calibrate=False),
+    Arm("TNGD tngd-asic", "tngd", PAPER, profile="tngd-asic"),
+    Arm("TNGD-Adam ideal", "tngd-adam", PAPER_ADAM, profile="ideal"),
+    Arm("TNGD-Adam realistic", "tngd-adam", PAPER_ADAM, profile="realistic"),
+    Arm("TNGD-Adam tngd-asic", "tngd-adam", PAPER_ADAM, profile="tngd-asic"),
+])
+DAC_BITS = (8, 10, 12, 14, 16)
+STUDIES["tngd-dac-bits"] = ("TNGD's test loss against DAC resolution (coupling and bias DACs)", [
+    *[Arm(f"{base} DAC {b} bits", "tngd", PAPER, profile=base,
+          edits={"dac_bits_coupling": b, "dac_bits_bias": b})
+      for base in ("ideal", "realistic") for b in DAC_BITS],
+])
 
 
 # ------------------------------------------------------------------------------ step-size sweeps
@@ -223,7 +279,10 @@ def _plot_sweep(path: Path, title: str, methods: dict[str, dict]) -> None:
 
 
 def _run_dir(root: Path, arm: Arm, seed: int, epochs: int, batch: int, eval_every: int) -> Path:
-    key = json.dumps([arm.algo, arm.hyper, epochs, batch, eval_every], sort_keys=True)
+    key = [arm.algo, arm.hyper, epochs, batch, eval_every]
+    if arm.profile is not None or not arm.calibrate:  # (the older studies' runs keep their keys)
+        key += [arm.profile, arm.edits, arm.calibrate]
+    key = json.dumps(key, sort_keys=True)
     return root / f"{arm.algo}-{hashlib.sha1(key.encode()).hexdigest()[:10]}-s{seed}"
 
 
@@ -236,7 +295,8 @@ def run_arm(arm: Arm, seed: int, *, root: Path, dataset: str, epochs: int, batch
         from host.optim import ALGORITHMS
         cfg = TrainConfig(algo=arm.algo, dataset=dataset, epochs=epochs, batch_size=batch, seed=seed,
                           out=str(out), hyper=dict(arm.hyper), progress=False, eval_every=eval_every,
-                          device=device if ALGORITHMS[arm.algo].uses_device else None)
+                          device=arm_device(arm, device, root) if ALGORITHMS[arm.algo].uses_device
+                          else None, calibrate=arm.calibrate)
         t0 = time.perf_counter()
         try:
             summary = train(cfg)

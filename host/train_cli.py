@@ -98,6 +98,9 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar (and, without a terminal, no progress lines: by default one every 30 s)")
     t.add_argument("--timeout", type=_positive_float, default=None, help="device reply timeout (s, default 30)")
     t.add_argument("--retries", type=int, default=None, help="resends of an unanswered packet")
+    t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="do not calibrate a device whose calibration is not valid (default: "
+                        "saved trims for its serial are checked, else the device calibrates)")
     g = t.add_argument_group("algorithm hyperparameters (see the list below)")
     for name, (typ, text, algos) in _hyper_table().items():
         g.add_argument(_option(name), dest=f"hp_{name}", type=typ, default=None, metavar=typ.__name__.upper(),
@@ -131,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, seed=args.seed, out=out, hidden=args.hidden,
                       activation=args.activation, hyper=hyper, resume=args.resume,
                       progress=False if args.no_progress else None, eval_every=args.eval_every,
-                      timeout=args.timeout, retries=args.retries)
+                      timeout=args.timeout, retries=args.retries, calibrate=args.calibrate)
     if not args.json:
         where = f" on {device}" if device else ""
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "

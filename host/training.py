@@ -31,9 +31,10 @@ from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 
 LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
 MAX_EMULATED_RANK = 1024  # device/emulator.py: the largest MAX_RANK an emulated device offers
-TAU0_S = 1e-6
-LINK_BITS_PER_S = 50e9
-WORD_BITS_ON_LINK = 16
+#: Timing of the projected hardware when the device publishes none (a protocol 2.0 device):
+#: the TNGD paper's hardware model.
+DEFAULT_TIMING = {"tau0_s": 1e-6, "link_bits_per_s": 50e9, "link_word_bits": 16,
+                  "dac_words_per_s": 1e9, "adc_words_per_s": 1e9}
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations besides each epoch end (0: epoch ends only)
     timeout: float | None = None  # device reply timeout (s); None: 30 s
     retries: int | None = None  # resends of an unanswered idempotent packet; None: driver default
+    calibrate: bool = True  # calibrate a device whose CAL_VALID is 0 before training
 
 
 MODEL_DEFAULTS = {
@@ -149,14 +151,21 @@ def _group_info(info: dict) -> dict:
     return {"groups": groups} if groups else {}
 
 
-def projected_hw_time(digital_s: float, info: dict, uses_device: bool) -> float:
+def projected_hw_time(digital_s: float, info: dict, uses_device: bool,
+                      timing: dict | None = None) -> float:
+    """Seconds one step would take on the chip the device's timing registers describe: the
+    transfers (over its link, or through its converters if they are slower), the analog time
+    the host waits for, and the digital work (overlapped with a delayed run's t_d)."""
     if not uses_device:
         return digital_s
-    words = (info.get("bytes_sent", 0) + info.get("bytes_received", 0)) / 4
-    transfer = words * WORD_BITS_ON_LINK / LINK_BITS_PER_S
+    tm = timing or DEFAULT_TIMING
+    up, down = info.get("bytes_sent", 0) / 4, info.get("bytes_received", 0) / 4
+    link = (up + down) * tm["link_word_bits"] / tm["link_bits_per_s"]
+    transfer = max(link, up / tm["dac_words_per_s"] + down / tm["adc_words_per_s"])
     t = info.get("device_time", 0.0)
     t_delay = info.get("t_delay", 0.0)
-    return transfer + (t - t_delay) * TAU0_S + max(digital_s, t_delay * TAU0_S)
+    tau0 = tm["tau0_s"]
+    return transfer + (t - t_delay) * tau0 + max(digital_s, t_delay * tau0)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -255,11 +264,20 @@ def train(cfg: TrainConfig) -> dict:
                 _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
                 saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
                 (out / "config.json").write_text(json.dumps(saved, indent=1))
-        return _loop(cfg, ds, objective, optimizer, out, ckpt)
+        timing = dev.info().get("timing") if dev is not None else None
+        startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
+        return _loop(cfg, ds, objective, optimizer, out, ckpt, timing, startup)
     finally:
         optimizer.close()
         if dev is not None:
             dev.close()
+
+
+def _calibrate(dev: Any) -> float:
+    """Calibrate a device whose calibration is not valid (saying so); the device time it took."""
+    from host.calibration import ensure_calibrated
+    report = ensure_calibrated(dev, say=lambda m: print(f"thermohil: {m}", file=sys.stderr))
+    return report.device_time if report is not None else 0.0
 
 
 def _jsonable(value: Any) -> Any:
@@ -283,14 +301,17 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: Path | None,
-          ckpt: Path | None) -> dict:
+          ckpt: Path | None, timing: dict | None = None, calibration_time: float = 0.0) -> dict:
     rng = np.random.default_rng(cfg.seed)
     state = optimizer.init(objective.model.init(rng), rng)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
-                              "bytes_sent": 0, "bytes_received": 0}
+                              "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
     if cfg.resume and ckpt is not None:
-        start_epoch, totals = _load_checkpoint(ckpt, state)
+        start_epoch, saved = _load_checkpoint(ckpt, state)
+        totals.update(saved)
         start_epoch += 1
+    totals["device_time"] += calibration_time      # this session's start-up calibration
+    totals["calibration_time"] += calibration_time
     metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w") if out else None
     rows: list[dict] = []
     n_batches = math.ceil(len(ds.X_train) / cfg.batch_size)
@@ -332,16 +353,17 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                 wall = time.perf_counter() - t0
                 info.setdefault("t_delay", getattr(getattr(optimizer, "direction", None), "t_delay", 0.0))
                 digital = wall - info.get("device_call_s", 0.0)
-                hw = projected_hw_time(digital, info, optimizer.uses_device)
+                hw = projected_hw_time(digital, info, optimizer.uses_device, timing)
                 totals["wall_time_s"] += wall
                 totals["device_time"] += info.get("device_time", 0.0)
                 totals["projected_hw_time_s"] += hw
                 totals["bytes_sent"] += info.get("bytes_sent", 0)
                 totals["bytes_received"] += info.get("bytes_received", 0)
+                totals["calibration_time"] += info.get("calibration_time", 0.0)
                 emit({"step": state.step, "epoch": epoch + 1, "batch_loss": info["batch_loss"],
                       "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
-                      **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale")
-                         if k in info},
+                      **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale",
+                                              "calibration_time") if k in info},
                       **_group_info(info), "cumulative": dict(totals)})
                 if bar:
                     bar.update()
@@ -379,6 +401,7 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
     return {"algo": cfg.algo, "dataset": cfg.dataset, "epochs": cfg.epochs, "iterations": state.step,
             "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
             "test_accuracy": last["test_accuracy"], "wall_time_s": totals["wall_time_s"],
-            "device_time": totals["device_time"], "projected_hw_time_s": totals["projected_hw_time_s"],
+            "device_time": totals["device_time"], "calibration_time": totals["calibration_time"],
+            "projected_hw_time_s": totals["projected_hw_time_s"],
             "bytes_sent": totals["bytes_sent"], "seed": cfg.seed, "out": str(out) if out else None,
             "hyper": cfg.hyper}

@@ -201,24 +201,39 @@ def q31_to_float(codes, full_scale: float):
     return np.asarray(codes, dtype=np.int32).astype(np.float64) * (full_scale / 2.0**31)
 
 
-def float_to_q31(values, full_scale: float):
-    """Physical values to int32 codes, rounded and clipped to the code range (saturating DAC)."""
+def float_to_q31(values, full_scale: float, bits: int = 32):
+    """Physical values to int32 codes, rounded to the nearest code a ``bits``-bit DAC produces
+    and clipped to the code range (saturating DAC).
+
+    A DAC keeps the top ``bits`` of a code, i.e. truncates toward −∞; rounding on the host to
+    its grid first makes the conversion round-to-nearest (error within ±½ step, no bias)."""
     import numpy as np
     v = np.array(values, dtype=np.float64)           # a copy: scaled, rounded, clipped in place
-    v *= 2.0**31 / full_scale
+    step = 2.0 ** (32 - min(max(int(bits), 1), 32))
+    v *= 2.0**31 / (full_scale * step)
     np.rint(v, out=v)
-    np.minimum(v, 2**31 - 1, out=v)                  # in place: half the time of np.clip (4 MiB: 2 ms)
+    if step != 1.0:
+        v *= step
+    np.minimum(v, 2**31 - step, out=v)               # in place: half the time of np.clip (4 MiB: 2 ms)
     np.maximum(v, -(2**31), out=v)
     return v.astype(np.int32)
 
 
-def q31_full_scale_for(max_abs: float, limit: float = 65536.0) -> float:
-    """Smallest power of two > max_abs (so codes use the DAC's range well); at least 2^-16."""
+FULL_SCALE_MIN = 1e-6
+"""Smallest full scale the *_FS registers accept."""
+
+
+def q31_full_scale_for(max_abs: float, limit: float = 65536.0, bits: int = 32) -> float:
+    """The full scale that puts ``max_abs`` on the top code of a ``bits``-bit DAC (so every
+    upload uses its converter's whole range), as an f32 register holds it (rounded up)."""
+    import numpy as np
     if not math.isfinite(max_abs):
         raise ValueError("values must be finite")
-    fs = 2.0 ** math.ceil(math.log2(max(max_abs, 2.0**-16)))
-    if fs <= max_abs:  # exact powers of two need one more bit to avoid clipping the max code
-        fs *= 2
-    if fs > limit:
+    levels = 2.0 ** (min(max(int(bits), 1), 32) - 1)
+    fs = max(max_abs * levels / (levels - 1) if levels > 1 else 2 * max_abs, FULL_SCALE_MIN)
+    fs32 = np.float32(fs)
+    if float(fs32) < fs:
+        fs32 = np.nextafter(fs32, np.float32(np.inf))
+    if float(fs32) > limit:
         raise ValueError(f"largest magnitude {max_abs:g} exceeds the device full-scale limit {limit:g}")
-    return fs
+    return float(fs32)

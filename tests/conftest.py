@@ -1,7 +1,13 @@
 """Root test configuration: the --device-url option of the conformance suite, shared fixtures."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# calibration data of the tests' devices stays out of the user's cache (and of other sessions)
+os.environ["THERMOHIL_CALIBRATION_DIR"] = tempfile.mkdtemp(prefix="thermohil-cal-")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -34,16 +34,19 @@ def ngd(lr: float = 0.01, lam: float = 0.01, solver: str = "woodbury", cg_iters:
 
 def tngd(device: Any, lr: float = 0.01, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
          kappa: float = 0.0, readout: str = "state", form: str = "lowrank", init: str = "warm",
-         stability: float | None = None) -> Optimizer:
-    direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability)
+         stability: float | None = None, upload: str = "factor", drift_check: int = 8) -> Optimizer:
+    direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability,
+                              upload=upload, drift_check=drift_check)
     return Composed("tngd", direction, SGDRule(lr), uses_device=True)
 
 
 def tngd_adam(device: Any, lr: float = 1e-3, lam: float = 1.0, t: float = 50.0, t_delay: float = 0.0,
               kappa: float = 0.0, readout: str = "state", form: str = "lowrank", init: str = "warm",
-              stability: float | None = None, b1: float = 0.0, b2: float = 0.0) -> Optimizer:
+              stability: float | None = None, b1: float = 0.0, b2: float = 0.0,
+              upload: str = "factor", drift_check: int = 8) -> Optimizer:
     """g̃ fed to Adam; β1 = β2 = 0 as in the paper (Adam then takes η·g̃/|g̃| steps)."""
-    direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability)
+    direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability,
+                              upload=upload, drift_check=drift_check)
     return Composed("tngd-adam", direction, AdamRule(lr, b1, b2), uses_device=True)
 
 
@@ -66,6 +69,10 @@ _TNGD_PARAMS = {
     "form": (str, "lowrank", "curvature upload: 'lowrank' (J, H, λ) or 'dense' (G + λI)"),
     "init": (str, "warm", "device state at each iteration: 'warm' (paper), 'zero' or 'grad'"),
     "stability": (float, 0.5, "emulator fidelity, in [0.0001, 0.5]: substep = stability / stiffness bound"),
+    "upload": (str, "factor", "low-rank upload: 'factor' (U, I) with G = UᵀU, positive semi-definite "
+                              "whatever the converters do; 'hessian' (J, H) as the paper writes it"),
+    "drift_check": (int, 8, "steps between the device's drift checks (recalibrating when one fails; "
+                            "adapts up to 8x; 0 = never)"),
 }
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {

@@ -46,13 +46,20 @@ class TNGDDirection:
     INITS = ("warm", "zero", "grad")
     name = "tngd"
 
+    UPLOADS = ("factor", "hessian")
+
     def __init__(self, device: Any, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
                  kappa: float = 0.0, readout: str = "state", form: str = "lowrank",
-                 init: str = "warm", stability: float | None = None, headroom: float = 0.5) -> None:
+                 init: str = "warm", stability: float | None = None, headroom: float = 0.5,
+                 upload: str = "factor", drift_check: int = 8) -> None:
         if readout not in self.READOUTS:
             raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
         if init not in self.INITS:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+        if upload not in self.UPLOADS:
+            raise ValueError(f"upload must be one of {self.UPLOADS}, got {upload!r}")
+        if not (isinstance(drift_check, int) and drift_check >= 0):
+            raise ValueError(f"drift_check must be an int >= 0 (steps; 0 = never), got {drift_check!r}")
         if form not in ("lowrank", "dense"):
             raise ValueError(f"form must be 'lowrank' or 'dense', got {form!r}")
         for name, value, ok in (("lam", lam, lam > 0), ("t", t, t > 0), ("t_delay", t_delay, t_delay >= 0),
@@ -65,11 +72,17 @@ class TNGDDirection:
         self.dev, self.lam, self.t, self.t_delay, self.kappa = device, lam, t, t_delay, kappa
         self.readout, self.form, self.init_mode, self.stability = readout, form, init, stability
         self.headroom = headroom  # the bound on |g̃| uses this fraction of the rails
+        self.upload = upload
+        self.drift_check = drift_check
+        self._check_every = drift_check
+        self._since_check = 0
+        self._grad_norm = 0.0
         self.scale: float | None = None
         self.info: dict[str, float] = {}
         self._diag_loaded = False
         self._delay_running = False
         self._last: np.ndarray | None = None
+        self._restore_warm_start = False
 
     def init(self, state: Any) -> None:
         dev = self.dev
@@ -85,23 +98,40 @@ class TNGDDirection:
         dev.clear_saturation()
         dev.reset_state()
 
-    # the scale s: the device solves for g̃/s so |g̃/s| ≤ ‖∇ℓ‖/(λ s) stays inside the rails
+    # the scale s: the device solves for g̃/s. |g̃/s| ≤ ‖∇ℓ‖/(λ s) always, so that bound keeps it
+    # inside the rails; but it is loose by the ratio of a vector's 2-norm to its largest entry
+    # (tens, for thousands of cells), and every volt of range left unused makes the cells'
+    # offsets and converter steps that much larger against the signal. Once there is a previous
+    # solution, its largest entry (scaled by the change in ‖∇ℓ‖) sets s instead; a saturated
+    # run (the solution grew) is retried at a larger s.
     def _choose_scale(self, grad: np.ndarray) -> float:
-        need = float(np.linalg.norm(grad)) / (self.lam * self.headroom * self.dev.vmax)
+        norm = float(np.linalg.norm(grad))
+        need = norm / (self.lam * self.headroom * self.dev.vmax)
+        if self._last is not None and self._grad_norm > 0:
+            ranged = float(np.max(np.abs(self._last))) * norm / self._grad_norm
+            need = min(need, ranged / (self.headroom * self.dev.vmax))
         need = 2.0 ** math.ceil(math.log2(max(need, 2.0**-30)))
-        if self.scale is None or need > self.scale or need < self.scale / 64:
+        if self.scale is None or need > self.scale or need < self.scale / 4:
             return need  # hysteresis: keep the scale (and the warm start) unless far off
         return self.scale
 
     def __call__(self, state: Any, X: np.ndarray, y: np.ndarray, objective: Any, grad: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        if self.form == "lowrank":
+        if self.form == "lowrank" and self.upload == "factor":
+            # G = UᵀU uploaded as (U, I): quantisation and mismatch of U's entries and of H's
+            # diagonal keep the coupling positive semi-definite, whereas rounding the entries of
+            # a singular H (the softmax Hessian has a zero eigenvalue) can make it indefinite
+            J = objective.ggn_sqrt(state.theta, X, y)
+            H = np.eye(J.shape[0])
+            coupling = None
+        elif self.form == "lowrank":
             J, H = objective.ggn_factors(state.theta, X, y)
             coupling = None
         else:
             coupling = objective.ggn_dense(state.theta, X, y)
             coupling[np.diag_indices_from(coupling)] += self.lam
         digital = time.perf_counter() - t0
+        calibration_time = self._keep_calibrated()  # (its few words are not the step's traffic)
         sent0, recv0, dt0 = self.dev.stats.bytes_sent, self.dev.stats.bytes_received, time.perf_counter()
         for attempt in range(4):
             scale = self._choose_scale(grad) if attempt == 0 else self.scale * 16
@@ -120,15 +150,40 @@ class TNGDDirection:
                 f"the device saturated at step {state.step} even with the bias scaled down by "
                 f"{self.scale:g}: the uploaded curvature is not positive definite or too stiff")
         self.info = {
-            "device_time": self.t + self.t_delay,
+            "device_time": self.t + self.t_delay + calibration_time,
             "bytes_sent": self.dev.stats.bytes_sent - sent0,
             "bytes_received": self.dev.stats.bytes_received - recv0,
             "curvature_time_s": digital,
             "device_call_s": time.perf_counter() - dt0,
             "scale": self.scale or 0.0,
             "rank": 0 if coupling is not None else J.shape[0],
+            "calibration_time": calibration_time,
         }
+        self._grad_norm = float(np.linalg.norm(grad))
         return d
+
+    def _keep_calibrated(self) -> float:
+        """Offsets drift: every ``drift_check`` steps (adapting between 1 and 8× that) run the
+        device's drift check and recalibrate when it fails. Both reset the device's state, so
+        the warm start is written back. Returns the device time spent (τ0)."""
+        if not self.drift_check or not self.dev.calibration_capable:
+            return 0.0
+        self._since_check += 1
+        if self._since_check < self._check_every:
+            return 0.0
+        self._since_check = 0
+        if self._delay_running:  # the delayed run ends first (a check needs the core to itself)
+            self.dev.wait()
+            self._delay_running = False
+        report = self.dev.check_calibration()
+        spent = report.device_time
+        if report.residual < report.tolerance / 2:
+            self._check_every = min(self._check_every * 2, 8 * self.drift_check)
+        elif not report.valid:
+            spent += self.dev.calibrate().device_time
+            self._check_every = max(1, self._check_every // 2)
+        self._restore_warm_start = True
+        return spent
 
     def _device_solve(self, state: Any, grad: np.ndarray, scale: float, coupling: np.ndarray | None,
                       J: np.ndarray | None, H: np.ndarray | None) -> np.ndarray:
@@ -136,7 +191,8 @@ class TNGDDirection:
         if self._last is None and "tngd_last" in state.slots:  # resumed: restore the warm start
             self._last = state.slots["tngd_last"]
             self.scale = None
-        rescale = self._last is not None and scale != self.scale
+        rescale = self._last is not None and (scale != self.scale or self._restore_warm_start)
+        self._restore_warm_start = False
         with dev.batch():
             if self._delay_running:
                 dev.wait()  # the t_d run on the previous curvature ends before the new upload

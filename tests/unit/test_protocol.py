@@ -89,9 +89,16 @@ def test_words_and_fixed_point():
     assert words_to_f64(*f64_to_words(1 / 3)) == 1 / 3
     x = np.array([-1.5, 0.0, 0.75, 1.9999])
     fs = q31_full_scale_for(2.0)
-    assert fs == 4.0  # strictly above the largest magnitude
+    assert 2.0 < fs < 2.0 * (1 + 1e-6)  # the largest magnitude lands on the top code
     np.testing.assert_allclose(q31_to_float(float_to_q31(x, fs), fs), x, atol=fs / 2**31)
     assert float_to_q31([10.0], 1.0)[0] == 2**31 - 1  # saturates, never wraps
+    for bits in (8, 12):  # the whole range of a coarse DAC, rounded to its grid
+        fs = q31_full_scale_for(2.0, bits=bits)
+        codes = float_to_q31(x, fs, bits)
+        assert codes[-1] == 2**31 - 2 ** (32 - bits) and codes[0] < 0
+        assert np.all(codes % 2 ** (32 - bits) == 0)  # the DAC keeps them unchanged
+        step = fs / 2 ** (bits - 1)
+        assert np.max(np.abs(q31_to_float(codes, fs) - x)) <= step / 2 + 1e-12  # nearest, not floor
     with pytest.raises(ValueError):
         q31_full_scale_for(1e9)
 
