@@ -281,7 +281,7 @@ def _alive(pid: int) -> bool:
     return os.getppid() == pid
 
 
-def serve(endpoint: str, *, cells: int = 64, profile: str = "ideal", seed: int = 0,
+def serve(endpoint: str, *, cells: int | None = None, profile: str = "ideal", seed: int = 0,
           serial: int | None = None, events: str | None = None, curve_dir: str | None = None,
           insecure: bool = False, parent_pid: int | None = None, max_rank: int | None = None) -> int:
     """Run a daemon until SIGINT/SIGTERM; returns the process exit code."""
@@ -304,7 +304,7 @@ def serve(endpoint: str, *, cells: int = 64, profile: str = "ideal", seed: int =
     signal.signal(signal.SIGINT, daemon.stop)
     signal.signal(signal.SIGTERM, daemon.stop)
     print(f"thermohil: serving {daemon.endpoint} events {daemon.events_endpoint} "
-          f"cells={cells} profile={profile} serial={fw.regs.u32('SERIAL'):#x} "
+          f"cells={fw.core.n_cells} profile={profile} serial={fw.regs.u32('SERIAL'):#x} "
           f"boot_id={fw.boot_id:#010x}", flush=True)
     daemon.serve_forever()
     log.info("daemon stopped")

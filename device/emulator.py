@@ -24,15 +24,26 @@ def warm_up_kernels() -> None:
     core.program(CoreParams(active=2, coupling="lowrank", J=np.ones((1, 2)), H=np.eye(1),
                             lam=np.ones(2), temperature=1e-3))
     core.advance(core.dt)
+    core.program(CoreParams(active=2, coupling="capacitive", A=np.eye(2), lam=np.ones(2),
+                            temperature=1e-3))
+    core.advance(core.dt)
 
 
-def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
+DEFAULT_CELLS = 64
+
+
+def build_firmware(cells: int | None = None, *, profile: str = "ideal", seed: int = 0,
                    serial: int = DEFAULT_SERIAL, max_rank: int | None = None,
                    fifo_depth: int = 1 << 20) -> Firmware:
-    """A booted emulated device with ``cells`` unit cells."""
+    """A booted emulated device with ``cells`` unit cells (default: the profile's size, if it
+    has one, else 64)."""
+    prof = get_profile(profile)
+    if cells is None:
+        cells = prof.cells or DEFAULT_CELLS
     if not 1 <= cells <= MAX_CELLS:
         raise ValueError(f"cells must be in 1..{MAX_CELLS}, got {cells}")
-    prof = get_profile(profile)
+    if prof.cells and cells != prof.cells:
+        raise ValueError(f"profile {prof.name!r} is a chip of {prof.cells} cells, not {cells}")
     rank = min(cells, 256) if max_rank is None else max_rank
     if not 0 <= rank <= 1024:
         raise ValueError(f"max_rank must be in 0..1024, got {rank}")
@@ -40,4 +51,5 @@ def build_firmware(cells: int = 64, *, profile: str = "ideal", seed: int = 0,
     core = AnalogCore(cells, rank, prof, serial=serial, seed=seed)
     return Firmware(core, serial=serial, seed=seed, profile_id=PROFILE_IDS.get(prof.name, PROFILE_FILE_ID) if prof.builtin
                     else PROFILE_FILE_ID,
-                    fifo_depth=fifo_depth, params_type=CoreParams)
+                    fifo_depth=fifo_depth, params_type=CoreParams,
+                    calibrated=prof.offset_sigma == prof.gain_sigma == prof.drift_rate == 0)

@@ -87,7 +87,7 @@ class Firmware:
     def __init__(self, core: Any, *, serial: int, seed: int, profile_id: int = 0,
                  fifo_depth: int = 1 << 20, emulator: bool = True,
                  params_type: Callable[..., Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, calibrated: bool = False) -> None:
         self.core, self.clock = core, clock
         self.params_type = params_type or core.Params
         self.lock = threading.RLock()
@@ -111,9 +111,12 @@ class Firmware:
                       LINK_WORD_BITS=p.link_word_bits, DAC_RATE=float(np.float32(p.dac_words_per_s)),
                       ADC_RATE=float(np.float32(p.adc_words_per_s)), CAL_COST=calibration.COST)
         self.regs = RegisterFile(REGMAP, consts)
-        caps = ["UNDERDAMPED", "LOWRANK", "ACCUMULATOR", "SAMPLE_FIFO", "DENSE", "CALIBRATION"]
+        self.modes = tuple(getattr(p, "modes", ("dense", "lowrank")))
+        caps = ["ACCUMULATOR", "SAMPLE_FIFO"] + [c for c, mode in (
+            ("DENSE", "dense"), ("LOWRANK", "lowrank"), ("UNDERDAMPED", "dense"),
+            ("CALIBRATION", "lowrank"), ("CAPACITIVE", "capacitive")) if mode in self.modes]
         caps += ["EMULATOR"] if emulator else []
-        self.regs.set_u32("CAPS", sum(CAPS.bit(c) for c in caps))
+        self.regs.set_u32("CAPS", sum(CAPS.bit(c) for c in set(caps)))
         self.emulator = emulator
         self.vmax = consts["VMAX"]
         self.fifo = SampleFifo(fifo_depth)
@@ -146,7 +149,7 @@ class Firmware:
         self.dirty = False
         self.active_cells = n
         self.faults: list[str] = []
-        self.cal_valid = False
+        self.cal_valid = calibrated  # a chip whose identity trims are exact (the ideal one)
         self.cal_time = 0.0
         self.active_params: dict[str, Any] = {}
         status = self._commit()
@@ -675,6 +678,10 @@ class Firmware:
             if reg.shadow and r.check_register_word(reg, 0, r.words[reg.address]) != Status.OK:
                 raise ValueError(f"{reg.name} holds an out-of-range value")
         active, mode, rank = r.u32("ACTIVE_CELLS"), r.u32("COUPLING_MODE"), r.u32("RANK")
+        kind = ("dense", "lowrank", "capacitive")[mode]
+        if kind not in self.modes and not (kind == "lowrank" and rank == 0):  # (the boot state)
+            raise ValueError(f"this chip has no {kind} coupling (COUPLING_MODE {mode}); it has: "
+                             f"{', '.join(self.modes)}")
         bc, bb = p.dac_bits_coupling, p.dac_bits_bias
 
         def mem(name: str, count: int, bits: int) -> np.ndarray:
@@ -682,7 +689,7 @@ class Firmware:
             return dac(r.mem[name][:count], r.f32(w.scale), bits)
 
         A = J = H = None
-        if mode == 0:
+        if mode in (0, 2):
             A = mem("COUPLING", active * active, bc).reshape(active, active)
         else:
             J = np.zeros((rank, n))
@@ -691,7 +698,7 @@ class Firmware:
         mobility = mem("MOBILITY", n, bc)
         if np.any(mobility[:active] <= 0):
             raise ValueError("MOBILITY must be > 0 on every active cell")
-        return dict(active=active, coupling="dense" if mode == 0 else "lowrank", A=A, J=J, H=H,
+        return dict(active=active, coupling=("dense", "lowrank", "capacitive")[mode], A=A, J=J, H=H,
                     diag_codes=r.mem["DIAG"][:n].copy(), bias=mem("BIAS", n, bb), mobility=mobility,
                     friction=mem("FRICTION", n, bc), underdamped=r.mem["MODE"][:n] == 1,
                     temperature=r.f32("TEMPERATURE"), noise_gain=mem("NOISE_GAIN", n, bc))
@@ -723,6 +730,8 @@ class Firmware:
         """CTRL.CALIBRATE / CAL_CHECK: measure on the core itself, then restore the committed
         configuration (state reset to 0, saturation cleared). Runs to completion under the lock:
         a few hundred τ0 of an uncoupled core is milliseconds."""
+        if not self.regs.u32("CAPS") & CAPS.bit("CALIBRATION"):
+            raise TxError(Status.ACCESS, "this chip has no calibration routine (CAPS.CALIBRATION)")
         if self.running:
             raise TxError(Status.BUSY, "calibration while running (STOP first)")
         r, core, n = self.regs, self.core, self.core.n_cells
@@ -735,7 +744,7 @@ class Firmware:
                 residual = cal.residual_offset(offset)
                 cost = calibration.OFFSET_WINDOW
             else:
-                fs = r.f32("DIAG_FS")
+                fs = 2 * calibration.GAIN_DIAG  # its own range, whatever the host's DIAG_FS
                 diag_dac = lambda lam: dac(calibration.apply_diag_trim(  # noqa: E731
                     float_to_q31(lam, fs), np.ones(n), self.core.profile.dac_bits_coupling), fs,
                     self.core.profile.dac_bits_coupling)
@@ -778,7 +787,7 @@ class Firmware:
         on it (a running average over the chunks since COMMIT), once there is one."""
         eff = self.core.effective
         n, r = eff.active, (eff.J.shape[0] if eff.J is not None else 0)
-        words = n * n if eff.coupling == "dense" else 2 * r * n + r * r + n
+        words = 2 * r * n + r * r + n if eff.coupling == "lowrank" else n * n
         floor = STEP_COST_FLOOR_S + STEP_COST_PER_WORD_S * words
         return max(floor, self.step_cost or 0.0)
 

@@ -26,11 +26,10 @@ def directory() -> Path:
 
 
 def path_for(info: dict, where: str | Path | None = None) -> Path:
-    """One file per chip: its serial, and on the emulator its profile too (the same serial
-    under another profile is another chip)."""
+    """One file per chip: its serial, and on the emulator its profile and size too (the same
+    serial under another profile or size is another chip)."""
     profile = info.get("emulator", {}).get("profile")
-    suffix = f"-{profile}" if isinstance(profile, str) else \
-        f"-profile{profile}" if profile is not None else ""
+    suffix = "" if profile is None else f"-{profile}-{info['n_cells']}cells"
     return Path(where or directory()) / f"serial-{info['serial']:08x}{suffix}.json"
 
 
@@ -74,10 +73,10 @@ def ensure_calibrated(dev: Any, say: Callable[[str], None] = print, *,
     """Calibrate a device whose CAL_VALID is 0, saying what was done: saved trims are tried
     first (a drift check validates them), the full routine runs if they fail. Returns the last
     report, or None when the device is valid already or has no calibration."""
-    if "calibration" not in dev.info()["caps"]:
+    if not dev.calibration_capable:
         say("the device has no calibration routine; running uncalibrated")
         return None
-    if dev.calibration_valid():
+    if dev.calibration_valid():  # one register read: the common case costs one round trip
         return None
     try:
         loaded = load(dev, where)

@@ -1,6 +1,6 @@
 """The ``thermohil`` command: serve the emulator, inspect a device, peek and poke registers,
-run the demonstration solve, train a network (``thermohil train``) and measure performance
-(``thermohil bench``)."""
+calibrate it, run the demonstration solve, train a network (``thermohil train``) and measure
+performance (``thermohil bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -74,9 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5555",
                    help="request endpoint (tcp://HOST:PORT, PORT 0 = any free; or ipc://PATH)")
     s.add_argument("--events", default=None, help="event (PUB) endpoint; default: next port / PATH.events")
-    s.add_argument("--cells", type=_positive, default=64)
+    s.add_argument("--cells", type=_positive, default=None,
+                   help="unit cells (default: the profile's size, or 64)")
     s.add_argument("--max-rank", type=_int, default=None)
-    s.add_argument("--profile", default="ideal", help="non-ideality profile: ideal or realistic")
+    s.add_argument("--profile", default="ideal",
+                   help="hardware profile: ideal, realistic, tngd-asic, spu-8, or a profile file "
+                        "(*.toml; see docs/hardware.md)")
     s.add_argument("--seed", type=_int, default=0, help="noise seed")
     s.add_argument("--serial", type=_int, default=None, help="device serial (fixes the mismatch pattern)")
     s.add_argument("--curve-keys", default=None, metavar="DIR",
@@ -99,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("name")
     rw.add_argument("value")
     rs.add_parser("map", help="print the register map (no device needed)")
+
+    c = sub.add_parser("calibrate", help="calibrate a device (offset nulling, DIAG gain trims) and "
+                                         "save the trims under its serial")
+    _device_options(c)
+    c.add_argument("--check", action="store_true",
+                   help="only the drift check: are the trims on the device still valid?")
+    c.add_argument("--load", action="store_true",
+                   help="load the trims saved for this device's serial and check them (no new "
+                        "calibration unless they fail)")
+    c.add_argument("--no-save", dest="save", action="store_false", help="do not save the trims")
+    c.add_argument("--json", action="store_true")
 
     d = sub.add_parser("demo", help="solve a random SPD system on the device next to scipy")
     _device_options(d)
@@ -129,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from host.bench.cli import cmd_bench
         from host.train_cli import cmd_train
         return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo,
-                "train": cmd_train, "bench": cmd_bench}[args.command](args)
+                "calibrate": cmd_calibrate, "train": cmd_train,
+                "bench": cmd_bench}[args.command](args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `thermohil regs map | head`: the reader left, nothing to say
@@ -242,6 +257,39 @@ def _target(name: str) -> str | int:
     if upper not in REGMAP.registers and upper not in REGMAP.windows:
         raise KeyError(f"no register named {name!r} (see `thermohil regs map`)")
     return upper
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from host import calibration
+    if args.check and args.load:
+        raise ValueError("--check and --load exclude each other (--load checks the saved trims)")
+    out: dict = {}
+    with _connect(args) as dev:
+        serial = dev.info()["serial"]
+        if not dev.calibration_capable:
+            raise ValueError(f"device {args.device} (serial {serial:#x}) has no calibration routine "
+                             "(CAPS.CALIBRATION is 0)")
+        if args.check:
+            report, action = dev.check_calibration(), "drift check"
+        elif args.load:
+            report, action = calibration.load(dev), "loaded the saved trims"
+            if report is None:
+                raise ValueError(f"no calibration saved for serial {serial:#x} in "
+                                 f"{calibration.directory()} (run `thermohil calibrate` first)")
+        else:
+            report, action = dev.calibrate(), "calibrated"
+        if args.save and not (args.check or args.load) and report.valid:
+            out["saved"] = str(calibration.save(dev, report))
+    out.update(action=action, serial=serial, **asdict(report))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"thermohil calibrate: {action} (serial {serial:#x}): {report.describe()}")
+        if "saved" in out:
+            print(f"trims saved to {out['saved']}")
+    return 0 if report.valid else 3
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

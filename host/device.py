@@ -7,6 +7,7 @@ to fixed-point codes here, with full-scale registers chosen from the data.
 """
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -33,6 +34,10 @@ from protocol.status import RUN_END_WHY, RunEnd, Status
 RUN_WAIT_SLICE_MS = 10_000
 #: How often claim(wait=...) tries again while another host holds the device.
 CLAIM_POLL_S = 0.5
+
+#: Full-scale headroom of DIAG uploads on a device with gain trims: the firmware multiplies each
+#: DIAG value by its cell's trim (a few % from 1) before the DAC, which must not clip it.
+DIAG_TRIM_HEADROOM = 1 / 16
 
 _Decode = Callable[[list], Any]
 MODES = {"overdamped": 0, "underdamped": 1}
@@ -141,6 +146,7 @@ class ThermoDevice:
         self._lease_ms = lease_ms
         self._config: dict[str, list[Transaction]] = {}  # last configuration, for recover()
         self._settings: dict[tuple[int, int], Transaction] = {}
+        self.rounding_rng: np.random.Generator | None = None  # see stochastic_rounding()
         self.token = 0
         self._static = self._read_static()
         self.n_cells: int = self._static["n_cells"]
@@ -507,8 +513,27 @@ class ThermoDevice:
             raise ValueError(f"{name}: {flat.size} words exceed one transaction "
                              f"({limits.MAX_WORDS_PER_TX}); use the low-rank coupling for large N")
         bits = self._dac_bits(name)
-        fs = q31_full_scale_for(float(np.max(np.abs(flat), initial=0.0)), bits=bits)
-        return [wr_f32(w.scale, fs), wr(name, float_to_q31(flat, fs, bits))]
+        top = float(np.max(np.abs(flat), initial=0.0))
+        if name == "DIAG" and self.calibration_capable:
+            top *= 1 + DIAG_TRIM_HEADROOM  # room for the firmware's gain trims (they multiply)
+        fs = q31_full_scale_for(top, bits=bits)
+        codes = float_to_q31(flat, fs, bits, self.rounding_rng)
+        if self.rounding_rng is not None and name == "COUPLING":  # one element per pair
+            n = math.isqrt(codes.size)
+            m = codes.reshape(n, n)
+            codes = (np.triu(m) + np.triu(m, 1).T).reshape(-1)
+        return [wr_f32(w.scale, fs), wr(name, codes)]
+
+    @contextmanager
+    def stochastic_rounding(self, seed: Any = None) -> Iterator["ThermoDevice"]:
+        """Inside the block, uploads round stochastically to each DAC's grid (unbiased) instead
+        of to the nearest step: averaging results over several programmings made this way takes
+        the quantisation error from O(ε) to O(ε²) (Aifer et al. 2024, error mitigation)."""
+        previous, self.rounding_rng = self.rounding_rng, np.random.default_rng(seed)
+        try:
+            yield self
+        finally:
+            self.rounding_rng = previous
 
     def _dac_bits(self, window: str) -> int:
         """Resolution of the DAC behind a memory: the bias DACs take BIAS and STATE, the coupling
@@ -610,6 +635,33 @@ class ThermoDevice:
         if not keep_diag:
             tx += self._window_tx("DIAG", lam)
             self._remember("diag", tx[-2:])
+        self._remember("coupling", tx)
+        return self._do(tx)
+
+    def load_capacitance(self, C: Any, *, inv_inductance: Any = 1.0, conductance: Any = 1.0) -> Any:
+        """Stage capacitively coupled RLC cells (CAPS.CAPACITIVE; the published SPU's physics):
+        C the Maxwell capacitance matrix (n x n, positive definite), per cell 1/L and the
+        conductance 1/R. The node voltages then equilibrate to N(0, κC⁻¹) at TEMPERATURE κ."""
+        if "capacitive" not in self._static["caps"]:
+            raise DeviceError("this device has no capacitive coupling mode (CAPS.CAPACITIVE is 0)",
+                              Status.ACCESS)
+        C = np.asarray(C, dtype=np.float64)
+        if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] > self.n_cells:
+            raise ValueError(f"C must be a square matrix of at most {self.n_cells} cells, got "
+                             f"shape {C.shape}")
+        n = C.shape[0]
+        per_cell = {}
+        for name, value in (("inv_inductance", inv_inductance), ("conductance", conductance)):
+            arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+            if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                raise ValueError(f"{name} must be finite and >= 0 on every cell")
+            per_cell[name] = np.concatenate([arr, np.zeros(self.n_cells - n)])
+        if not np.all(np.isfinite(C)):
+            raise ValueError("C has non-finite entries")
+        self._staged_active = n
+        tx = [wr("ACTIVE_CELLS", [n]), wr("COUPLING_MODE", [2]), *self._window_tx("COUPLING", C),
+              *self._window_tx("DIAG", per_cell["inv_inductance"]),
+              *self._window_tx("FRICTION", per_cell["conductance"])]
         self._remember("coupling", tx)
         return self._do(tx)
 

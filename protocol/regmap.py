@@ -201,17 +201,24 @@ def q31_to_float(codes, full_scale: float):
     return np.asarray(codes, dtype=np.int32).astype(np.float64) * (full_scale / 2.0**31)
 
 
-def float_to_q31(values, full_scale: float, bits: int = 32):
+def float_to_q31(values, full_scale: float, bits: int = 32, rng=None):
     """Physical values to int32 codes, rounded to the nearest code a ``bits``-bit DAC produces
     and clipped to the code range (saturating DAC).
 
     A DAC keeps the top ``bits`` of a code, i.e. truncates toward −∞; rounding on the host to
-    its grid first makes the conversion round-to-nearest (error within ±½ step, no bias)."""
+    its grid first makes the conversion round-to-nearest (error within ±½ step, no bias).
+    With ``rng`` (a numpy Generator) the rounding is stochastic instead: up with probability
+    equal to the fraction of a step, so the programmed value is unbiased (error within ±1 step,
+    mean 0) — averaging over several such programmings cancels the quantisation error."""
     import numpy as np
     v = np.array(values, dtype=np.float64)           # a copy: scaled, rounded, clipped in place
     step = 2.0 ** (32 - min(max(int(bits), 1), 32))
     v *= 2.0**31 / (full_scale * step)
-    np.rint(v, out=v)
+    if rng is None:
+        np.rint(v, out=v)
+    else:
+        v += rng.random(v.shape)
+        np.floor(v, out=v)
     if step != 1.0:
         v *= step
     np.minimum(v, 2**31 - step, out=v)               # in place: half the time of np.clip (4 MiB: 2 ms)

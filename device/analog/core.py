@@ -12,6 +12,17 @@ the firmware. It owns the analog non-idealities of its :class:`Profile`: couplin
 (symmetric per resistor pair), per-cell offsets, capacitance (mobility) mismatch — all fixed by
 the chip ``serial`` — plus offset drift, rail saturation and ADC input noise, drawn from ``seed``.
 
+A third coupling mode, ``capacitive``, is the published stochastic processing unit (Melanson et
+al. 2023): RLC cells coupled through capacitors, so the coupling sits in the Maxwell capacitance
+matrix C (``A``), with per-cell conductance G = 1/R (``friction``) and inverse inductance 1/L
+(``lam``):
+
+    C dx = (b − G x − v) dt + sqrt(2κ_i G) dW,   dv = L⁻¹ x dt
+
+(x the node voltages, v the inductor currents). The energy ½xᵀCx + ½vᵀLv makes the equilibrium
+x ~ N(0, κC⁻¹), v ~ N(b, κL⁻¹) when κ_i = κ for every cell: the voltages sample the Gaussian
+whose precision matrix is C/κ, and their covariance inverts C.
+
 Matrices in :class:`CoreParams` may be given full size (n_cells) or already cut to ``active``;
 per-cell vectors are always full length n_cells (the firmware's memory windows).
 """
@@ -92,10 +103,13 @@ class EffectiveParams:
     """Per-cell temperature κ·noise_gain (V²)."""
     rate: float
     """Upper bound on the stiffest rate of the dynamics (1/τ0), sets the automatic substep."""
+    Cinv: F64 | None = None
+    """Capacitive mode: the inverse of the (mismatched) Maxwell capacitance matrix ``A``."""
 
     def dense(self) -> F64:
-        """The coupling as an active×active matrix (forms JᵀHJ + diag(lam) in low-rank mode)."""
-        if self.coupling == "dense":
+        """The coupling as an active×active matrix (forms JᵀHJ + diag(lam) in low-rank mode; the
+        capacitance matrix C in capacitive mode)."""
+        if self.coupling in ("dense", "capacitive"):
             assert self.A is not None
             return self.A.copy()
         assert self.J is not None and self.H is not None
@@ -103,7 +117,10 @@ class EffectiveParams:
 
     @property
     def noise_scale(self) -> F64:
-        """Noise amplitude per sqrt(dt): sqrt(2κM) overdamped, sqrt(2κΓM) underdamped."""
+        """Noise amplitude per sqrt(dt): sqrt(2κM) overdamped, sqrt(2κΓM) underdamped; the
+        resistor's current noise sqrt(2κG) in capacitive mode."""
+        if self.coupling == "capacitive":
+            return np.sqrt(2.0 * self.kappa * self.friction)
         damping = np.where(self.underdamped == 1, self.friction, 1.0)
         return np.sqrt(2.0 * self.kappa * self.mobility * damping)
 
@@ -145,6 +162,12 @@ class Mismatch:
 
     def apply(self, eff: dict, coupling: str, a: int) -> None:
         """Scale the nominal coupling and mobility in ``eff`` (active cells ``:a``) in place."""
+        if coupling == "capacitive":
+            # coupling capacitors carry the element mismatch, cell capacitors the cell's
+            C = eff["A"] * (self.dense_gain()[:a, :a] if self.p.gain_sigma > 0 else 1.0)
+            C[np.diag_indices(a)] = np.diag(eff["A"]) * self.capacitance[:a]
+            eff["A"] = C
+            return
         if self.p.gain_sigma > 0:
             if coupling == "dense":
                 eff["A"] = eff["A"] * self.dense_gain()[:a, :a]
@@ -173,6 +196,12 @@ def stiffness_bound(eff: EffectiveParams) -> float:
     """
     if eff.active == 0:
         return 0.0
+    if eff.coupling == "capacitive":
+        # C⁻¹G damps at most at λmax(C⁻¹)·max G, and the LC modes ring at most at
+        # sqrt(λmax(C⁻¹)·max L⁻¹)
+        assert eff.Cinv is not None
+        cinv = float(np.linalg.eigvalsh(eff.Cinv)[-1])
+        return cinv * float(np.max(eff.friction)) + math.sqrt(cinv * float(np.max(eff.lam)))
     m = eff.mobility
     if eff.coupling == "dense":
         assert eff.A is not None
@@ -356,6 +385,9 @@ class AnalogCore:
         x, v, sat = self.x[:a], self.v[:a], self.sat[:a]
         common = (eff.mobility, eff.friction, eff.underdamped, sig, xi, dt,
                   self.profile.vmax, sat, acc)
+        if eff.coupling == "capacitive":
+            return int(kernels.em_capacitive(x, v, eff.Cinv, b, eff.friction, eff.lam, sig, xi,
+                                             dt, self.profile.vmax, sat, acc))
         if eff.coupling == "dense":
             return int(kernels.em_dense(x, v, eff.A, b, *common))
         return int(kernels.em_lowrank(x, v, eff.J, eff.H, eff.lam, b, *common))
@@ -395,13 +427,25 @@ class AnalogCore:
             arr = 0.5 * (arr + arr.T)
         return arr
 
+    @staticmethod
+    def _capacitance_inverse(C: F64) -> F64:
+        """C⁻¹ of a Maxwell capacitance matrix, which must be positive definite (a physical
+        network of positive capacitors is; anything else has no stable equilibrium)."""
+        if C.shape[0] == 0:
+            return C.copy()
+        w, q = np.linalg.eigh(C)
+        if w[0] <= 1e-12 * max(abs(w[-1]), 1e-300):
+            raise ValueError(f"the capacitance matrix must be positive definite (smallest "
+                             f"eigenvalue {w[0]:.3g}, largest {w[-1]:.3g})")
+        return np.ascontiguousarray((q / w) @ q.T)
+
     def _effective(self, p: CoreParams) -> EffectiveParams:
         n, a = self.n_cells, p.active
         if not (isinstance(a, (int, np.integer)) and 0 <= a <= n):
             raise ValueError(f"active must be an int in 0..{n}, got {a!r}")
         a = int(a)
-        if p.coupling not in ("dense", "lowrank"):
-            raise ValueError(f"coupling must be 'dense' or 'lowrank', got {p.coupling!r}")
+        if p.coupling not in ("dense", "lowrank", "capacitive"):
+            raise ValueError(f"coupling must be 'dense', 'lowrank' or 'capacitive', got {p.coupling!r}")
         if not 0 <= p.temperature <= MAX_MAGNITUDE:
             raise ValueError(f"temperature must be in [0, {MAX_MAGNITUDE:g}], got {p.temperature}")
         vec = {
@@ -419,7 +463,9 @@ class AnalogCore:
             raise ValueError(f"underdamped must be a boolean array of shape ({n},)")
         eff: dict = {k: v[:a].copy() for k, v in vec.items() if k != "noise_gain"}
         eff.update(A=None, J=None, H=None)
-        if p.coupling == "dense":
+        if p.coupling == "capacitive":
+            und = np.ones(n, dtype=bool)  # every cell is an RLC resonator: its current is state
+        if p.coupling in ("dense", "capacitive"):
             eff["A"] = self._matrix(p.A, "A", [(n, n), (a, a)], symmetric=True)[:a, :a]
         else:
             J = np.asarray(p.J if p.J is not None else np.zeros((0, n)), dtype=np.float64)
@@ -431,6 +477,11 @@ class AnalogCore:
             eff["H"] = self._matrix(p.H if p.H is not None else np.zeros((0, 0)), "H",
                                     [(r, r)], symmetric=True)
         self.mismatch.apply(eff, p.coupling, a)
+        if p.coupling == "capacitive":
+            eff["Cinv"] = self._capacitance_inverse(eff["A"])
+            if a and (np.any(eff["lam"] <= 0) or np.any(eff["friction"] < 0)):
+                raise ValueError("capacitive mode needs 1/L (DIAG) > 0 and G (FRICTION) >= 0 on "
+                                 "every active cell")
         eff = {k: (np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v)
                for k, v in eff.items()}
         out = EffectiveParams(

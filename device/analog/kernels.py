@@ -11,6 +11,10 @@ Per cell i, with the force f = b − A x evaluated once per step from the start-
 - underdamped (RLC, semi-implicit EM): v_i += dt·(M_i·f_i − Γ_i·v_i) + sig_i·ξ;  x_i += dt·v_i
 
 ``sig`` holds the precomputed noise amplitude per cell (sqrt(2κM dt) resp. sqrt(2κΓM dt)).
+
+Capacitively coupled RLC cells (the published SPU; ``em_capacitive``) put the coupling in the
+capacitance matrix C instead: node voltages x and inductor currents v follow
+C dx = (b − G x − v) dt + sqrt(2κG) dW,  dv = L⁻¹ x dt.
 After each step x is clamped to the rails ±vmax (``sat[i] = 1``, counted, outward velocity
 killed; reaching a rail exactly, or the velocity bound, counts as a hit too) and
 ``acc += x·dt`` so the firmware can form the time average ∫x dt / T.
@@ -138,4 +142,31 @@ def em_dense_chains(x, v, A, b, mob, fric, und, sig, xi, dt, vmax, sat, acc) -> 
             clamps += _update(
                 x[c], v[c], ax[c], b, mob, fric, und, sig, xi[k, c], dt, vmax, sat[c], acc[c]
             )
+    return clamps
+
+
+@njit(**_JIT)
+def em_capacitive(x, v, Cinv, b, g, linv, sig, xi, dt, vmax, sat, acc) -> int:
+    """Capacitively coupled RLC cells: x = node voltages, v = inductor currents, Cinv = C⁻¹ of
+    the Maxwell capacitance matrix, g = 1/R and linv = 1/L per cell. Semi-implicit EM: the
+    charge u = dt·(b − g∘x − v) + sig∘ξ arriving at the nodes moves them by C⁻¹u, then the
+    inductors integrate the new voltages. Rails clamp x as in the other kernels."""
+    n = x.shape[0]
+    u = np.empty_like(x)
+    dx = np.empty_like(x)
+    clamps = 0
+    for k in range(xi.shape[0]):
+        for i in range(n):
+            u[i] = dt * (b[i] - g[i] * x[i] - v[i]) + sig[i] * xi[k, i]
+        _matvec(Cinv, u, dx)
+        for i in range(n):
+            xn = x[i] + dx[i]
+            if xn >= vmax or xn <= -vmax:
+                xn = xn if xn < vmax else vmax
+                xn = xn if xn > -vmax else -vmax
+                sat[i] = 1
+                clamps += 1
+            x[i] = xn
+            v[i] += dt * linv[i] * xn
+            acc[i] += xn * dt
     return clamps

@@ -19,6 +19,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 #: TOML section of every field (the file's layout); ``name`` and ``description`` are top level.
 SECTIONS: dict[str, tuple[str, ...]] = {
+    "device": ("cells", "modes"),
     "analog": ("vmax", "gain_sigma", "offset_sigma", "cap_sigma", "drift_rate"),
     "converters": ("dac_bits_coupling", "dac_bits_bias", "adc_bits", "adc_noise"),
     "timing": ("tau0_s", "link_bits_per_s", "link_word_bits", "dac_words_per_s", "adc_words_per_s"),
@@ -31,6 +32,10 @@ class Profile:
 
     name: str
     description: str = ""
+    cells: int = 0
+    """The chip's size when it has one (0: any; the emulator's --cells then decides)."""
+    modes: tuple[str, ...] = ("dense", "lowrank", "capacitive")
+    """Coupling modes the chip implements (COUPLING_MODE values it accepts)."""
     vmax: float = 10.0
     """Rail voltage: node voltages are clamped to [-vmax, vmax] (SATURATED flag)."""
     dac_bits_coupling: int = 32
@@ -59,6 +64,13 @@ class Profile:
     """The file it was read from."""
 
     def __post_init__(self) -> None:
+        modes = tuple(self.modes)
+        object.__setattr__(self, "modes", modes)
+        if not modes or not set(modes) <= {"dense", "lowrank", "capacitive"}:
+            raise ValueError(f"profile {self.name!r}: modes must be a non-empty subset of dense, "
+                             f"lowrank, capacitive; got {list(modes)}")
+        if not (isinstance(self.cells, int) and 0 <= self.cells <= 16384):
+            raise ValueError(f"profile {self.name!r}: cells must be an integer in 0..16384")
         if not self.vmax > 0:
             raise ValueError(f"profile {self.name!r}: vmax must be > 0, got {self.vmax}")
         for name in ("dac_bits_coupling", "dac_bits_bias", "adc_bits", "link_word_bits"):
@@ -114,6 +126,10 @@ def load_profile(path: str | Path) -> Profile:
         raise ValueError(f"{where}: needs a name")
     types = {f.name: f.type for f in fields(Profile)}
     for k, v in values.items():
+        if k == "modes":
+            if not (isinstance(v, list) and all(isinstance(m, str) for m in v)):
+                raise ValueError(f"{where}: modes must be a list of strings")
+            continue
         if types[k] == "float" and isinstance(v, int) and not isinstance(v, bool):
             values[k] = float(v)
         elif types[k] in ("float", "int") and (isinstance(v, bool) or not isinstance(v, (int, float))):

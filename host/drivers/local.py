@@ -19,7 +19,7 @@ class LocalDriver(PacketDriver):
         super().__init__(url, timeout=float(q.get("timeout", timeout)))
         from device.emulator import DEFAULT_SERIAL, build_firmware  # lazy: host works without it
         from firmware_sim import Pending
-        self.fw = build_firmware(int(q.get("cells", 64)), profile=q.get("profile", "ideal"),
+        self.fw = build_firmware(int(q["cells"]) if "cells" in q else None, profile=q.get("profile", "ideal"),
                                  seed=int(q.get("seed", 0)),
                                  serial=int(q["serial"], 0) if "serial" in q else DEFAULT_SERIAL,
                                  max_rank=int(q["max_rank"]) if "max_rank" in q else None)

@@ -258,17 +258,24 @@ def device_facts(dev: Any) -> DeviceFacts:
     return facts
 
 
+def calibration_notes(dev: Any) -> tuple[str, ...]:
+    """Calibrate a device whose calibration is not valid; say what was done."""
+    from host.calibration import ensure_calibrated
+    said: list[str] = []
+    ensure_calibrated(dev, say=said.append)
+    return tuple(said)
+
+
 def systematic_notes(dev: Any, facts: DeviceFacts) -> tuple[str, ...]:
-    """What the statistical error estimate cannot see, said out loud."""
+    """What shifts the equilibrium itself, said out loud (the residual check then measures it)."""
     if facts.ideal:
         return ()
     status = int(dev.read("STATUS"))
     calibrated = bool(status & REGMAP.registers["STATUS"].bit("CAL_VALID"))
     where = f"profile {facts.profile!r}" if facts.profile else "hardware"
     return (f"{where}{'' if calibrated else ', not calibrated (CAL_VALID = 0)'}: bias offsets, "
-            "coupling gain mismatch, DAC quantisation and drift shift the equilibrium itself; the "
-            "batch-means error estimate covers only the statistical (thermal-noise) error and the "
-            "ADC step, not this systematic bias",)
+            "coupling gain mismatch, DAC quantisation and drift shift the equilibrium itself; "
+            "the residual check bounds that systematic error",)
 
 
 def prepare(dev: Any, temperature: float) -> None:

@@ -25,7 +25,7 @@ from scipy.special import polygamma, psi
 from host.errors import DeviceSaturated
 from host.linalg._problem import (TAU_SAFETY, NotPositiveDefinite, Problem, cg_estimate,
                                   check_temperature, check_vector, device_facts, lanczos,
-                                  pow2_ceil, prepare, systematic_notes)
+                                  pow2_ceil, prepare, systematic_notes, calibration_notes)
 
 #: Sample spacing and burn-in (from a zero-mean start) in relaxation-time estimates τ̂.
 PERIOD_TAUS, BURN_TAUS = 2.0, 4.0
@@ -65,11 +65,12 @@ def _lag1(X: np.ndarray) -> np.ndarray:
 class _Draw:
     """Program the device once and draw n samples, retrying a saturated run at a smaller scale."""
 
-    def __init__(self, dev: Any, prob: Problem, rate: float) -> None:
+    def __init__(self, dev: Any, prob: Problem, rate: float, calibrate: bool = True) -> None:
         if not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"rate must be positive, got {rate!r}")
         self.dev, self.prob = dev, prob
         self.spec = lanczos(prob.matvec, prob.n)  # refuses an indefinite A before device access
+        self.notes = calibration_notes(dev) if calibrate else ()
         self.facts = device_facts(dev)
         self.sA = pow2_ceil(self.spec.lmax / rate)
         self.lmin = self.spec.lmin / self.sA
@@ -120,12 +121,12 @@ def _times(draw: _Draw, period: float | None, burn_in: float | None) -> tuple[fl
 
 
 def _zero_mean_samples(dev: Any, A: Any, lowrank: Any, n: int, temperature: float | None,
-                       period: float | None, burn_in: float | None, rate: float
+                       period: float | None, burn_in: float | None, rate: float, calibrate: bool
                        ) -> tuple[np.ndarray, float, _Draw, float, float, float]:
     """Samples of x' ~ N(0, κ'A'⁻¹) (b = 0) for inv and logdet; κ' shrinks 4× on saturation."""
     wall0 = time.perf_counter()
     prob = Problem.from_inputs(A, lowrank, dev.n_cells)
-    draw = _Draw(dev, prob, rate)
+    draw = _Draw(dev, prob, rate, calibrate)
     vmax = draw.facts.vmax
     kappa = (SPREAD * vmax) ** 2 * draw.lmin if temperature is None else check_temperature(temperature)
     if kappa <= 0:
@@ -160,12 +161,12 @@ def _info(draw: _Draw, X: np.ndarray, c: float, kappa_orig: float, kappa_dev: fl
         period=p, burn_in=bi, relaxation_time=draw.tau, n_eff=n_eff, lag1=r, mean=Y.mean(0),
         mean_error=Y.std(0, ddof=1) / np.sqrt(n_eff), device_time=draw.device_time,
         wall_time=time.perf_counter() - wall0, packets=draw.dev.stats.packets - packets0,
-        notes=systematic_notes(draw.dev, draw.facts))
+        notes=draw.notes + systematic_notes(draw.dev, draw.facts))
 
 
 def inv(dev: Any, A: Any = None, *, n_samples: int = 1000, temperature: float | None = None,
         period: float | None = None, burn_in: float | None = None, lowrank: tuple | None = None,
-        rate: float = 1.0, return_info: bool = False) -> Any:
+        rate: float = 1.0, return_info: bool = False, calibrate: bool = True) -> Any:
     """A⁻¹ from the equilibrium covariance: Σ' = κ'A'⁻¹ ⇒ A⁻¹ = Σ'/(κ'·sA). Returns
     (Ainv, error) with error_ij the standard error of entry ij:
     sqrt((Σ_ii Σ_jj + Σ_ij²)·g_ij/(n − 1)), g_ij = (1 + r_i r_j)/(1 − r_i r_j) for the measured
@@ -174,7 +175,7 @@ def inv(dev: Any, A: Any = None, *, n_samples: int = 1000, temperature: float | 
     packets0 = dev.stats.packets
     n = _check_count(n_samples, "n_samples", 3)
     X, kappa, draw, p, bi, wall0 = _zero_mean_samples(dev, A, lowrank, n, temperature, period,
-                                                      burn_in, rate)
+                                                      burn_in, rate, calibrate)
     S = np.cov(X, rowvar=False, ddof=1).reshape(X.shape[1], X.shape[1])
     r = _lag1(X)
     rr = np.outer(r, r)
@@ -190,7 +191,7 @@ def inv(dev: Any, A: Any = None, *, n_samples: int = 1000, temperature: float | 
 
 def logdet(dev: Any, A: Any = None, *, n_samples: int = 4000, temperature: float | None = None,
            period: float | None = None, burn_in: float | None = None, lowrank: tuple | None = None,
-           rate: float = 1.0, return_info: bool = False) -> Any:
+           rate: float = 1.0, return_info: bool = False, calibrate: bool = True) -> Any:
     """ln det A from the sample covariance, bias-corrected with the Wishart law.
 
     With ν degrees of freedom, νS ~ W_d(Σ, ν) gives E ln|νS| = ln|Σ| + d ln 2 + Σ_{i=1}^{d}
@@ -204,7 +205,7 @@ def logdet(dev: Any, A: Any = None, *, n_samples: int = 4000, temperature: float
         raise ValueError(f"logdet of a {dim}×{dim} matrix needs well over {dim} effective samples "
                          f"(n_samples = {n}); raise n_samples")
     X, kappa, draw, p, bi, wall0 = _zero_mean_samples(dev, A, lowrank, n, temperature, period,
-                                                      burn_in, rate)
+                                                      burn_in, rate, calibrate)
     r = _lag1(X)
     nu = (n - 1) / float(np.mean((1 + r**2) / (1 - r**2)))
     if nu < dim + 2:
@@ -220,7 +221,7 @@ def logdet(dev: Any, A: Any = None, *, n_samples: int = 4000, temperature: float
 
 def sample(dev: Any, A: Any = None, b: Any = None, n: int = 1000, *, temperature: float = 1.0,
            period: float | None = None, burn_in: float | None = None, lowrank: tuple | None = None,
-           rate: float = 1.0, return_info: bool = False) -> Any:
+           rate: float = 1.0, return_info: bool = False, calibrate: bool = True) -> Any:
     """n samples (n × d, original units) of N(A⁻¹b, κA⁻¹) with κ = ``temperature`` (original
     units; the device runs at κ' = κ/(c²·sA), see the module doc). b=None means zero mean.
     Samples are ``period`` apart (default 2τ̂); consecutive ones are still slightly correlated
@@ -233,7 +234,7 @@ def sample(dev: Any, A: Any = None, b: Any = None, n: int = 1000, *, temperature
                          f"got {temperature!r}")
     prob = Problem.from_inputs(A, lowrank, dev.n_cells)
     b = np.zeros(prob.n) if b is None else check_vector(b, prob.n, "b")
-    draw = _Draw(dev, prob, rate)
+    draw = _Draw(dev, prob, rate, calibrate)
     vmax = draw.facts.vmax
     mu = cg_estimate(prob.matvec, b) if np.any(b) else np.zeros(prob.n)
     sigma = math.sqrt(kappa / draw.spec.lmin)          # ≥ every cell's sd, original units

@@ -22,9 +22,9 @@ import numpy as np
 from scipy.stats import chi2
 
 from host.errors import DeviceSaturated
-from host.linalg._problem import (TAU_SAFETY, NotPositiveDefinite, Problem, cg_estimate,
-                                  check_temperature, check_vector, device_facts, lanczos,
-                                  pow2_ceil, prepare, systematic_notes)
+from host.linalg._problem import (TAU_SAFETY, NotPositiveDefinite, Problem, calibration_notes,
+                                  cg_estimate, check_temperature, check_vector, device_facts,
+                                  lanczos, pow2_ceil, prepare, systematic_notes)
 
 #: The error estimate is driven to tol/SAFETY: the realised error of a 64-cell solve fluctuates
 #: around its RMS estimate by ~±20 % (about 20 effective independent directions for a condition
@@ -56,6 +56,8 @@ SATURATION_RETRIES = 3
 #: ‖b − Ax‖² is compared with its thermal-noise law (expected²·χ²_n/n); above this quantile a
 #: systematic error is reported in ``notes`` (false alarm 1 in 1000 on an ideal device).
 RESIDUAL_P = 0.999
+#: Most refinement steps ``refine=None`` (automatic) takes while the estimate misses ``tol``.
+MAX_REFINE = 6
 
 _LAST: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
 
@@ -64,12 +66,11 @@ _LAST: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary(
 class Solution:
     """A device solve of A x = b with its measured error.
 
-    ``error_estimate`` is the per-cell standard error (1σ, original units): batch-means error of
-    the thermal noise plus half an ADC step (plus, after ``refine``, the estimated bias left in
-    the last correction). ``error_norm`` = sqrt(Σ error_estimate²) is the RMS size of the error
-    vector, ``relative_error_estimate`` = error_norm/‖x‖. Without refinement, systematic device
-    errors (offsets, gain mismatch) are NOT in it — the residual check sees them: ``residual``
-    vs ``residual_expected``, ``error_bound``, and ``notes`` says so in words.
+    ``error_estimate`` is the per-cell error (original units): the batch-means error of the
+    thermal noise, half an ADC step, and an equal share of ``systematic_error`` — the bound on
+    what offsets, mismatch and converter steps did, from the part of the residual ‖b − Ax‖ that
+    noise does not explain. ``error_norm`` = sqrt(Σ error_estimate²), ``relative_error_estimate``
+    = error_norm/‖x‖; ``notes`` says in words what was found and done.
     """
     x: np.ndarray
     error_estimate: np.ndarray
@@ -93,6 +94,8 @@ class Solution:
     residual_expected: float    # what thermal noise + ADC alone would give (same units)
     error_bound: float          # ‖b − A x‖/λmin (λmin estimated): a bound on ‖x − A⁻¹b‖ that
     #                             systematic errors cannot hide from
+    systematic_error: float     # the systematic part of it (beyond what noise explains), in
+    #                             error_norm already
     refinements: int            # iterative-refinement steps done
     notes: tuple[str, ...] = field(default=())
 
@@ -311,7 +314,8 @@ def _average(st: _Setup, rhs: np.ndarray, target_rel: float | None, target_abs: 
 
 def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any = None,
           warm_start: bool = False, max_time: float = 1e6, temperature: float | None = None,
-          lowrank: tuple | None = None, rate: float = 1.0, refine: int = 0) -> Solution:
+          lowrank: tuple | None = None, rate: float = 1.0, refine: int | None = None,
+          calibrate: bool = True) -> Solution:
     """Solve A x = b (A symmetric positive definite) on the device to relative error ``tol``.
 
     A dense, or ``lowrank=(J, H, lam)`` for A = Jᵀ H J + diag(lam) (uploaded factored; A is never
@@ -321,12 +325,14 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
     if the tolerance is not reached by then the result comes back with ``converged=False`` and a
     RuntimeWarning. ``rate``: the stiffest rate of A' in 1/τ0 (A' = A/sA with λmax(A') ≈ rate).
 
-    The error estimate covers the thermal noise and the ADC step. On a non-ideal device offsets
-    and mismatch bias the equilibrium itself and batch means cannot see that; the host-computed
-    residual ‖b − A x‖ can, and is reported next to what noise alone would give (``residual``,
-    ``residual_expected``, ``error_bound``, ``notes``). ``refine`` > 0 runs that many steps of
-    iterative refinement (x += device solve of A δ = b − A x, the residual in float64 on the
-    host): it removes most of such a bias, and the size of the corrections enters the estimate.
+    The error estimate has two parts: the statistical one (thermal noise, by batch means, and the
+    ADC step) and the systematic one — what offsets, mismatch and converter steps do to the
+    equilibrium itself — bounded from the host's float64 residual: the part of ‖b − Ax‖ that
+    noise does not explain, divided by λmin. Iterative refinement (x += device solve of
+    A δ = b − A x) removes the systematic error step by step: ``refine=None`` (default) refines
+    while the estimate misses ``tol`` (at most MAX_REFINE steps); an int does exactly that many.
+    ``calibrate``: a device whose calibration is not valid (CAL_VALID = 0) is calibrated first
+    (saved trims for its serial are tried; ``notes`` says what was done).
     Raises ValueError for bad input, NotPositiveDefinite (a ValueError) when A is not SPD.
     """
     wall0, packets0 = time.perf_counter(), dev.stats.packets
@@ -336,8 +342,8 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
         raise ValueError(f"max_time must be a positive device time (τ0), got {max_time!r}")
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be positive, got {rate!r}")
-    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
-        raise ValueError(f"refine must be an integer ≥ 0, got {refine!r}")
+    if refine is not None and (not isinstance(refine, int) or isinstance(refine, bool) or refine < 0):
+        raise ValueError(f"refine must be None (automatic) or an integer ≥ 0, got {refine!r}")
     prob = Problem.from_inputs(A, lowrank, dev.n_cells)
     n = prob.n
     b = check_vector(b, n, "b")
@@ -348,6 +354,7 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
     if temperature is not None:
         check_temperature(temperature)
     spec = lanczos(prob.matvec, n)            # refuses an indefinite A before any device access
+    notes: list[str] = list(calibration_notes(dev)) if calibrate else []
     kappa = check_temperature(dev.read("TEMPERATURE") if temperature is None else temperature)
     facts = device_facts(dev)
     vmax = facts.vmax
@@ -365,13 +372,15 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
             "rails; lower the temperature or raise `rate`")
     st = _Setup(dev=dev, prob=prob, lmin=lmin, lmax=spec.lmax, sA=sA, tau=tau, kappa=kappa,
                 vmax=vmax, head=head, q_dev=0.5 * facts.adc_lsb, packet_wall=facts.lease_s / 4)
-    notes = list(systematic_notes(dev, facts))
+    notes += systematic_notes(dev, facts)
     aim_rel = tol / SAFETY
+    lam_low = spec.lmin / TAU_SAFETY          # a lower estimate of λmin(A) (original units)
 
     out = _average(st, b, aim_rel, None, start, max_time)
     x, last, total = out.x, out, [out]
-    systematic = np.zeros(n)
-    for _ in range(refine):
+    est = _estimate(prob, b, x, last, kappa, sA, lam_low)
+    steps = MAX_REFINE if refine is None else refine
+    while len(total) - 1 < steps and (refine is not None or est.relative > tol):
         r = b - prob.matvec(x)
         left = max_time - sum(o.used for o in total)
         if not np.any(r):
@@ -381,53 +390,74 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
         except ValueError as exc:  # max_time used up
             notes.append(f"refinement stopped: {exc}")
             break
-        # the correction carries the device's relative bias too: estimate it by the measured
-        # contraction ‖δ_k‖/‖δ_{k−1}‖ (δ_0 = x_0), doubled — a heuristic: the contraction
-        # scatters from step to step, and x_0 weighs the fast modes more than an error does
-        # (measured on the realistic profile: see docs/linalg.md)
-        prev = total[-1].x
-        s_rel = min(1.0, 2.0 * float(np.linalg.norm(d.x)) / float(np.linalg.norm(prev)))
         total.append(d)
         x = x + d.x
-        systematic = s_rel * np.abs(d.x)
         last = d
-    err = np.sqrt(last.var + last.q**2 + systematic**2)
-    err_norm = float(np.linalg.norm(err))
-    norm = float(np.linalg.norm(x))
-    rel = err_norm / norm if norm > 0 else math.inf
+        est = _estimate(prob, b, x, last, kappa, sA, lam_low)
     used = sum(o.used for o in total)
-    # converged: every device solve reached its aim and the estimate (with the refinement's
-    # systematic term) is within the tolerance asked for
-    converged = all(o.converged for o in total) and rel <= tol
+    # converged: every device solve reached its aim and the estimate (statistical and
+    # systematic) is within the tolerance asked for
+    converged = all(o.converged for o in total) and est.relative <= tol
     for o in total:
         notes += o.notes
-    # residual check, O(n²) (O(rn) low-rank) on the host: thermal noise alone gives
-    # A(x̂ − x) ~ N(0, 2κ'sA²/W · I), white; an ADC error δ, each cell uniform on a step of 2q
-    # (mean up to q if the converter truncates, variance q²/3), adds E‖Aδ‖² = q²(‖A‖_F²/3 + ‖A1‖²)
-    resid = float(np.linalg.norm(b - prob.matvec(x)))
-    adc2 = last.q**2 * (prob.frobenius2() / 3 + float(np.sum(prob.matvec(np.ones(n)) ** 2)))
-    expected = math.sqrt(n * 2 * kappa * sA**2 / last.W + adc2)
-    bnorm = float(np.linalg.norm(b))
-    bound = resid / (spec.lmin / TAU_SAFETY)
-    if resid**2 > expected**2 * chi2.ppf(RESIDUAL_P, n) / n:
-        notes.append(f"the residual ‖b − Ax‖ is {resid / expected:.1f}× what thermal noise explains: "
-                     "the device has a systematic error that the error estimate "
-                     f"{'covers only through the refinement term' if refine else 'does not include'}; "
-                     f"‖x − A⁻¹b‖ ≲ ‖b − Ax‖/λmin ≈ {bound:.3g} ({bound / norm:.2g} relative)")
+    if est.systematic > 0:
+        notes.append(f"the residual ‖b − Ax‖ is {est.residual / est.expected:.1f}× what thermal "
+                     f"noise and the ADC explain: a systematic error of at most ‖r_sys‖/λmin ≈ "
+                     f"{est.systematic:.3g} ({est.systematic / est.norm:.2g} relative), included "
+                     "in the error estimate" + (f" after {len(total) - 1} refinement step(s)"
+                                                if len(total) > 1 else ""))
     if not converged:
         warnings.warn(f"linalg.solve did not reach tol={tol:g}: stopped at relative error estimate "
-                      f"{rel:.3g} (aiming at {aim_rel:g}) after {used:.4g} τ0 of device time "
-                      f"(max_time {max_time:g}); see Solution.notes", RuntimeWarning, stacklevel=2)
+                      f"{est.relative:.3g} (aiming at {aim_rel:g}) after {used:.4g} τ0 of device "
+                      f"time and {len(total) - 1} refinement step(s) (max_time {max_time:g}); see "
+                      "Solution.notes", RuntimeWarning, stacklevel=2)
     _LAST[dev] = x.copy()
+    bnorm = float(np.linalg.norm(b))
     return Solution(
-        x=x, error_estimate=err, error_norm=err_norm, relative_error_estimate=rel,
+        x=x, error_estimate=est.per_cell, error_norm=est.absolute,
+        relative_error_estimate=est.relative,
         device_time=used, burn_in=sum(o.burned for o in total),
         wall_time=time.perf_counter() - wall0, runs=sum(o.runs for o in total),
         packets=dev.stats.packets - packets0, converged=converged, tol=tol, temperature=kappa,
         scale_A=sA, scale_b=out.c * sA, relaxation_time=tau, batches=last.batches,
         dropped_batches=sum(o.dropped for o in total), dof=last.batches - 1,
-        residual=resid / bnorm, residual_expected=expected / bnorm, error_bound=bound,
+        residual=est.residual / bnorm, residual_expected=est.expected / bnorm,
+        error_bound=est.residual / lam_low, systematic_error=est.systematic,
         refinements=len(total) - 1, notes=tuple(notes))
+
+
+@dataclass
+class _Estimate:
+    per_cell: np.ndarray  # 1σ per cell: statistical, ADC and the systematic share
+    absolute: float       # ‖per_cell‖
+    relative: float
+    norm: float           # ‖x‖
+    systematic: float     # bound on the systematic error's norm
+    residual: float       # ‖b − Ax‖
+    expected: float       # what thermal noise and the ADC alone give
+
+
+def _estimate(prob: Problem, b: np.ndarray, x: np.ndarray, last: _Outcome, kappa: float,
+              sA: float, lam_low: float) -> _Estimate:
+    """The error of ``x``: statistical from the last device solve (the earlier ones' noise is
+    what that solve corrected), systematic from the host's float64 residual.
+
+    Thermal noise alone gives A(x̂ − x) ~ N(0, 2κ'sA²/W · I), white; an ADC error δ, each cell
+    uniform on a step of 2q, adds E‖Aδ‖² = q²(‖A‖_F²/3 + ‖A1‖²) (the mean term if the converter
+    truncates). Whatever the residual has beyond that (at the RESIDUAL_P quantile of its noise
+    law) is systematic, and ‖A⁻¹r‖ ≤ ‖r‖/λmin bounds what it does to x."""
+    n = x.size
+    resid = float(np.linalg.norm(b - prob.matvec(x)))
+    adc2 = last.q**2 * (prob.frobenius2() / 3 + float(np.sum(prob.matvec(np.ones(n)) ** 2)))
+    expected = math.sqrt(n * 2 * kappa * sA**2 / last.W + adc2)
+    noise_hi2 = expected**2 * chi2.ppf(RESIDUAL_P, n) / n
+    systematic = math.sqrt(max(resid**2 - noise_hi2, 0.0)) / lam_low if resid**2 > noise_hi2 else 0.0
+    per_cell = np.sqrt(last.var + last.q**2 + systematic**2 / n)
+    absolute = float(np.linalg.norm(per_cell))
+    norm = float(np.linalg.norm(x))
+    return _Estimate(per_cell=per_cell, absolute=absolute,
+                     relative=absolute / norm if norm > 0 else math.inf, norm=norm,
+                     systematic=systematic, residual=resid, expected=expected)
 
 
 def _trivial(n: int, tol: float, kappa: float, sA: float, tau: float, wall0: float,
@@ -440,5 +470,5 @@ def _trivial(n: int, tol: float, kappa: float, sA: float, tau: float, wall0: flo
                     packets=dev.stats.packets - packets0, converged=True, tol=tol,
                     temperature=kappa, scale_A=sA, scale_b=1.0, relaxation_time=tau, batches=0,
                     dropped_batches=0, dof=0, residual=0.0, residual_expected=0.0,
-                    error_bound=0.0, refinements=0,
+                    error_bound=0.0, systematic_error=0.0, refinements=0,
                     notes=("b = 0: the solution is 0, no run needed",))

@@ -47,17 +47,20 @@ class TNGDDirection:
     name = "tngd"
 
     UPLOADS = ("factor", "hessian")
+    SCALES = ("range", "norm")
 
     def __init__(self, device: Any, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
                  kappa: float = 0.0, readout: str = "state", form: str = "lowrank",
                  init: str = "warm", stability: float | None = None, headroom: float = 0.5,
-                 upload: str = "factor", drift_check: int = 8) -> None:
+                 upload: str = "factor", drift_check: int = 8, scale: str = "range") -> None:
         if readout not in self.READOUTS:
             raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
         if init not in self.INITS:
             raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
         if upload not in self.UPLOADS:
             raise ValueError(f"upload must be one of {self.UPLOADS}, got {upload!r}")
+        if scale not in self.SCALES:
+            raise ValueError(f"scale must be one of {self.SCALES}, got {scale!r}")
         if not (isinstance(drift_check, int) and drift_check >= 0):
             raise ValueError(f"drift_check must be an int >= 0 (steps; 0 = never), got {drift_check!r}")
         if form not in ("lowrank", "dense"):
@@ -73,6 +76,7 @@ class TNGDDirection:
         self.readout, self.form, self.init_mode, self.stability = readout, form, init, stability
         self.headroom = headroom  # the bound on |g̃| uses this fraction of the rails
         self.upload = upload
+        self.scale_mode = scale
         self.drift_check = drift_check
         self._check_every = drift_check
         self._since_check = 0
@@ -107,11 +111,13 @@ class TNGDDirection:
     def _choose_scale(self, grad: np.ndarray) -> float:
         norm = float(np.linalg.norm(grad))
         need = norm / (self.lam * self.headroom * self.dev.vmax)
-        if self._last is not None and self._grad_norm > 0:
+        if self.scale_mode == "range" and self._last is not None and self._grad_norm > 0:
             ranged = float(np.max(np.abs(self._last))) * norm / self._grad_norm
             need = min(need, ranged / (self.headroom * self.dev.vmax))
         need = 2.0 ** math.ceil(math.log2(max(need, 2.0**-30)))
-        if self.scale is None or need > self.scale or need < self.scale / 4:
+        # (the range estimate tracks the solution, so it may fall back sooner than the bound)
+        slack = 4 if self.scale_mode == "range" else 64
+        if self.scale is None or need > self.scale or need < self.scale / slack:
             return need  # hysteresis: keep the scale (and the warm start) unless far off
         return self.scale
 

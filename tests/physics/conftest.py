@@ -20,3 +20,4 @@ def _compiled_kernels() -> None:
                        1.0, sat, np.zeros(2))
     kernels.em_dense_chains(x[None], v[None], np.eye(2), b, one, one, und, one, xi[:, None], 0.1,
                             1.0, sat[None], np.zeros((1, 2)))
+    kernels.em_capacitive(x, v, np.eye(2), b, one, one, one, xi, 0.1, 1.0, sat, np.zeros(2))
