@@ -9,7 +9,9 @@ import numpy as np
 class AnalogCoreLike(Protocol):
     n_cells: int
     max_rank: int
-    profile: Any          # .name, .vmax, .dac_bits_coupling, .dac_bits_bias, .adc_bits
+    profile: Any          # .name, .vmax, .dac_bits_coupling, .dac_bits_bias, .adc_bits, .modes,
+    #                       timing: .tau0_s, .link_bits_per_s, .link_word_bits, .dac_words_per_s,
+    #                       .adc_words_per_s
     serial: int
     x: np.ndarray
     v: np.ndarray

@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds < 1 or a.samples < CHECKPOINTS[0]:
         p.error(f"need --seeds >= 1 and --samples >= {CHECKPOINTS[0]}")
     t0 = time.perf_counter()
-    from device.analog.profiles import get_profile
-    tau0 = get_profile("spu-8").tau0_s
+    with host.connect("spawn://?profile=spu-8", claim=False) as dev:  # the chip's own timing
+        tau0 = dev.info()["timing"]["tau0_s"]
     res = run(a.seeds, a.samples, ("ideal", "spu-8"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
