@@ -8,6 +8,7 @@
     python -m host.experiments spiral-step-sweep [--seeds 3] [--epochs 4000] [--only "METHOD,..."]
     python -m host.experiments tngd-hardware     [--seeds 3] [--epochs 5]
     python -m host.experiments tngd-dac-bits     [--seeds 3] [--epochs 5]
+    python -m host.experiments langevin-hardware [--seeds 3] [--epochs 400]
 
 Each study trains every arm for every seed with ``host.training.train`` (device arms on a private
 ``spawn://`` emulator: the ideal profile, or the arm's own), evaluates every ``--eval-every`` steps, and writes
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from host.plots import pyplot
 from host.training import TrainConfig, TrainingError, train
 
 
@@ -56,12 +58,19 @@ def profile_file(base: str, edits: dict[str, Any], root: Path) -> Path:
     lines = [f'name = "{name}"', f'description = "{prof.description} — with {tag}"']
     for section, keys in SECTIONS.items():
         lines.append(f"\n[{section}]")
-        lines += [f"{k} = {edits.get(k, getattr(prof, k))!r}" for k in keys]
+        lines += [f"{k} = {_toml_value(edits.get(k, getattr(prof, k)))}" for k in keys]
     lines += ["\n[sources]", f'edits = "{base} with {tag} (a study\'s variant)"']
     path = root / "profiles" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML literal for the values profiles hold (numbers, strings, lists of strings)."""
+    if isinstance(value, (tuple, list, str)):
+        return json.dumps(list(value) if not isinstance(value, str) else value)
+    return repr(value)
 
 
 def arm_device(arm: Arm, device: str, root: Path) -> str:
@@ -120,6 +129,9 @@ SETTINGS: dict[str, dict[str, Any]] = {"spiral-langevin": SPIRAL}
 # Non-ideal hardware: TNGD and TNGD-Adam at the paper's settings on each profile, with the host's
 # mitigation (calibration, drift checks, the factor upload) and without it.
 RAW = {"drift_check": 0}
+#: The published SPU's converters and tolerances (as assumed in device/profiles/spu-8.toml) on a
+#: chip with TNGD's low-rank coupling, which the SPU itself does not have.
+SPU_CONVERTERS = {"dac_bits_coupling": 4, "dac_bits_bias": 12, "gain_sigma": 0.05, "cap_sigma": 0.05}
 PAPER_ADAM = {"lr": 1e-3, "lam": 1.0, "t": 50.0}
 STUDIES["tngd-hardware"] = ("TNGD on non-ideal hardware: test loss per profile, with and without mitigation", [
     Arm("TNGD ideal", "tngd", PAPER, profile="ideal"),
@@ -131,10 +143,16 @@ STUDIES["tngd-hardware"] = ("TNGD on non-ideal hardware: test loss per profile, 
     Arm("TNGD realistic unmitigated norm-scale", "tngd",
         {**PAPER, **RAW, "upload": "hessian", "scale": "norm"}, profile="realistic", calibrate=False),
     Arm("TNGD tngd-asic", "tngd", PAPER, profile="tngd-asic"),
+    Arm("TNGD spu-8 converters", "tngd", PAPER, profile="realistic", edits=SPU_CONVERTERS),
     Arm("TNGD-Adam ideal", "tngd-adam", PAPER_ADAM, profile="ideal"),
     Arm("TNGD-Adam realistic", "tngd-adam", PAPER_ADAM, profile="realistic"),
     Arm("TNGD-Adam tngd-asic", "tngd-adam", PAPER_ADAM, profile="tngd-asic"),
 ])
+STUDIES["langevin-hardware"] = ("AdLaLa with its momenta in device cells, per hardware profile (spiral)", [
+    Arm(f"AdLaLa (device) {p}", "adlala-device", {}, profile=p)
+    for p in ("ideal", "realistic", "tngd-asic")
+])
+SETTINGS["langevin-hardware"] = {**SPIRAL, "epochs": 400, "eval_every": 40, "seeds": 3}
 DAC_BITS = (8, 10, 12, 14, 16)
 STUDIES["tngd-dac-bits"] = ("TNGD's test loss against DAC resolution (coupling and bias DACs)", [
     *[Arm(f"{base} DAC {b} bits", "tngd", PAPER, profile=base,
@@ -257,12 +275,8 @@ def _sweep_table(methods: dict[str, dict], n_seeds: int) -> str:
 
 
 def _plot_sweep(path: Path, title: str, methods: dict[str, dict]) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install 'thermohil[plots]'): no figure", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, m in methods.items():
@@ -332,12 +346,8 @@ def aggregate(runs: list[list[dict]]) -> dict[str, list[float]]:
 
 
 def _plot(path: Path, title: str, curves: dict[str, dict], metric: str = "test_loss") -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install 'thermohil[plots]'): no figure", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for label, c in curves.items():

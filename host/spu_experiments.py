@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from host.plots import pyplot
+
 import host
 
 N = 8
@@ -128,12 +130,8 @@ def _table(res: dict, key: str, samples: int, tau0: float) -> str:
 
 
 def _plot(path: Path, res: dict, tau0: float) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install 'thermohil[plots]'): no figure", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, key, title in ((axes[0], "sampling", "Gaussian sampling: ‖Σ̂ − Σ‖/‖Σ‖"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
+from host.linalg.accuracy import random_spd  # noqa: F401  (re-exported for the tests)
 from protocol.codec import decode_reply, encode_request, Transaction
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,10 +107,6 @@ class RawClient:
         self.sock.close(0)
 
 
-def random_spd(n: int, cond: float, rng: np.random.Generator) -> np.ndarray:
-    """Random SPD matrix with eigenvalues geometrically spaced in [1, cond]."""
-    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    return (q * np.geomspace(1.0, cond, n)) @ q.T
 
 
 def rss_mb(pid: int) -> float:

@@ -23,6 +23,7 @@ from host import linalg
 
 
 def random_spd(n: int, cond: float, rng: np.random.Generator) -> np.ndarray:
+    """Random SPD matrix with eigenvalues geometrically spaced in [1, cond]."""
     q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     return (q * np.geomspace(1.0, cond, n)) @ q.T
 

@@ -108,3 +108,14 @@ def test_stochastic_rounding_is_unbiased_and_keeps_the_coupling_symmetric():
         assert set(np.round(draws / step, 6)) <= {np.floor(-0.3 / step), np.ceil(-0.3 / step)}
         # mean of 400 two-valued draws: s.e. ≤ step/2/sqrt(400); 4 s.e.
         assert abs(draws.mean() - (-0.3)) <= 4 * step / 2 / 20
+
+
+def test_a_studys_variant_of_a_builtin_is_a_valid_profile_file(tmp_path):
+    from host.experiments import profile_file
+    for base in PROFILES:
+        prof = load_profile(profile_file(base, {"dac_bits_coupling": 10, "gain_sigma": 0.02},
+                                         tmp_path))
+        ref = get_profile(base)
+        assert prof.dac_bits_coupling == 10 and prof.gain_sigma == 0.02
+        assert (prof.modes, prof.cells, prof.adc_bits, prof.tau0_s) == \
+            (ref.modes, ref.cells, ref.adc_bits, ref.tau0_s)
