@@ -19,7 +19,8 @@ of the same physics, and report the error against sampling time:
 The coarse coupling DACs bias both (the programmed matrix is not the asked one); averaging over
 K programmings that each round stochastically (Aifer et al. 2024) removes that bias to first
 order. The third table measures the error against K at a fixed number of samples per
-programming. Writes OUT/spu.md, OUT/spu.json and OUT/spu.png.
+programming, on spu-8 and on a variant with 6-bit banks and no component mismatch (whose only
+error is the coupling quantisation). Writes OUT/spu.md, OUT/spu.json and OUT/spu.png.
 """
 from __future__ import annotations
 
@@ -78,7 +79,18 @@ def curve(X: np.ndarray, target: np.ndarray, scale: float) -> list[float]:
     return [rel_fro(np.cov(X[:k].T) / scale, target) for k in CHECKPOINTS if k <= len(X)]
 
 
-def run(seeds: int, samples: int, profiles: tuple[str, ...]) -> dict:
+def ensemble_chips(where: Path) -> dict[str, str]:
+    """The chips of the ensemble table: spu-8 as assumed, and spu-8 with 6-bit coupling banks
+    and no component mismatch (a profile file written for it), whose only error is the
+    coupling quantisation that stochastic rounding addresses."""
+    from host.experiments import profile_file
+    fine = profile_file("spu-8", {"dac_bits_coupling": 6, "gain_sigma": 0.0, "cap_sigma": 0.0},
+                        where)
+    return {"spu-8": "spawn://?profile=spu-8",
+            "spu-8, 6-bit banks, no mismatch": f"spawn://?profile={fine.resolve()}"}
+
+
+def run(seeds: int, samples: int, profiles: tuple[str, ...], seeds_dir: Path) -> dict:
     out: dict = {"sampling": {}, "inversion": {}, "ensemble": {}}
     for profile in profiles:
         for experiment in ("sampling", "inversion"):
@@ -99,22 +111,24 @@ def run(seeds: int, samples: int, profiles: tuple[str, ...]) -> dict:
                                         [0.0] * len(rows[0])}
             print(f"  {experiment:<9} {profile:<10} final error {out[experiment][profile]['mean'][-1]:.4f}",
                   file=sys.stderr, flush=True)
-    # stochastic-rounding ensembles on the SPU: inversion error against the ensemble size
-    per = min(samples, 10000)
-    for rounding in ("nearest", "stochastic"):
-        rows = []
-        for s in range(seeds):
-            rng = np.random.default_rng(100 + s)
-            A = capacitance_network(rng)
-            with host.connect(f"spawn://?profile=spu-8&seed={s}") as dev:
-                covs = [np.cov(draw(dev, A, per, None if rounding == "nearest" else 1000 * s + k).T)
-                        for k in range(max(ENSEMBLES))]
-            rows.append([rel_fro(np.mean(covs[:k], 0) / KAPPA, np.linalg.inv(A)) for k in ENSEMBLES])
-        out["ensemble"][rounding] = {"mean": np.mean(rows, 0).tolist(),
-                                     "sd": np.std(rows, 0, ddof=1).tolist() if seeds > 1 else
-                                     [0.0] * len(ENSEMBLES)}
-        print(f"  ensemble  {rounding:<10} K={max(ENSEMBLES)}: {out['ensemble'][rounding]['mean'][-1]:.4f}",
-              file=sys.stderr, flush=True)
+    # stochastic-rounding ensembles: inversion error against the ensemble size, on the SPU as
+    # assumed and on a variant whose only error is its (finer) coupling quantisation
+    per = min(samples, 30000)
+    for chip, url in ensemble_chips(seeds_dir).items():
+        for rounding in ("nearest", "stochastic"):
+            rows = []
+            for s in range(seeds):
+                A = capacitance_network(np.random.default_rng(100 + s))
+                with host.connect(f"{url}&seed={s}") as dev:
+                    covs = [np.cov(draw(dev, A, per, None if rounding == "nearest" else 1000 * s + k).T)
+                            for k in range(max(ENSEMBLES))]
+                rows.append([rel_fro(np.mean(covs[:k], 0) / KAPPA, np.linalg.inv(A)) for k in ENSEMBLES])
+            key = f"{chip}, {rounding}"
+            out["ensemble"][key] = {"mean": np.mean(rows, 0).tolist(),
+                                    "sd": np.std(rows, 0, ddof=1).tolist() if seeds > 1 else
+                                    [0.0] * len(ENSEMBLES)}
+            print(f"  ensemble  {key:<32} K={max(ENSEMBLES)}: {out['ensemble'][key]['mean'][-1]:.4f}",
+                  file=sys.stderr, flush=True)
     out["per_programming"] = per
     return out
 
@@ -141,11 +155,11 @@ def _plot(path: Path, res: dict, tau0: float) -> None:
             ax.errorbar(t, c["mean"], yerr=c["sd"], marker="o", capsize=3, label=profile)
         ax.set(xscale="log", yscale="log", xlabel="sampling time on the chip (s)", title=title)
         ax.legend()
-    for rounding, c in res["ensemble"].items():
-        axes[2].errorbar(ENSEMBLES, c["mean"], yerr=c["sd"], marker="o", capsize=3, label=rounding)
+    for key, c in res["ensemble"].items():
+        axes[2].errorbar(ENSEMBLES, c["mean"], yerr=c["sd"], marker="o", capsize=3, label=key)
     axes[2].set(xscale="log", yscale="log", xlabel="programmings averaged (K)",
-                title=f"spu-8 inversion, {res['per_programming']} samples each")
-    axes[2].legend()
+                title=f"inversion, {res['per_programming']} samples per programming")
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -157,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--samples", type=int, default=30000)
     p.add_argument("--out", default="docs/figures")
+    p.add_argument("--runs", default="runs/experiments", help="where the variant profile goes")
     a = p.parse_args(argv)
     if a.seeds < 1 or a.samples < CHECKPOINTS[0]:
         p.error(f"need --seeds >= 1 and --samples >= {CHECKPOINTS[0]}")
     t0 = time.perf_counter()
     with host.connect("spawn://?profile=spu-8", claim=False) as dev:  # the chip's own timing
         tau0 = dev.info()["timing"]["tau0_s"]
-    res = run(a.seeds, a.samples, ("ideal", "spu-8"))
+    res = run(a.seeds, a.samples, ("ideal", "spu-8"), Path(a.runs))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spu.json").write_text(json.dumps(res, indent=1))
@@ -176,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             f"samples taken {PERIOD:g} τ0 apart (sampling time on the chip at τ0 = {tau0:g} s).\n\n"
             f"## Gaussian sampling\n\n{_table(res, 'sampling', a.samples, tau0)}\n\n"
             f"## 8×8 matrix inversion\n\n{_table(res, 'inversion', a.samples, tau0)}\n\n"
-            f"## Stochastic-rounding ensembles (spu-8, inversion, {res['per_programming']} samples "
-            f"per programming)\n\n| rounding | K = {ens} |\n|---|" + "---|" * len(ENSEMBLES) +
+            f"## Stochastic-rounding ensembles (inversion, {res['per_programming']} samples "
+            f"per programming)\n\n| chip, rounding | K = {ens} |\n|---|" + "---|" * len(ENSEMBLES) +
             f"\n{ens_rows}\n")
     (out / "spu.md").write_text(text)
     _plot(out / "spu.png", res, tau0)
