@@ -9,6 +9,7 @@
     python -m host.experiments tngd-hardware     [--seeds 3] [--epochs 5]
     python -m host.experiments tngd-dac-bits     [--seeds 3] [--epochs 5]
     python -m host.experiments langevin-hardware [--seeds 3] [--epochs 400]
+    python -m host.experiments tngd-direction    [--seeds 1] [--epochs 1]
 
 Each study trains every arm for every seed with ``host.training.train`` (device arms on a private
 ``spawn://`` emulator: the ideal profile, or the arm's own), evaluates every ``--eval-every`` steps, and writes
@@ -148,6 +149,20 @@ STUDIES["tngd-hardware"] = ("TNGD on non-ideal hardware: test loss per profile, 
     Arm("TNGD-Adam realistic", "tngd-adam", PAPER_ADAM, profile="realistic"),
     Arm("TNGD-Adam tngd-asic", "tngd-adam", PAPER_ADAM, profile="tngd-asic"),
 ])
+# How far the device's direction is from the exact (G + λI)⁻¹∇ℓ, per profile: with t = 800 τ0 ≫
+# 1/λ the ideal device relaxes fully, so what is left is the hardware's (one seed, one epoch).
+FIDELITY = {**PAPER, "t": 800.0, "fidelity_every": 2}
+STUDIES["tngd-direction"] = ("TNGD's direction against the exact natural gradient, per profile (t = 800 τ0)", [
+    Arm("ideal", "tngd", FIDELITY, profile="ideal"),
+    Arm("realistic", "tngd", FIDELITY, profile="realistic"),
+    Arm("realistic uncalibrated", "tngd", {**FIDELITY, **RAW}, profile="realistic", calibrate=False),
+    Arm("realistic (J H) upload", "tngd", {**FIDELITY, "upload": "hessian"}, profile="realistic"),
+    Arm("tngd-asic", "tngd", FIDELITY, profile="tngd-asic"),
+    Arm("spu-8 converters", "tngd", FIDELITY, profile="realistic", edits=SPU_CONVERTERS),
+    *[Arm(f"realistic DAC {b} bits", "tngd", FIDELITY, profile="realistic",
+          edits={"dac_bits_coupling": b, "dac_bits_bias": b}) for b in (8, 10, 14, 16)],
+])
+SETTINGS["tngd-direction"] = {"seeds": 1, "epochs": 1}
 STUDIES["langevin-hardware"] = ("AdLaLa with its momenta in device cells, per hardware profile (spiral)", [
     Arm(f"AdLaLa (device) {p}", "adlala-device", {}, profile=p)
     for p in ("ideal", "realistic", "tngd-asic")
@@ -331,6 +346,14 @@ def run_arm(arm: Arm, seed: int, *, root: Path, dataset: str, epochs: int, batch
     return rows
 
 
+def direction_errors(run_dir: Path) -> list[float]:
+    """The logged ‖d − d*‖/‖d*‖ of a run (TNGD with fidelity_every > 0), step by step."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [r["direction_error"] for r in map(json.loads, open(path)) if "direction_error" in r]
+
+
 def aggregate(runs: list[list[dict]]) -> dict[str, list[float]]:
     """Mean and sd across seeds of each evaluated quantity, at the common evaluation steps."""
     # one row per evaluated step (runs made before the trainer stopped evaluating an epoch end
@@ -378,12 +401,15 @@ def _heading(title: str, study: str, seeds: int, epochs: int, batch: int, eval_e
 
 
 def _table(curves: dict[str, dict], n_seeds: int) -> str:
-    lines = [f"| arm | final train loss | final test loss | test accuracy | projected hw time (s) |",
-             "|---|---|---|---|---|"]
+    fidelity = any("direction_error" in c for c in curves.values())
+    extra = (" mean ‖d − d*‖/‖d*‖ |", "---|") if fidelity else ("", "")
+    lines = [f"| arm | final train loss | final test loss | test accuracy | projected hw time (s) |{extra[0]}",
+             "|---|---|---|---|---|" + extra[1]]
     for label, c in curves.items():
         cell = lambda k, f: f"{c[k][-1]:{f}} ± {c[k + '_sd'][-1]:{f}}"  # noqa: E731
+        direction = f" {c['direction_error']:.3g} |" if "direction_error" in c else " — |" if fidelity else ""
         lines.append(f"| {label} | {cell('train_loss', '.4f')} | {cell('test_loss', '.4f')} | "
-                     f"{cell('test_accuracy', '.4f')} | {cell('projected_hw_time_s', '.3g')} |")
+                     f"{cell('test_accuracy', '.4f')} | {cell('projected_hw_time_s', '.3g')} |{direction}")
     lines.append(f"\nmean ± sd over {n_seeds} seeds" if n_seeds > 1 else "\none seed")
     return "\n".join(lines)
 
@@ -417,6 +443,10 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
         runs = [run_arm(arm, s, root=runs_dir, dataset=dataset, epochs=epochs, batch=batch,
                         eval_every=eval_every, device=device) for s in range(seeds)]
         curves[arm.label] = {"algo": arm.algo, "hyper": arm.hyper, **aggregate(runs)}
+        errors = [direction_errors(_run_dir(runs_dir, arm, s, epochs, batch, eval_every))
+                  for s in range(seeds)]
+        if any(errors):
+            curves[arm.label]["direction_error"] = float(np.mean([e for run in errors for e in run]))
     result = {"study": name, "title": title, "dataset": dataset, "seeds": seeds, "epochs": epochs,
               "batch_size": batch, "eval_every": eval_every, "curves": curves}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))

@@ -363,7 +363,7 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                 emit({"step": state.step, "epoch": epoch + 1, "batch_loss": info["batch_loss"],
                       "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
                       **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale",
-                                              "calibration_time") if k in info},
+                                              "calibration_time", "direction_error") if k in info},
                       **_group_info(info), "cumulative": dict(totals)})
                 if bar:
                     bar.update()

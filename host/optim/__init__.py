@@ -35,19 +35,22 @@ def ngd(lr: float = 0.01, lam: float = 0.01, solver: str = "woodbury", cg_iters:
 def tngd(device: Any, lr: float = 0.01, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
          kappa: float = 0.0, readout: str = "state", form: str = "lowrank", init: str = "warm",
          stability: float | None = None, upload: str = "factor", drift_check: int = 8,
-         scale: str = "range") -> Optimizer:
+         scale: str = "range", fidelity_every: int = 0) -> Optimizer:
     direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability,
-                              upload=upload, drift_check=drift_check, scale=scale)
+                              upload=upload, drift_check=drift_check, scale=scale,
+                              fidelity_every=fidelity_every)
     return Composed("tngd", direction, SGDRule(lr), uses_device=True)
 
 
 def tngd_adam(device: Any, lr: float = 1e-3, lam: float = 1.0, t: float = 50.0, t_delay: float = 0.0,
               kappa: float = 0.0, readout: str = "state", form: str = "lowrank", init: str = "warm",
               stability: float | None = None, b1: float = 0.0, b2: float = 0.0,
-              upload: str = "factor", drift_check: int = 8, scale: str = "range") -> Optimizer:
+              upload: str = "factor", drift_check: int = 8, scale: str = "range",
+              fidelity_every: int = 0) -> Optimizer:
     """g̃ fed to Adam; β1 = β2 = 0 as in the paper (Adam then takes η·g̃/|g̃| steps)."""
     direction = TNGDDirection(device, lam, t, t_delay, kappa, readout, form, init, stability,
-                              upload=upload, drift_check=drift_check, scale=scale)
+                              upload=upload, drift_check=drift_check, scale=scale,
+                              fidelity_every=fidelity_every)
     return Composed("tngd-adam", direction, AdamRule(lr, b1, b2), uses_device=True)
 
 
@@ -74,6 +77,8 @@ _TNGD_PARAMS = {
                               "whatever the converters do; 'hessian' (J, H) as the paper writes it"),
     "drift_check": (int, 8, "steps between the device's drift checks (recalibrating when one fails; "
                             "adapts up to 8x; 0 = never)"),
+    "fidelity_every": (int, 0, "every this many steps, also solve (G + λI)⁻¹∇ℓ digitally and log "
+                                "the device's relative error as direction_error (0 = never)"),
     "scale": (str, "range", "bias scale: 'range' (the last solution's largest entry fills the rails) "
                             "or 'norm' (the bound ‖∇ℓ‖/λ: safe, but leaves most of the range unused)"),
 }

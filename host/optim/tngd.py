@@ -52,7 +52,8 @@ class TNGDDirection:
     def __init__(self, device: Any, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
                  kappa: float = 0.0, readout: str = "state", form: str = "lowrank",
                  init: str = "warm", stability: float | None = None, headroom: float = 0.5,
-                 upload: str = "factor", drift_check: int = 8, scale: str = "range") -> None:
+                 upload: str = "factor", drift_check: int = 8, scale: str = "range",
+                 fidelity_every: int = 0) -> None:
         if readout not in self.READOUTS:
             raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
         if init not in self.INITS:
@@ -61,6 +62,9 @@ class TNGDDirection:
             raise ValueError(f"upload must be one of {self.UPLOADS}, got {upload!r}")
         if scale not in self.SCALES:
             raise ValueError(f"scale must be one of {self.SCALES}, got {scale!r}")
+        if not (isinstance(fidelity_every, int) and fidelity_every >= 0):
+            raise ValueError(f"fidelity_every must be an int >= 0 (steps; 0 = never), got "
+                             f"{fidelity_every!r}")
         if not (isinstance(drift_check, int) and drift_check >= 0):
             raise ValueError(f"drift_check must be an int >= 0 (steps; 0 = never), got {drift_check!r}")
         if form not in ("lowrank", "dense"):
@@ -77,6 +81,7 @@ class TNGDDirection:
         self.headroom = headroom  # the bound on |g̃| uses this fraction of the rails
         self.upload = upload
         self.scale_mode = scale
+        self.fidelity_every = fidelity_every
         self.drift_check = drift_check
         self._check_every = drift_check
         self._since_check = 0
@@ -166,8 +171,17 @@ class TNGDDirection:
             "calibration_time": calibration_time,
         }
         self._grad_norm = float(np.linalg.norm(grad))
+        if self.fidelity_every and state.step % self.fidelity_every == 0:
+            self.info["direction_error"] = self._direction_error(d, state, X, y, objective, grad)
         return d
 
+    def _direction_error(self, d: np.ndarray, state: Any, X: np.ndarray, y: np.ndarray,
+                         objective: Any, grad: np.ndarray) -> float:
+        """‖d − d*‖/‖d*‖ against the exact solve d* = (G + λI)⁻¹∇ℓ (Woodbury, digital): how far
+        the device's answer is from what the algorithm asked, whatever the loss then does."""
+        from host.optim.directions import NaturalGradientDirection
+        exact = NaturalGradientDirection(self.lam, "woodbury")(state, X, y, objective, grad)
+        return float(np.linalg.norm(d - exact) / max(np.linalg.norm(exact), 1e-300))
     def _keep_calibrated(self) -> float:
         """Offsets drift: every ``drift_check`` steps (adapting between 1 and 8× that) run the
         device's drift check and recalibrate when it fails. Both reset the device's state, so
