@@ -667,10 +667,6 @@ class Firmware:
         self.step_cost = None  # a new configuration: its cost per substep is measured afresh
         return Status.OK
 
-    def core_params(self, make: Callable[..., Any]) -> Any:
-        """The shadow bank as physical parameters, through the DACs, trims applied."""
-        return make(**self._trimmed(self.shadow_values()))
-
     def shadow_values(self) -> dict[str, Any]:
         """The shadow bank as physical parameters, through the DACs (before the trims)."""
         r, n, p = self.regs, self.core.n_cells, self.core.profile

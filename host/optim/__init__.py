@@ -102,7 +102,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
                                 "b2": (float, 0.0, "Adam β2 (paper: 0)")}, uses_device=True),
 }
 
-# The Langevin family (issue 4; docs/algorithms.md "The Langevin family"): presets of one
+# The Langevin family (docs/algorithms.md "The Langevin family"): presets of one
 # partitioned integrator, digital. Defaults: the authors' AdLaLa spiral settings.
 _H = {"h": (float, 0.25, "step size h (the same for every layer)")}
 _LANGEVIN_FAMILY = {
@@ -154,7 +154,7 @@ __all__ = ["Optimizer", "State", "NonFiniteError", "CurvatureSaturates", "ALGORI
            "PartitionedLangevin", "Partition", "LangevinScheme", "OverdampedScheme", "AdLScheme",
            "overdamped", "adl", "adlala", "lol", "lala", "partitioned"]
 
-# Device-assisted Langevin family (issue 4 item 2; docs/algorithms.md "Device-assisted variants"):
+# Device-assisted Langevin family (docs/algorithms.md "Device-assisted variants"):
 # the device's cells carry the momenta and do the O-step (AdL: friction ξ and noise σ_A)
 # physically; same hyperparameters as the digital twins, plus the emulator fidelity knob.
 from host.optim.langevin import device as _langevin_device  # noqa: E402

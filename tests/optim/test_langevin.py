@@ -1,4 +1,4 @@
-"""The Langevin family (issue 4, DESIGN §6): statistics on quadratic potentials with a known
+"""The Langevin family: statistics on quadratic potentials with a known
 answer, the reference update rules step for step, bad input, checkpoints, and a spiral run.
 
 Statistics: every coordinate of θ is an independent chain on L = ½ Σ k_i θ_i² (or, for the

@@ -1,4 +1,4 @@
-"""Device-assisted Langevin family and thermodynamic natural Langevin (issue 4 items 2 and 3).
+"""Device-assisted Langevin family and thermodynamic natural Langevin (docs/algorithms.md).
 
 Every test runs a real device: ``local://`` (the emulated firmware in this process, packets
 through the wire codec) for the statistics, a daemon subprocess over tcp for the training run.

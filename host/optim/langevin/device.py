@@ -1,5 +1,5 @@
 """Device-assisted Langevin family: the device's cells carry the momenta and perform the
-friction-and-noise sub-steps physically (issue 4 item 2; docs/algorithms.md, "Device-assisted
+friction-and-noise sub-steps physically (docs/algorithms.md, "Device-assisted
 variants").
 
 One cell per parameter. A Langevin group's cells are UNDERDAMPED with zero coupling and zero
