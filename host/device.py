@@ -306,25 +306,31 @@ class ThermoDevice:
             "adc_bits": v["ADC_BITS"], "vmax": v["VMAX"], "active_cells": v["ACTIVE_CELLS"],
             "device_time": v["DEVICE_TIME"],
         }
+        # the chip's timing (protocol 2.1 on) and, on the emulator, its settings: one packet
         timing = ["TAU0", "LINK_RATE", "LINK_WORD_BITS", "DAC_RATE", "ADC_RATE"]
-        r = self._transact([rd(n) for n in timing])
-        if r.status == Status.OK:  # protocol 2.1 on; an older device publishes no timing
-            t = {n: decode_register(_reg(n), d) for n, d in zip(timing, r.data)}
-            info["timing"] = {"tau0_s": t["TAU0"], "link_bits_per_s": t["LINK_RATE"],
-                              "link_word_bits": t["LINK_WORD_BITS"],
-                              "dac_words_per_s": t["DAC_RATE"], "adc_words_per_s": t["ADC_RATE"]}
-        if "emulator" in info["caps"]:
-            emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
+        emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
+        emu = emu if "emulator" in info["caps"] else []
+        r = self._transact([rd(n) for n in timing + emu])
+        if r.status != Status.OK and emu:  # an older device publishes no timing
+            timing = []
             r = self._transact([rd(n) for n in emu])
-            if r.status != Status.OK:
-                raise DeviceError.from_reply(r.status, r.message)
-            e = {n: decode_register(_reg(n), d) for n, d in zip(emu, r.data)}
+        if r.status == Status.OK:
+            v = {n: decode_register(_reg(n), d) for n, d in zip(timing + emu, r.data)}
+        elif emu:
+            raise DeviceError.from_reply(r.status, r.message)
+        else:
+            v, timing = {}, []
+        if timing:
+            info["timing"] = {"tau0_s": v["TAU0"], "link_bits_per_s": v["LINK_RATE"],
+                              "link_word_bits": v["LINK_WORD_BITS"],
+                              "dac_words_per_s": v["DAC_RATE"], "adc_words_per_s": v["ADC_RATE"]}
+        if emu:
             names = REGMAP.meta["emu_profiles"]
             info["emulator"] = {
-                "profile": names[e["EMU_PROFILE"]] if e["EMU_PROFILE"] < len(names)
-                else "file" if e["EMU_PROFILE"] == 255 else e["EMU_PROFILE"],
-                "seed": e["EMU_SEED"], "substep": e["EMU_SUBSTEP"] or "auto",
-                "stability": e["EMU_STABILITY"], "dt": e["EMU_DT"]}
+                "profile": names[v["EMU_PROFILE"]] if v["EMU_PROFILE"] < len(names)
+                else "file" if v["EMU_PROFILE"] == 255 else v["EMU_PROFILE"],
+                "seed": v["EMU_SEED"], "substep": v["EMU_SUBSTEP"] or "auto",
+                "stability": v["EMU_STABILITY"], "dt": v["EMU_DT"]}
         return info
 
     def info(self) -> dict:

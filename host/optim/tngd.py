@@ -41,6 +41,17 @@ def _within_full_scale(J: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.nda
     return J / c, H * (c * c)
 
 
+def _ggn_sqrt(objective: Any, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """U with G = UᵀU: the objective's own square root, or U = (Q√w)ᵀJ from (J, H) with
+    H = Q diag(w) Qᵀ (H is PSD; its zero and round-off-negative eigenvalues are dropped)."""
+    if hasattr(objective, "ggn_sqrt"):
+        return objective.ggn_sqrt(theta, X, y)
+    J, H = objective.ggn_factors(theta, X, y)
+    w, Q = np.linalg.eigh(0.5 * (H + H.T))
+    keep = w > 1e-12 * max(float(np.max(np.abs(w), initial=0.0)), 1e-300)
+    return (Q[:, keep] * np.sqrt(w[keep])).T @ J
+
+
 class TNGDDirection:
     READOUTS = ("state", "mean")
     INITS = ("warm", "zero", "grad")
@@ -132,7 +143,7 @@ class TNGDDirection:
             # G = UᵀU uploaded as (U, I): quantisation and mismatch of U's entries and of H's
             # diagonal keep the coupling positive semi-definite, whereas rounding the entries of
             # a singular H (the softmax Hessian has a zero eigenvalue) can make it indefinite
-            J = objective.ggn_sqrt(state.theta, X, y)
+            J = _ggn_sqrt(objective, state.theta, X, y)
             H = np.eye(J.shape[0])
             coupling = None
         elif self.form == "lowrank":
