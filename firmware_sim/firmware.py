@@ -114,6 +114,7 @@ class Firmware:
         self.modes = tuple(getattr(p, "modes", ("dense", "lowrank")))
         caps = ["ACCUMULATOR", "SAMPLE_FIFO"] + [c for c, mode in (
             ("DENSE", "dense"), ("LOWRANK", "lowrank"), ("UNDERDAMPED", "dense"),
+            ("UNDERDAMPED", "lowrank"),
             ("CALIBRATION", "lowrank"), ("CAPACITIVE", "capacitive")) if mode in self.modes]
         caps += ["EMULATOR"] if emulator else []
         self.regs.set_u32("CAPS", sum(CAPS.bit(c) for c in set(caps)))
@@ -647,9 +648,10 @@ class Firmware:
             self.core.set_state(x, v)
             return
         self.regs.mem[w.name][sl] = codes
-        self.dirty = True
-        if w.name in ("OFFSET_TRIM", "DIAG_TRIM"):
+        if w.name in ("OFFSET_TRIM", "DIAG_TRIM"):  # not shadowed: used from the next COMMIT
             self.cal_valid = False  # trims from elsewhere: CAL_CHECK says whether they hold
+        else:
+            self.dirty = True
 
     # -- COMMIT: shadow bank -> analog core --------------------------------------------------
     _commit_error = ""
@@ -717,7 +719,10 @@ class Firmware:
         out = dict(values)
         offset, gain = self._trims()
         codes, bits = out.pop("diag_codes"), self.core.profile.dac_bits_coupling
-        trimmed = codes if np.all(gain == 1.0) else calibration.apply_diag_trim(codes, gain, bits)
+        # the trims correct the DIAG path's gain (λ of the low-rank coupling); in capacitive mode
+        # DIAG holds 1/L, which has no such path
+        untrimmed = np.all(gain == 1.0) or out["coupling"] != "lowrank"
+        trimmed = codes if untrimmed else calibration.apply_diag_trim(codes, gain, bits)
         out["lam"] = dac(trimmed, self.regs.f32("DIAG_FS"), bits)
         out["bias"] = out["bias"] + offset
         return out

@@ -25,10 +25,14 @@ def directory() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "thermohil" / "calibration"
 
 
-def path_for(info: dict, where: str | Path | None = None) -> Path:
+def path_for(info: dict, where: str | Path | None = None) -> Path | None:
     """One file per chip: its serial, and on the emulator its profile and size too (the same
-    serial under another profile or size is another chip)."""
+    serial under another profile or size is another chip). None for an emulator started from a
+    profile file: the device cannot say which file, so its trims are not kept (the drift check
+    would not notice another chip's DIAG gain trims)."""
     profile = info.get("emulator", {}).get("profile")
+    if profile == "file":
+        return None
     suffix = "" if profile is None else f"-{profile}-{info['n_cells']}cells"
     return Path(where or directory()) / f"serial-{info['serial']:08x}{suffix}.json"
 
@@ -37,6 +41,9 @@ def save(dev: Any, report: CalibrationReport | None = None, where: str | Path | 
     """Write the device's current trims under its serial (atomically: a crash leaves the old file)."""
     info, trims = dev.info(), dev.trims()
     path = path_for(info, where)
+    if path is None:
+        raise ValueError("trims of an emulator started from a profile file are not saved (the "
+                         "device cannot say which file)")
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"format": FORMAT, "serial": info["serial"], "n_cells": info["n_cells"],
             "profile": info.get("emulator", {}).get("profile"), "saved_unix": time.time(),
@@ -54,7 +61,7 @@ def load(dev: Any, where: str | Path | None = None) -> CalibrationReport | None:
     A file for another serial or cell count is refused (ValueError), never loaded."""
     info = dev.info()
     path = path_for(info, where)
-    if not path.exists():
+    if path is None or not path.exists():
         return None
     try:
         body = json.loads(path.read_text())
@@ -91,6 +98,6 @@ def ensure_calibrated(dev: Any, say: Callable[[str], None] = print, *,
     say(f"calibrated the device ({why}): {report.describe()}")
     try:
         save(dev, report, where)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         say(f"calibration not saved: {e}")
     return report

@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--check", action="store_true",
                    help="only the drift check: are the trims on the device still valid?")
     c.add_argument("--load", action="store_true",
-                   help="load the trims saved for this device's serial and check them (no new "
-                        "calibration unless they fail)")
+                   help="load the trims saved for this device's serial and check their offsets "
+                        "(exit 3 if they fail; run without --load to calibrate anew)")
     c.add_argument("--no-save", dest="save", action="store_false", help="do not save the trims")
     c.add_argument("--json", action="store_true")
 

@@ -210,7 +210,10 @@ class ThermoDevice:
         while True:
             # the packet's WAITs share one slice of at most timeout/2, so one timeout covers it
             reply = self._transact(self._share_wait_slice(tx[start:]))
-            bad = next((i for i, s in enumerate(reply.tx_status) if s != Status.OK), None)
+            # the failing transaction, not the ones a refused packet marks ABORTED before it
+            bad = next((i for i, s in enumerate(reply.tx_status)
+                        if s not in (Status.OK, Status.ABORTED)),
+                       next((i for i, s in enumerate(reply.tx_status) if s != Status.OK), None))
             if bad is None and reply.status == Status.OK:
                 data += reply.data
                 break
@@ -524,7 +527,7 @@ class ThermoDevice:
             top *= 1 + DIAG_TRIM_HEADROOM  # room for the firmware's gain trims (they multiply)
         fs = q31_full_scale_for(top, bits=bits)
         codes = float_to_q31(flat, fs, bits, self.rounding_rng)
-        if self.rounding_rng is not None and name == "COUPLING":  # one element per pair
+        if self.rounding_rng is not None and name in ("COUPLING", "LOWRANK_H"):  # one per pair
             n = math.isqrt(codes.size)
             m = codes.reshape(n, n)
             codes = (np.triu(m) + np.triu(m, 1).T).reshape(-1)
@@ -808,34 +811,39 @@ class ThermoDevice:
             raise DeviceError("this device has no calibration routine (CAPS.CALIBRATION is 0)",
                               Status.ACCESS)
 
-    def _calibration_report(self, d: list, *, cost: float | None = None) -> CalibrationReport:
+    def _calibration_report(self, d: list, *, cost: float) -> CalibrationReport:
         v = {n: decode_register(_reg(n), w) for n, w in zip(self._CAL_READ, d)}
         tau0 = self._static.get("timing", {}).get("tau0_s", 0.0)
-        spent = v["CAL_COST"] if cost is None else cost
+        spent = cost
         return CalibrationReport(
             valid=bool(v["STATUS"] & _reg("STATUS").bit("CAL_VALID")),
             residual=v["CAL_RESIDUAL"], residual_max=v["CAL_RESIDUAL_MAX"],
             tolerance=0.0, device_time=spent, hardware_time_s=spent * tau0,
             calibrated_at=v["CAL_TIME"], count=v["CAL_COUNT"])
 
+    def _run_calibration(self, bit: str) -> Any:
+        """CTRL.CALIBRATE or CAL_CHECK in one packet, its cost read as the change of DEVICE_TIME."""
+        self._require_calibration()
+        tx = [rd("DEVICE_TIME"), wr("CTRL", [_reg("CTRL").bit(bit)]), rd("DEVICE_TIME"),
+              *[rd(n) for n in self._CAL_READ], rd("CAL_TOLERANCE")]
+
+        def decode(d: list) -> CalibrationReport:
+            spent = decode_register(_reg("DEVICE_TIME"), d[2]) - decode_register(_reg("DEVICE_TIME"), d[0])
+            return self._with_tolerance(self._calibration_report(d[3:9], cost=spent), d[9])
+        return self._do(tx, decode)
+
     def calibrate(self) -> Any:
         """Run the device's calibration routine (CTRL.CALIBRATE): offsets nulled, DIAG gains
-        trimmed, CAL_VALID set. Resets the state to 0 (a following result needs a new run).
-        Returns a CalibrationReport (residual offset, device time it took)."""
-        self._require_calibration()
-        tx = [wr("CTRL", [_reg("CTRL").bit("CALIBRATE")]), *[rd(n) for n in self._CAL_READ],
-              rd("CAL_TOLERANCE")]
-        return self._do(tx, lambda d: self._with_tolerance(self._calibration_report(d[1:7]), d[7]))
+        trimmed, CAL_VALID set when the residual is within CAL_TOLERANCE. Resets the state to 0
+        (a following result needs a new run). Returns a CalibrationReport (residual offset,
+        device time it took)."""
+        return self._run_calibration("CALIBRATE")
 
     def check_calibration(self) -> Any:
         """The drift check (CTRL.CAL_CHECK): measure the residual offsets with the trims applied;
-        CAL_VALID says whether they are within CAL_TOLERANCE. Resets the state to 0."""
-        self._require_calibration()
-        tx = [wr("CTRL", [_reg("CTRL").bit("CAL_CHECK")]), *[rd(n) for n in self._CAL_READ],
-              rd("CAL_TOLERANCE")]
-        cost = lambda d: decode_register(_reg("CAL_COST"), d[4]) / 6  # noqa: E731
-        return self._do(tx, lambda d: self._with_tolerance(
-            self._calibration_report(d[1:7], cost=cost(d)), d[7]))
+        CAL_VALID says whether they are within CAL_TOLERANCE. It does not re-measure the DIAG
+        gain trims. Resets the state to 0."""
+        return self._run_calibration("CAL_CHECK")
 
     @staticmethod
     def _with_tolerance(report: CalibrationReport, words: np.ndarray) -> CalibrationReport:

@@ -165,7 +165,8 @@ class Mismatch:
         if coupling == "capacitive":
             # coupling capacitors carry the element mismatch, cell capacitors the cell's
             C = eff["A"] * (self.dense_gain()[:a, :a] if self.p.gain_sigma > 0 else 1.0)
-            C[np.diag_indices(a)] = np.diag(eff["A"]) * self.capacitance[:a]
+            # (self.capacitance scales the mobility, 1/C, in the other modes)
+            C[np.diag_indices(a)] = np.diag(eff["A"]) / self.capacitance[:a]
             eff["A"] = C
             return
         if self.p.gain_sigma > 0:

@@ -11,6 +11,7 @@ Units: volts, device time unit τ0 (= R0·C0), couplings in 1/τ0; timing in SI 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -66,7 +67,8 @@ class Profile:
     def __post_init__(self) -> None:
         modes = tuple(self.modes)
         object.__setattr__(self, "modes", modes)
-        if not modes or not set(modes) <= {"dense", "lowrank", "capacitive"}:
+        if not modes or len(set(modes)) != len(modes) or \
+                not set(modes) <= {"dense", "lowrank", "capacitive"}:
             raise ValueError(f"profile {self.name!r}: modes must be a non-empty subset of dense, "
                              f"lowrank, capacitive; got {list(modes)}")
         if not (isinstance(self.cells, int) and 0 <= self.cells <= 16384):
@@ -79,11 +81,11 @@ class Profile:
                 raise ValueError(f"profile {self.name!r}: {name} must be an integer in 1..32, "
                                  f"got {bits!r}")
         for name in ("adc_noise", "gain_sigma", "offset_sigma", "cap_sigma", "drift_rate"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"profile {self.name!r}: {name} must be >= 0")
-        for name in ("tau0_s", "link_bits_per_s", "dac_words_per_s", "adc_words_per_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"profile {self.name!r}: {name} must be > 0")
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"profile {self.name!r}: {name} must be finite and >= 0")
+        for name in ("vmax", "tau0_s", "link_bits_per_s", "dac_words_per_s", "adc_words_per_s"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"profile {self.name!r}: {name} must be finite and > 0")
 
     @property
     def builtin(self) -> bool:

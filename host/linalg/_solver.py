@@ -332,7 +332,8 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
     A δ = b − A x) removes the systematic error step by step: ``refine=None`` (default) refines
     while the estimate misses ``tol`` (at most MAX_REFINE steps); an int does exactly that many.
     ``calibrate``: a device whose calibration is not valid (CAL_VALID = 0) is calibrated first
-    (saved trims for its serial are tried; ``notes`` says what was done).
+    (saved trims for its serial are tried; ``notes`` says what was done). A calibration resets
+    the device's state, counts as a run, and writes the trims file of host.calibration.
     Raises ValueError for bad input, NotPositiveDefinite (a ValueError) when A is not SPD.
     """
     wall0, packets0 = time.perf_counter(), dev.stats.packets
@@ -402,7 +403,7 @@ def solve(dev: Any, A: Any = None, b: Any = None, *, tol: float = 1e-2, x0: Any 
         notes += o.notes
     if est.systematic > 0:
         notes.append(f"the residual ‖b − Ax‖ is {est.residual / est.expected:.1f}× what thermal "
-                     f"noise and the ADC explain: a systematic error of at most ‖r_sys‖/λmin ≈ "
+                     f"noise and the ADC explain: a systematic error of up to ‖r_sys‖/λmin ≈ "
                      f"{est.systematic:.3g} ({est.systematic / est.norm:.2g} relative), included "
                      "in the error estimate" + (f" after {len(total) - 1} refinement step(s)"
                                                 if len(total) > 1 else ""))
@@ -444,14 +445,16 @@ def _estimate(prob: Problem, b: np.ndarray, x: np.ndarray, last: _Outcome, kappa
 
     Thermal noise alone gives A(x̂ − x) ~ N(0, 2κ'sA²/W · I), white; an ADC error δ, each cell
     uniform on a step of 2q, adds E‖Aδ‖² = q²(‖A‖_F²/3 + ‖A1‖²) (the mean term if the converter
-    truncates). Whatever the residual has beyond that (at the RESIDUAL_P quantile of its noise
-    law) is systematic, and ‖A⁻¹r‖ ≤ ‖r‖/λmin bounds what it does to x."""
+    truncates). When the residual exceeds the RESIDUAL_P quantile of that law, a systematic
+    part is detected; its size is what the expected noise does not explain,
+    sqrt(‖r‖² − E‖r_noise‖²), and ‖A⁻¹r_sys‖ ≤ ‖r_sys‖/λmin bounds what it does to x."""
     n = x.size
     resid = float(np.linalg.norm(b - prob.matvec(x)))
     adc2 = last.q**2 * (prob.frobenius2() / 3 + float(np.sum(prob.matvec(np.ones(n)) ** 2)))
     expected = math.sqrt(n * 2 * kappa * sA**2 / last.W + adc2)
     noise_hi2 = expected**2 * chi2.ppf(RESIDUAL_P, n) / n
-    systematic = math.sqrt(max(resid**2 - noise_hi2, 0.0)) / lam_low if resid**2 > noise_hi2 else 0.0
+    # detected above the quantile; then what the noise does not explain, in expectation
+    systematic = math.sqrt(resid**2 - expected**2) / lam_low if resid**2 > noise_hi2 else 0.0
     per_cell = np.sqrt(last.var + last.q**2 + systematic**2 / n)
     absolute = float(np.linalg.norm(per_cell))
     norm = float(np.linalg.norm(x))

@@ -44,7 +44,9 @@ def zero_coupling_readout(d: host.ThermoDevice, lam: float = 0.05) -> np.ndarray
 def test_calibration_removes_at_least_90_percent_of_the_offset_error(dev):
     assert not dev.calibration_valid()
     before = zero_coupling_readout(dev)
+    t0 = dev.read("DEVICE_TIME")
     report = dev.calibrate()
+    assert dev.read("DEVICE_TIME") - t0 == pytest.approx(report.device_time)
     after = zero_coupling_readout(dev)
     rms = lambda v: float(np.sqrt(np.mean(v**2)))  # noqa: E731
     assert rms(before) > 0.02                       # ~2e-3/0.05 = 0.04 V: there is something to remove

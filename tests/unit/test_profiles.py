@@ -59,7 +59,10 @@ def test_a_users_profile_file_runs_and_its_timing_is_readable_from_registers(tmp
     ("name = 'x'\n[analogue]\nvmax = 3.0\n", "unknown section"),
     ("name = 'x'\n[converters]\nadc_bits = 40\n", "adc_bits must be an integer in 1..32"),
     ("name = 'x'\n[converters]\nadc_bits = 'twelve'\n", "must be a number"),
-    ("name = 'x'\n[analog]\ngain_sigma = -0.1\n", "gain_sigma must be >= 0"),
+    ("name = 'x'\n[analog]\ngain_sigma = -0.1\n", "gain_sigma must be finite and >= 0"),
+    ("name = 'x'\n[analog]\ndrift_rate = inf\n", "drift_rate must be finite"),
+    ("name = 'x'\n[timing]\ntau0_s = inf\n", "tau0_s must be finite and > 0"),
+    ("name = 'x'\n[device]\nmodes = ['dense', 'dense']\n", "modes must be"),
     ("name = 'x'\n[device]\nmodes = ['magnetic']\n", "modes must be"),
     ("[analog]\nvmax = 3.0\n", "needs a name"),
     ("name = 'x'\n[analog\n", "not valid TOML"),
@@ -119,3 +122,15 @@ def test_a_studys_variant_of_a_builtin_is_a_valid_profile_file(tmp_path):
         assert prof.dac_bits_coupling == 10 and prof.gain_sigma == 0.02
         assert (prof.modes, prof.cells, prof.adc_bits, prof.tau0_s) == \
             (ref.modes, ref.cells, ref.adc_bits, ref.tau0_s)
+
+
+def test_stochastic_rounding_keeps_lowrank_h_symmetric_so_it_commits():
+    rng = np.random.default_rng(0)
+    J, H = rng.standard_normal((3, 16)), np.array([[2.0, 0.3, -0.1], [0.3, 1.5, 0.2], [-0.1, 0.2, 1.0]])
+    with host.connect("local://?profile=realistic&cells=16") as dev:
+        for seed in range(10):
+            with dev.stochastic_rounding(seed):
+                dev.load_lowrank(J, H, 0.5)
+            dev.commit()                                  # COMMIT refuses an asymmetric H
+            codes = dev.read("LOWRANK_H", 9).reshape(3, 3)
+            assert np.array_equal(codes, codes.T)
