@@ -804,32 +804,29 @@ class ThermoDevice:
         return self._do([wr("CTRL", [_reg("CTRL").bit("CLEAR_SAT")])])
 
     # ---------------------------------------------------------------- calibration
-    _CAL_READ = ("STATUS", "CAL_RESIDUAL", "CAL_RESIDUAL_MAX", "CAL_COST", "CAL_TIME", "CAL_COUNT")
+    _CAL_READ = ("DEVICE_TIME", "STATUS", "CAL_RESIDUAL", "CAL_RESIDUAL_MAX", "CAL_TOLERANCE",
+                 "CAL_TIME", "CAL_COUNT")
 
     def _require_calibration(self) -> None:
-        if "calibration" not in self._static["caps"]:
+        if not self.calibration_capable:
             raise DeviceError("this device has no calibration routine (CAPS.CALIBRATION is 0)",
                               Status.ACCESS)
 
-    def _calibration_report(self, d: list, *, cost: float) -> CalibrationReport:
-        v = {n: decode_register(_reg(n), w) for n, w in zip(self._CAL_READ, d)}
-        tau0 = self._static.get("timing", {}).get("tau0_s", 0.0)
-        spent = cost
-        return CalibrationReport(
-            valid=bool(v["STATUS"] & _reg("STATUS").bit("CAL_VALID")),
-            residual=v["CAL_RESIDUAL"], residual_max=v["CAL_RESIDUAL_MAX"],
-            tolerance=0.0, device_time=spent, hardware_time_s=spent * tau0,
-            calibrated_at=v["CAL_TIME"], count=v["CAL_COUNT"])
-
     def _run_calibration(self, bit: str) -> Any:
-        """CTRL.CALIBRATE or CAL_CHECK in one packet, its cost read as the change of DEVICE_TIME."""
+        """CTRL.CALIBRATE or CAL_CHECK in one packet; its cost is the change of DEVICE_TIME."""
         self._require_calibration()
-        tx = [rd("DEVICE_TIME"), wr("CTRL", [_reg("CTRL").bit(bit)]), rd("DEVICE_TIME"),
-              *[rd(n) for n in self._CAL_READ], rd("CAL_TOLERANCE")]
+        tx = [rd("DEVICE_TIME"), wr("CTRL", [_reg("CTRL").bit(bit)]),
+              *[rd(n) for n in self._CAL_READ]]
 
         def decode(d: list) -> CalibrationReport:
-            spent = decode_register(_reg("DEVICE_TIME"), d[2]) - decode_register(_reg("DEVICE_TIME"), d[0])
-            return self._with_tolerance(self._calibration_report(d[3:9], cost=spent), d[9])
+            v = {n: decode_register(_reg(n), w) for n, w in zip(self._CAL_READ, d[2:])}
+            spent = v["DEVICE_TIME"] - decode_register(_reg("DEVICE_TIME"), d[0])
+            return CalibrationReport(
+                valid=bool(v["STATUS"] & _reg("STATUS").bit("CAL_VALID")),
+                residual=v["CAL_RESIDUAL"], residual_max=v["CAL_RESIDUAL_MAX"],
+                tolerance=v["CAL_TOLERANCE"], device_time=spent,
+                hardware_time_s=spent * self._static.get("timing", {}).get("tau0_s", 0.0),
+                calibrated_at=v["CAL_TIME"], count=v["CAL_COUNT"])
         return self._do(tx, decode)
 
     def calibrate(self) -> Any:
@@ -845,11 +842,6 @@ class ThermoDevice:
         gain trims. Resets the state to 0."""
         return self._run_calibration("CAL_CHECK")
 
-    @staticmethod
-    def _with_tolerance(report: CalibrationReport, words: np.ndarray) -> CalibrationReport:
-        report.tolerance = decode_register(_reg("CAL_TOLERANCE"), words)
-        return report
-
     @property
     def calibration_capable(self) -> bool:
         """CAPS.CALIBRATION: the device has the calibration routine."""
@@ -857,7 +849,7 @@ class ThermoDevice:
 
     def calibration_valid(self) -> bool:
         """STATUS.CAL_VALID: the trims are valid (False on a device without calibration)."""
-        if "calibration" not in self._static["caps"]:
+        if not self.calibration_capable:
             return False
         return bool(self.read("STATUS") & _reg("STATUS").bit("CAL_VALID"))
 

@@ -90,7 +90,7 @@ def ensemble_chips(where: Path) -> dict[str, str]:
             "spu-8, 6-bit banks, no mismatch": f"spawn://?profile={fine.resolve()}"}
 
 
-def run(seeds: int, samples: int, profiles: tuple[str, ...], seeds_dir: Path) -> dict:
+def run(seeds: int, samples: int, profiles: tuple[str, ...], runs_dir: Path) -> dict:
     out: dict = {"sampling": {}, "inversion": {}, "ensemble": {}}
     for profile in profiles:
         for experiment in ("sampling", "inversion"):
@@ -114,7 +114,7 @@ def run(seeds: int, samples: int, profiles: tuple[str, ...], seeds_dir: Path) ->
     # stochastic-rounding ensembles: inversion error against the ensemble size, on the SPU as
     # assumed and on a variant whose only error is its (finer) coupling quantisation
     per = min(samples, 30000)
-    for chip, url in ensemble_chips(seeds_dir).items():
+    for chip, url in ensemble_chips(runs_dir).items():
         for rounding in ("nearest", "stochastic"):
             rows = []
             for s in range(seeds):

@@ -927,6 +927,17 @@ def busy_host(s: Settings, logdir: str) -> list[Row]:
 
 
 # ================================================================================ 11. deaf peer
+def deaf_dealer(endpoint: str) -> zmq.Socket:
+    """A DEALER that takes (almost) none of its replies: a one-message receive queue and the
+    smallest kernel buffer, so everything the daemon answers backs up on the daemon's side."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 4096)
+    sock.linger = 0
+    sock.connect(endpoint)
+    return sock
+
+
 def deaf_peer(s: Settings, logdir: str) -> list[Row]:
     """A client that sends open reads and never takes the replies: the daemon keeps at most
     MAX_QUEUED_PER_PEER of them and drops the rest."""
@@ -936,11 +947,7 @@ def deaf_peer(s: Settings, logdir: str) -> list[Row]:
     with Daemon.start(512, logdir) as d, host.connect(d.endpoint) as owner:
         words = owner.read("MAX_OPEN_REPLY_WORDS")
         rss0 = d.status_kb()
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.RCVHWM, 1)
-        sock.setsockopt(zmq.RCVBUF, 4096)
-        sock.linger = 0
-        sock.connect(d.endpoint)
+        sock = deaf_dealer(d.endpoint)
         try:
             cid = os.urandom(16)
             read = [Transaction(Op.READ, REGMAP.windows["COUPLING"].base, (words,))]

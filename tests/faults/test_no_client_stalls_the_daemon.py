@@ -212,13 +212,9 @@ def test_readers_cannot_evict_the_owners_replies(daemon, owner):
 
 
 def test_a_client_that_never_reads_its_replies_cannot_bloat_the_daemon(daemon, owner):
-    import zmq
+    from host.bench.reliability import deaf_dealer
     rss0 = rss_mb(daemon.proc.pid)
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.RCVHWM, 1)
-    sock.setsockopt(zmq.RCVBUF, 4096)
-    sock.linger = 0
-    sock.connect(daemon.endpoint)
+    sock = deaf_dealer(daemon.endpoint)
     try:
         cid, coupling = b"N" * 16, REGMAP.windows["COUPLING"].base
         for seq in range(1, 301):  # 300 × 1 MiB replies it will never take
