@@ -94,6 +94,12 @@ class Firmware:
         self.cond = threading.Condition(self.lock)
         p = core.profile
         self.boot_id = secrets.randbits(32) | 1
+        self.modes = tuple(getattr(p, "modes", ("dense", "lowrank")))
+        caps = ["ACCUMULATOR", "SAMPLE_FIFO"] + [c for c, mode in (
+            ("DENSE", "dense"), ("LOWRANK", "lowrank"), ("UNDERDAMPED", "dense"),
+            ("UNDERDAMPED", "lowrank"),
+            ("CALIBRATION", "lowrank"), ("CAPACITIVE", "capacitive")) if mode in self.modes]
+        caps += ["EMULATOR"] if emulator else []
         consts = dict(N_CELLS=core.n_cells, MAX_RANK=core.max_rank, SERIAL=serial,
                       BOOT_ID=self.boot_id, FIFO_DEPTH=fifo_depth,
                       DAC_BITS=p.dac_bits_coupling | (p.dac_bits_bias << 8), ADC_BITS=p.adc_bits,
@@ -109,15 +115,11 @@ class Firmware:
                       MAX_REGISTER_NI_WORDS=limits.MAX_REGISTER_NI_WORDS,
                       TAU0=float(np.float32(p.tau0_s)), LINK_RATE=float(np.float32(p.link_bits_per_s)),
                       LINK_WORD_BITS=p.link_word_bits, DAC_RATE=float(np.float32(p.dac_words_per_s)),
-                      ADC_RATE=float(np.float32(p.adc_words_per_s)), CAL_COST=calibration.COST)
+                      ADC_RATE=float(np.float32(p.adc_words_per_s)), CAL_COST=calibration.COST,
+                      CAPS=sum(CAPS.bit(c) for c in set(caps)),
+                      BOOT_STATUS=STATUS.bit("CAL_VALID") if calibrated else 0,
+                      BOOT_SUBSTEP=0.0)  # the reset configuration's substep: known after COMMIT
         self.regs = RegisterFile(REGMAP, consts)
-        self.modes = tuple(getattr(p, "modes", ("dense", "lowrank")))
-        caps = ["ACCUMULATOR", "SAMPLE_FIFO"] + [c for c, mode in (
-            ("DENSE", "dense"), ("LOWRANK", "lowrank"), ("UNDERDAMPED", "dense"),
-            ("UNDERDAMPED", "lowrank"),
-            ("CALIBRATION", "lowrank"), ("CAPACITIVE", "capacitive")) if mode in self.modes]
-        caps += ["EMULATOR"] if emulator else []
-        self.regs.set_u32("CAPS", sum(CAPS.bit(c) for c in set(caps)))
         self.emulator = emulator
         self.vmax = consts["VMAX"]
         self.fifo = SampleFifo(fifo_depth)
@@ -156,6 +158,8 @@ class Firmware:
         status = self._commit()
         if status != Status.OK:
             raise RuntimeError("reset configuration does not commit")
+        self.regs.consts["BOOT_SUBSTEP"] = float(np.float32(core.dt))
+        self.regs.set_f32("EMU_DT", core.dt)
         self.scheduler = RunScheduler(self)
         self.scheduler.start()
 

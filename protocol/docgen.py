@@ -17,8 +17,11 @@ Word-addressed 32-bit space. Protocol {major}.{minor}, firmware {fw}. Access: RO
 RW read/write, W1C write-1-to-clear, SC self-clearing. Formats: u32; f32 (IEEE-754 single in
 the word); f64 (two words, low word first); q31 (signed fixed point, value = code / 2^31 ×
 full scale, the full scale being the register named in *scale*); q31u (q31 with codes ≥ 0).
-*Shadow* entries are staged and take effect at CTRL.COMMIT. Instance constants (N_CELLS,
-MAX_RANK, ...) are read from the ID block of the device at hand.
+*Shadow* entries are staged and take effect at CTRL.COMMIT. A reset value written as a NAME is
+an instance constant, fixed for the device at hand: the register of that name reads it (N_CELLS,
+MAX_RANK, SERIAL, CAPS, the limit and timing registers, ...); BOOT_ID is random per boot;
+BOOT_STATUS and BOOT_SUBSTEP are what STATUS and EMU_DT read at boot (see their descriptions).
+A freshly booted device reads every reset value of this table (tests/unit/test_register_resets.py)
 """
 
 
