@@ -22,15 +22,13 @@ from urllib.parse import urlparse
 import msgpack
 import zmq
 
-from firmware_sim import Firmware, Pending
+from firmware_sim import Firmware
+from firmware_sim.hosting import PacketHost
 from protocol import limits
 from protocol.codec import Reply, encode_reply
 from protocol.status import Status
 
 log = logging.getLogger("thermohil.daemon")
-#: Loop period with nothing parked (lease expiry, parent check), and with parked WAITs.
-HOUSEKEEPING_MS = 200
-PARKED_TICK_MS = 50
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -87,7 +85,7 @@ class Daemon:
         self._bind(self.pub, events or events_endpoint_for(self.endpoint), " (the event endpoint, --events)")
         self.events_endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.parent_pid = parent_pid
-        self.pending: dict[tuple[bytes, int], tuple[Pending, bytes]] = {}
+        self.host = PacketHost(firmware)  # parked packets are routed back by peer identity
         self.events: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -195,15 +193,14 @@ class Daemon:
                     except zmq.Again:
                         break
                     self._handle(frames)
-                    if self.fw.running or self.pending:
+                    if self.fw.running or self.host.parked:
                         # between two packets: let the run thread take the lock for a chunk,
                         # and answer a parked WAIT that has come true, so a burst of other
                         # clients' packets cannot hold the owner's run and reply back
                         time.sleep(0)
                         self._resume_pending()
             self._publish()
-            self._resume_pending()
-            self.fw.tick()
+            self._resume_pending()  # and the firmware's housekeeping (lease expiry)
             if self.parent_pid and not _alive(self.parent_pid):
                 log.warning("parent process %d is gone; shutting down", self.parent_pid)
                 break
@@ -212,30 +209,21 @@ class Daemon:
     def _poll_ms(self) -> int:
         """Sleep until a packet, a wakeup, the earliest parked WAIT's deadline, or a tick (a
         WAIT may watch a register that changes by itself, such as UPTIME_MS or FIFO_LEVEL)."""
-        if not self.pending:
-            return HOUSEKEEPING_MS
-        deadlines = [p.deadline for p, _ in self.pending.values() if p.deadline is not None]
-        left = (min(deadlines) - self.fw.clock()) * 1000 if deadlines else PARKED_TICK_MS
-        return max(1, min(PARKED_TICK_MS, int(left) + 1))
+        return max(1, int(self.host.next_wakeup() * 1000) + 1)
 
     def _handle(self, frames: list) -> None:
-        self._deliver(frames[0].bytes, self.fw.handle(frames[1:]))
+        for ident, reply in self.host.submit(frames[1:], frames[0].bytes):
+            self._deliver(ident, reply)
 
-    def _deliver(self, ident: bytes, out: Reply | Pending) -> None:
-        if isinstance(out, Pending):
-            self.pending[out.key] = (out, ident)  # a retry re-routes the reply to its socket
-            return
+    def _deliver(self, ident: bytes, out: Reply) -> None:
         if out.status not in (Status.OK, Status.TIMEOUT) and self._log_budget.allow():
             log.warning("rejected packet %s from %s: %s %s", out.seq, ident.hex(),
                         out.status.name, out.message)
         self._send(ident, out)
 
     def _resume_pending(self) -> None:
-        for key, (p, ident) in list(self.pending.items()):
-            out = self.fw.resume(p)
-            if not isinstance(out, Pending):
-                del self.pending[key]
-                self._deliver(ident, out)
+        for ident, reply in self.host.poll():
+            self._deliver(ident, reply)
 
     def _send(self, ident: bytes, reply: Reply) -> None:
         try:

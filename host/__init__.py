@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from host.device import Deferred, ThermoDevice, connect
 from host.errors import (DeviceDied, DeviceError, DeviceReset, DeviceSaturated, DeviceTimeout,
-                         LeaseLost, NotOwner, RunAborted)
+                         DeviceUnplugged, LeaseLost, NotOwner, RunAborted)
 
 _SUBPACKAGES = ("linalg", "nn", "optim", "data", "training")
 
@@ -26,5 +26,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["linalg", "nn", "optim", "data", "train", "TrainConfig", "connect", "ThermoDevice",
-           "Deferred", "DeviceError", "DeviceTimeout", "DeviceDied", "DeviceReset",
+           "Deferred", "DeviceError", "DeviceTimeout", "DeviceDied", "DeviceUnplugged", "DeviceReset",
            "DeviceSaturated", "NotOwner", "LeaseLost", "RunAborted"]

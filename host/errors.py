@@ -39,6 +39,22 @@ class DeviceDied(DeviceTimeout):
     timeout, with its exit code and the end of its log."""
 
 
+class DeviceUnplugged(DeviceTimeout):
+    """The link to the device is not there (connection refused, the port's device node gone):
+    the board is unplugged or powered off, as opposed to attached but silent (DeviceTimeout).
+    Raised after the link stayed down through every attempt."""
+
+
+class LinkDown(ConnectionError):
+    """Raised by a transport's link methods when it can tell that the device is not attached;
+    the driver base waits for it to come back until the attempt's deadline."""
+
+
+class LinkCorrupt(ConnectionError):
+    """Raised by a transport's link methods when a message arrived damaged (CRC) or the device
+    NAKed the request: the driver base re-sends at once."""
+
+
 class RunAborted(DeviceError):
     """A run ended before its RUN_TIME (stopped, its owner's lease lapsed, the emulator's
     wall-time budget ran out, or a device fault): its average covers only part of the run."""

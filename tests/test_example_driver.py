@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import struct
+import zlib
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from protocol import limits
 from protocol.codec import decode_reply, encode_request
 from protocol.regmap import REGMAP
 from protocol.status import Status
+from protocol.stream import INTER_BYTE_TIMEOUT_S
 from host.device import rd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,6 +180,22 @@ with host.connect(f"uart://127.0.0.1:{port}?timeout=5", claim=False) as dev:
     dev.driver.sock.shutdown(socket.SHUT_RDWR)  # the cable is pulled under the driver
     out["magic_after_break"] = dev.read("MAGIC")
     out["retries"] = dev.stats.retries
+    dev.claim()
+    dev.configure(substep=1e-5)  # a run that takes well over 0.2 s of wall time
+    t0 = time.monotonic()
+    dev.run(20.0)
+    out["long_run_s"] = time.monotonic() - t0
+    out["run_end"] = dev.read("STATUS") >> 16 & 7
+    dev.configure(substep=0.0)  # back to the automatic substep for the tests that follow
+free = socket.create_server(("127.0.0.1", 0))
+port_nobody = free.getsockname()[1]
+free.close()  # nothing listens there: an unplugged board
+t0 = time.monotonic()
+try:
+    host.connect(f"uart://127.0.0.1:{port_nobody}?timeout=0.3&retries=1")
+    out["unplugged"] = "no error"
+except host.DeviceUnplugged as e:
+    out["unplugged"], out["unplugged_s"] = str(e), time.monotonic() - t0
 silent = socket.create_server(("127.0.0.1", 0))  # accepts the link, never answers
 t0 = time.monotonic()
 try:
@@ -185,6 +203,7 @@ try:
     out["silent"] = "no error"
 except host.DeviceTimeout as e:
     out["silent"], out["silent_s"] = str(e), time.monotonic() - t0
+    out["silent_type"] = type(e).__name__
 out["emulator_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("device", "firmware_sim"))
 print(json.dumps(out))
 """
@@ -192,7 +211,8 @@ print(json.dumps(out))
 
 def test_connect_through_the_entry_point(uart_site: Path, bridge: int) -> None:
     """host.connect finds uart:// by its entry point, with the emulator packages unimportable;
-    a pulled cable is survived by reconnecting; a silent link is a clear DeviceTimeout."""
+    a pulled cable is survived by reconnecting; a run far longer than one poll slice completes;
+    an unplugged board is DeviceUnplugged and a silent one DeviceTimeout."""
     r = subprocess.run([sys.executable, "-c", _DIRECT, str(bridge)], capture_output=True,
                        text=True, timeout=60, cwd=uart_site.parent, env=_env(uart_site))
     assert r.returncode == 0, r.stderr
@@ -201,53 +221,95 @@ def test_connect_through_the_entry_point(uart_site: Path, bridge: int) -> None:
     assert out["driver"] == "thermohil_uart.driver.UartDriver"
     assert out["magic"] == REGMAP.meta["magic"] and out["n_cells"] == 16
     assert out["magic_after_break"] == REGMAP.meta["magic"] and out["retries"] == 1
+    assert out["long_run_s"] > 0.5 and out["run_end"] == 1  # DONE, through parked WAITs
+    assert "not there" in out["unplugged"] and 0.5 <= out["unplugged_s"] < 5.0
     assert "silent for 0.3 s" in out["silent"] and "2 attempts" in out["silent"]
+    assert out["silent_type"] == "DeviceTimeout"
     assert 0.6 <= out["silent_s"] < 5.0
     assert out["emulator_loaded"] == []  # host + a vendor driver work without device/firmware_sim
 
 
-def _write_framed(sock: socket.socket, frames: list[bytes]) -> None:
-    """The documented framing, written independently of thermohil_uart.framing."""
-    sock.sendall(U32.pack(len(frames)) + b"".join(U32.pack(len(f)) + f for f in frames))
+def spec_frame(frames: list[bytes], kind: int = 0x01) -> bytes:
+    """A stream frame written from the spec's byte table, independently of protocol.stream."""
+    body = U32.pack(len(frames)) + b"".join(U32.pack(len(f)) + f for f in frames)
+    head = b"\xaaUTH" + bytes([kind, 0, 0, 0]) + U32.pack(len(body))
+    return head + U32.pack(zlib.crc32(head)) + body + U32.pack(zlib.crc32(body))
 
 
-def _read_framed(sock: socket.socket) -> list[bytes]:
+def read_frame(sock: socket.socket) -> tuple[int, list[bytes]]:
+    """(KIND, frames) of the next stream frame from the bridge, checking both CRCs."""
     def exact(n: int) -> bytes:
         buf = b""
         while len(buf) < n:
             chunk = sock.recv(n - len(buf))
-            assert chunk, "bridge closed the link mid-message"
+            assert chunk, "bridge closed the link mid-frame"
             buf += chunk
         return buf
-    (count,) = U32.unpack(exact(4))
-    return [exact(U32.unpack(exact(4))[0]) for _ in range(count)]
+    head = exact(12)
+    assert head[:4] == b"\xaaUTH" and U32.unpack(exact(4))[0] == zlib.crc32(head)
+    body = exact(U32.unpack(head[8:12])[0])
+    assert U32.unpack(exact(4))[0] == zlib.crc32(body)
+    if not body:
+        return head[4], []  # a NAK has no body
+    frames, pos = [], 4
+    for _ in range(U32.unpack(body[:4])[0]):
+        n = U32.unpack(body[pos:pos + 4])[0]
+        frames.append(body[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    return head[4], frames
 
 
-@pytest.mark.parametrize("prefix, what", [
-    (U32.pack(limits.MAX_TRANSACTIONS + 2), "frames"),
-    (U32.pack(1) + U32.pack(limits.MAX_HEADER_BYTES + 1), "header"),
-    (U32.pack(2) + U32.pack(4) + b"\x80\x00\x00\x00" + U32.pack(limits.MAX_FRAME_BYTES + 1), "payload"),
-])
-def test_bridge_rejects_absurd_lengths_and_drops_the_link(bridge: int, prefix: bytes, what: str) -> None:
+def magic_request(seq: int) -> tuple[list, bytes]:
+    tx = [rd("MAGIC")]
+    frames = encode_request(seq, b"\x01" * limits.CLIENT_ID_BYTES, 0, tx)
+    return tx, spec_frame([bytes(memoryview(f)) for f in frames])
+
+
+def assert_magic(sock: socket.socket, seq: int) -> None:
+    tx, frame = magic_request(seq)
+    sock.sendall(frame)
+    kind, frames = read_frame(sock)
+    reply = decode_reply(frames, tx)
+    assert kind == 0x01 and reply.seq == seq and reply.status == Status.OK
+    assert int(reply.data[0][0]) == REGMAP.meta["magic"]
+
+
+def test_bridge_naks_a_damaged_request_and_keeps_the_link(bridge: int) -> None:
     with socket.create_connection(("127.0.0.1", bridge), timeout=10) as s:
-        s.sendall(prefix)
-        reply = decode_reply(_read_framed(s))
-        assert reply.status == Status.TOO_LARGE and reply.seq is None, (what, reply)
-        assert s.recv(1) == b""  # the stream cannot be resynced: the bridge hangs up
+        _, frame = magic_request(1)
+        bad = bytearray(frame)
+        bad[30] ^= 0x01  # inside the body: BCRC fails
+        s.sendall(bytes(bad))
+        kind, frames = read_frame(s)
+        assert kind == 0x15 and frames == []  # NAK: "re-send it"
+        assert_magic(s, 1)
 
 
-def test_bridge_answers_malformed_packets_and_keeps_the_link(bridge: int) -> None:
+def test_bridge_skips_noise_and_a_frame_cut_off_midway(bridge: int) -> None:
+    """Line noise between frames is skipped; a sender that stopped mid-frame (a half-written
+    request) costs that frame only: after the inter-byte timeout the next one is read."""
     with socket.create_connection(("127.0.0.1", bridge), timeout=10) as s:
-        _write_framed(s, [b"\xc1"])  # 0xc1 is never valid msgpack
-        assert decode_reply(_read_framed(s)).status == Status.MALFORMED
-        _write_framed(s, [msgpack.packb({"v": list(PROTOCOL_VERSION), "seq": 5, "tx": "nope"})])
-        assert decode_reply(_read_framed(s)).status == Status.MALFORMED
-        tx = [rd("MAGIC")]
-        frames = encode_request(6, b"\x01" * limits.CLIENT_ID_BYTES, 0, tx)
-        _write_framed(s, [bytes(memoryview(f)) for f in frames])
-        reply = decode_reply(_read_framed(s), tx)
-        assert reply.seq == 6 and reply.status == Status.OK
-        assert int(reply.data[0][0]) == REGMAP.meta["magic"]
+        s.sendall(b"\x00\xff noise \xaaU" + magic_request(2)[1][:20])
+        time.sleep(INTER_BYTE_TIMEOUT_S + 0.3)
+        assert_magic(s, 3)
+
+
+def test_bridge_answers_oversize_and_malformed_frames_and_keeps_the_link(bridge: int) -> None:
+    with socket.create_connection(("127.0.0.1", bridge), timeout=10) as s:
+        head = b"\xaaUTH\x01\0\0\0" + U32.pack(0xFFFFFFF0)  # 4 GiB: refused unread
+        s.sendall(head + U32.pack(zlib.crc32(head)))
+        reply = decode_reply(read_frame(s)[1])
+        assert reply.status == Status.TOO_LARGE and reply.seq is None
+        body = U32.pack(3) + U32.pack(1) + b"x"  # announces 3 frames, holds 1
+        head = b"\xaaUTH\x01\0\0\0" + U32.pack(len(body))
+        s.sendall(head + U32.pack(zlib.crc32(head)) + body + U32.pack(zlib.crc32(body)))
+        reply = decode_reply(read_frame(s)[1])
+        assert reply.status == Status.MALFORMED and reply.seq is None
+        s.sendall(spec_frame([b"\xc1"]))  # 0xc1 is never valid msgpack
+        assert decode_reply(read_frame(s)[1]).status == Status.MALFORMED
+        s.sendall(spec_frame([msgpack.packb({"v": list(PROTOCOL_VERSION), "seq": 5, "tx": "nope"})]))
+        assert decode_reply(read_frame(s)[1]).status == Status.MALFORMED
+        assert_magic(s, 6)
 
 
 def test_conformance_suite_over_uart(uart_site: Path, bridge: int) -> None:

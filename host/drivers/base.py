@@ -1,29 +1,52 @@
 """The driver contract: move one request packet to the device and bring its reply back.
 
-Drivers differ only in transport. ``PacketDriver`` does the shared work — sequence numbers,
-client id, owner token, encoding, reply matching, BOOT_ID tracking, traffic counters — and
-subclasses implement ``_exchange(frames, seq, timeout)``. See docs/drivers.md.
+``PacketDriver`` owns everything a transport should not have to rewrite: sequence numbers, the
+client id and owner token, encoding and reply matching, BOOT_ID tracking, and the link
+discipline — a deadline per attempt (the timeout plus the time the bytes take at the link's
+rate), resends of the identical frames, late replies skipped, one typed error when every
+attempt failed (``DeviceTimeout`` for a silent device, ``DeviceUnplugged`` for a link that is
+not there), and the counters that say how the link behaved (``LinkStats``). A transport
+implements four small methods: ``_send``, ``_receive``, ``_reset_link`` and ``close``. See
+docs/drivers.md.
 """
 from __future__ import annotations
 
 import secrets
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Sequence
 from urllib.parse import parse_qs, urlparse
 
+import msgpack
+
 from protocol import limits
 from protocol.codec import Reply, Transaction, decode_reply, encode_request
+from protocol.ops import Op
 
-from host.errors import DeviceReset
+from host.errors import DeviceReset, DeviceTimeout, DeviceUnplugged, LinkCorrupt, LinkDown
+
+#: Pause before the next attempt to open a link that is down (doubles up to the maximum), so a
+#: board that is being replugged or rebooting is found again within the attempt's deadline.
+REOPEN_PAUSE_S = 0.05
+REOPEN_PAUSE_MAX_S = 0.5
+#: Bytes of reply header and framing assumed per packet when budgeting transfer time.
+REPLY_OVERHEAD_BYTES = 96
 
 
 @dataclass
 class LinkStats:
+    """How the link behaved since the driver was opened (cumulative)."""
     packets: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
-    retries: int = 0
+    retries: int = 0          # attempts after the first, for any reason below
+    timeouts: int = 0         # attempts that got no reply within their deadline
+    crc_errors: int = 0       # replies that arrived damaged, and requests the device NAKed
+    link_errors: int = 0      # attempts that found the link broken or unplugged
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 def url_query(url: str, valid: Sequence[str]) -> dict[str, str]:
@@ -39,8 +62,31 @@ def url_query(url: str, valid: Sequence[str]) -> dict[str, str]:
     return q
 
 
-def _nbytes(frames: Sequence[Any]) -> int:
-    return sum(memoryview(f).nbytes if not hasattr(f, "bytes") else len(f.bytes) for f in frames)
+def frames_nbytes(frames: Sequence[Any]) -> int:
+    return sum(len(f.bytes) if hasattr(f, "bytes") else memoryview(f).nbytes for f in frames)
+
+
+def reply_words(tx: Sequence[Transaction]) -> int:
+    """Words of read data the reply to ``tx`` carries at most."""
+    return sum(t.args[0] if t.op in (Op.READ, Op.READ_NI) else 1 if t.op == Op.RMW else 0
+               for t in tx)
+
+
+def reply_seq(frames: Sequence[Any]) -> int | None:
+    """The seq of a reply without decoding its payload: None when the device could not read
+    ours; -1 when the first frame is not a reply header at all (never matches)."""
+    try:
+        first = frames[0]
+        h = msgpack.unpackb(first.bytes if hasattr(first, "bytes") else bytes(memoryview(first)),
+                            raw=False, max_array_len=limits.MAX_ARRAY_LEN + 8,
+                            max_map_len=limits.MAX_MAP_LEN, max_str_len=limits.MAX_STR_LEN,
+                            max_bin_len=limits.MAX_BIN_LEN)
+    except Exception:
+        return -1
+    if not isinstance(h, dict):
+        return -1
+    seq = h.get("seq", -1)
+    return seq if seq is None or type(seq) is int else -1
 
 
 class Driver(ABC):
@@ -58,8 +104,30 @@ class Driver(ABC):
 
 
 class PacketDriver(Driver):
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
-        self.url, self.timeout = url, timeout
+    """A transport that moves the protocol's frames. Subclasses set ``QUERY`` (the URL query
+    parameters they take, ``timeout`` and ``retries`` included), call
+    ``super().__init__(url, timeout=..., retries=...)`` and implement the link methods."""
+    QUERY: ClassVar[tuple[str, ...]] = ("timeout", "retries")
+    DEFAULT_TIMEOUT: ClassVar[float] = 5.0
+    DEFAULT_RETRIES: ClassVar[int] = 2
+
+    def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None,
+                 link_rate: float | None = None) -> None:
+        self.url = url
+        self.query = url_query(url, self.QUERY)
+        q = self.query
+        try:
+            self.timeout = float(q.get("timeout", self.DEFAULT_TIMEOUT if timeout is None else timeout))
+            self.retries = int(q.get("retries", self.DEFAULT_RETRIES if retries is None else retries))
+        except ValueError as e:
+            raise ValueError(f"device URL {url!r}: timeout must be a number of seconds and "
+                             f"retries an integer ({e})") from None
+        if not self.timeout > 0 or self.retries < 0:
+            raise ValueError(f"device URL {url!r}: needs timeout > 0 and retries >= 0, got "
+                             f"timeout={self.timeout:g}, retries={self.retries}")
+        #: Bytes per second the link moves (None: fast enough not to matter). Each attempt's
+        #: deadline is the timeout plus the time the request and its reply take at this rate.
+        self.link_rate = link_rate
         self.cid = secrets.token_bytes(limits.CLIENT_ID_BYTES)
         self.owner = 0
         self.seq = 0
@@ -68,20 +136,23 @@ class PacketDriver(Driver):
         self.responsive = True  # False after a DeviceTimeout, until the device answers again
         self.stats = LinkStats()
 
+    # ---------------------------------------------------------------- what ThermoDevice calls
     def transact(self, tx: Sequence[Transaction], timeout: float | None = None) -> Reply:
         if self.reset is not None:
             raise self.reset  # nothing is sent to a device whose reboot nobody acknowledged
         self.seq += 1
         frames = encode_request(self.seq, self.cid, self.owner, tx)
         self.stats.packets += 1
-        self.stats.bytes_sent += _nbytes(frames)
+        out = frames_nbytes(frames)
+        back = 4 * reply_words(tx) + REPLY_OVERHEAD_BYTES + 8 * len(tx)
         try:
-            raw = self._exchange(frames, self.seq, self.timeout if timeout is None else timeout)
+            raw = self._exchange(frames, self.seq, self.timeout if timeout is None else timeout,
+                                 self.transfer_time(out, back))
         except TimeoutError:
             self.responsive = False
             raise
         self.responsive = True
-        self.stats.bytes_received += _nbytes(raw)
+        self.stats.bytes_received += frames_nbytes(raw)
         reply = decode_reply(raw, tx)
         if self.boot_id is None:
             self.boot_id = reply.boot_id
@@ -95,6 +166,94 @@ class PacketDriver(Driver):
         if self.reset is not None:
             self.boot_id, self.reset = self.reset.new, None
 
+    def transfer_time(self, request_bytes: int, reply_bytes: int) -> float:
+        """Seconds the link needs to carry a request and its reply (0 for a fast link)."""
+        if not self.link_rate:
+            return 0.0
+        return (request_bytes + reply_bytes) / self.link_rate
+
+    # ---------------------------------------------------------------- the link discipline
+    def _exchange(self, frames: list, seq: int, timeout: float, transfer: float = 0.0) -> list:
+        """Send the request and return the frames of the reply with its seq: each attempt has
+        ``timeout + transfer`` seconds; the identical frames are re-sent after silence, a damaged
+        reply, a NAK or a broken link (the device answers a repeat from its reply cache)."""
+        attempts = self.retries + 1
+        failures: list[str] = []
+        unplugged = False
+        for attempt in range(attempts):
+            if attempt:
+                self.stats.retries += 1
+            deadline = time.monotonic() + timeout + transfer
+            try:
+                self._send_until(frames, deadline)
+                self.stats.bytes_sent += frames_nbytes(frames)
+                while True:
+                    reply = self._receive(deadline)
+                    got = reply_seq(reply)
+                    if got == seq or got is None:
+                        # seq None: the device could not read our header far enough to find
+                        # seq; one request is outstanding at a time, so the error is ours
+                        return reply
+                    # a late reply to an earlier attempt, or not a reply: keep waiting
+            except DeviceTimeout:
+                raise  # the transport knows the device is gone (DeviceDied): no retry helps
+            except LinkDown as e:
+                self.stats.link_errors += 1
+                unplugged = True
+                failures.append(f"link down ({e})")
+            except LinkCorrupt as e:
+                self.stats.crc_errors += 1
+                unplugged = False
+                failures.append(f"damaged ({e})")
+            except TimeoutError:
+                self.stats.timeouts += 1
+                unplugged = False
+                failures.append(f"silent for {timeout + transfer:.3g} s")
+            except OSError as e:  # reset, broken pipe: the link broke mid-exchange
+                self.stats.link_errors += 1
+                unplugged = False
+                failures.append(f"link broken ({type(e).__name__}: {e.strerror or e})")
+            self._reset_link()
+        waited = f"{attempts} attempt{'s' if attempts > 1 else ''} × {timeout + transfer:.3g} s"
+        if unplugged:
+            raise DeviceUnplugged(f"{self.url} is not there: the link stayed down through "
+                                  f"{waited} (last: {failures[-1]}); is the board plugged in "
+                                  "and powered?")
+        raise DeviceTimeout(f"no reply from {self.url} after {attempts * (timeout + transfer):.3g} s "
+                            f"({waited}; last: {failures[-1]}); is the device (its daemon or "
+                            "board) running?")
+
+    def _send_until(self, frames: list, deadline: float) -> None:
+        """``_send``, waiting out a link that is down (replugged, rebooting) until the deadline."""
+        pause = REOPEN_PAUSE_S
+        while True:
+            try:
+                self._send(frames, deadline)
+                return
+            except LinkDown:
+                self._reset_link()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(pause, left))  # and a last look at the deadline itself
+                pause = min(2 * pause, REOPEN_PAUSE_MAX_S)
+
+    # ---------------------------------------------------------------- what a transport implements
     @abstractmethod
-    def _exchange(self, frames: list, seq: int, timeout: float) -> list:
-        """Send one request, return the frames of the reply with the same seq."""
+    def _send(self, frames: list, deadline: float) -> None:
+        """Put one request on the link (opening it first if needed). ``frames``: the msgpack
+        header (bytes) and one little-endian uint32 array per WRITE / WRITE_NI; carry each frame
+        and its boundaries unchanged. Raise ``LinkDown`` when the device is not attached (the
+        base waits for it until the deadline), ``TimeoutError`` at the deadline, ``OSError``
+        when the link breaks."""
+
+    @abstractmethod
+    def _receive(self, deadline: float) -> list:
+        """The next message from the device, as a list of bytes-like frames. Raise
+        ``TimeoutError`` at the deadline, ``LinkCorrupt`` for a damaged message or a NAK,
+        ``LinkDown`` / ``OSError`` when the link is gone. The base skips replies to earlier
+        attempts by their seq."""
+
+    def _reset_link(self) -> None:  # noqa: B027 (a link with no state has nothing to reset)
+        """Forget the link's state after a failed attempt (close it; ``_send`` reopens): the
+        position in a byte stream, or a socket with a lost reply in flight, cannot be trusted."""

@@ -30,8 +30,9 @@ class SpawnDriver(ZmqDriver):
     schemes = ("spawn",)
     SERVE = ("cells", "profile", "seed", "serial", "max_rank")  # passed to `thermohil serve`
     QUERY = SERVE + ("timeout", "retries")
+    DEFAULT_TIMEOUT = 10.0
 
-    def __init__(self, url: str, *, timeout: float = 10.0, retries: int = 2) -> None:
+    def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None) -> None:
         q = url_query(url, self.QUERY)
         args = [sys.executable, "-m", "host.cli", "serve", "--endpoint", "tcp://127.0.0.1:0",
                 "--events", "tcp://127.0.0.1:0", "--parent-pid", str(os.getpid())]

@@ -14,11 +14,9 @@ import os
 import stat
 import time
 
-import msgpack
 import zmq
 
 from host.drivers.base import PacketDriver, url_query
-from host.errors import DeviceTimeout
 from protocol import limits
 
 #: How often a wait for a reply looks at the device's liveness (spawn://: its child process).
@@ -29,10 +27,9 @@ class ZmqDriver(PacketDriver):
     schemes = ("tcp", "ipc")
     QUERY = ("timeout", "retries", "server_cert", "client_cert")
 
-    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
-        q = url_query(url, self.QUERY)
-        super().__init__(url, timeout=float(q.get("timeout", timeout)))
-        self.retries = int(q.get("retries", retries))
+    def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None) -> None:
+        super().__init__(url, timeout=timeout, retries=retries)
+        q = self.query
         self.endpoint = url.split("?", 1)[0]
         if self.endpoint.startswith("ipc://"):
             _check_ipc_socket(self.endpoint)
@@ -58,43 +55,32 @@ class ZmqDriver(PacketDriver):
         sock.connect(self.endpoint)
         self.sock = sock
 
-    def _exchange(self, frames: list, seq: int, timeout: float) -> list:
+    def _send(self, frames: list, deadline: float) -> None:
+        if self.sock is None:
+            self._connect()
         assert self.sock is not None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.retries += 1
-            self.sock.send_multipart(frames, copy=False)
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                if not self.sock.poll(max(1, int(min(left, LIVENESS_POLL_S) * 1000))):
-                    self._check_alive()  # after the poll: a reply sent before dying is kept
-                    continue
-                reply = self.sock.recv_multipart(copy=False)
-                got = _reply_seq(reply)
-                if got == seq or got is None:
-                    # seq None: the device could not parse our header far enough to read seq;
-                    # one request is outstanding at a time, so the error reply is ours
-                    return reply
-                # a late reply to an earlier attempt: ignore it
-            self._rebuild()  # Lazy Pirate: a DEALER with a lost reply in flight is not reused
-        attempts = self.retries + 1
-        raise DeviceTimeout(f"no reply from {self.endpoint} after {attempts * timeout:g} s "
-                            f"({attempts} attempt{'s' if attempts > 1 else ''} × {timeout:g} s); "
-                            "is the daemon running?")
+        self.sock.send_multipart(frames, copy=False)
+
+    def _receive(self, deadline: float) -> list:
+        assert self.sock is not None
+        while (left := deadline - time.monotonic()) > 0:
+            if self.sock.poll(max(1, int(min(left, LIVENESS_POLL_S) * 1000))):
+                return self.sock.recv_multipart(copy=False)
+            self._check_alive()  # after the poll: a reply sent before dying is kept
+        raise TimeoutError("no reply before the deadline")
 
     def _check_alive(self) -> None:
         """Called every LIVENESS_POLL_S while waiting: a transport that can tell that the device
         is gone (spawn:// sees its child exit) raises DeviceDied here instead of timing out."""
 
-    def _rebuild(self) -> None:
-        if self.sock is not None:
-            self.sock.close(0)
-        self._connect()
-
-    def close(self) -> None:
+    def _reset_link(self) -> None:
+        """Lazy Pirate: a DEALER with a lost reply in flight is not reused."""
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None
+
+    def close(self) -> None:
+        self._reset_link()
 
 
 def _check_ipc_socket(endpoint: str) -> None:
@@ -111,13 +97,3 @@ def _check_ipc_socket(endpoint: str) -> None:
                                 "(is the daemon running, with this --endpoint?)") from None
     if not stat.S_ISSOCK(mode):
         raise ValueError(f"no device at {endpoint}: {path} is not a socket")
-
-
-def _reply_seq(frames: list) -> int | None:
-    """The reply's seq; None when the device could not read ours; -1 for garbage."""
-    try:
-        h = msgpack.unpackb(frames[0].buffer, raw=False, max_array_len=limits.MAX_ARRAY_LEN + 8,
-                            max_map_len=limits.MAX_MAP_LEN)
-        return h.get("seq", -1) if isinstance(h, dict) else -1
-    except Exception:
-        return -1  # not a reply at all: never matches

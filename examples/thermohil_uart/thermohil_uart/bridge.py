@@ -3,15 +3,13 @@
     python -m thermohil_uart.bridge --port 0 --cells 16 --profile ideal
     -> thermohil-uart: listening 127.0.0.1:PORT
 
-On a real board this loop is firmware: read a framed message off the serial line, execute the
-packet, write the framed reply. Here a loopback TCP socket is the serial line and
-``device.emulator.build_firmware`` is the board. A serial line has exactly one peer, so one
-connection is served at a time; the next one is accepted when it closes (the host driver
-reconnects after a timeout, and its retried packet is answered from the firmware's reply cache).
-
-Malformed packets get the protocol's structured error reply (``Reply`` with the ProtocolError's
-status, built by ``Firmware.execute``); a stream with an impossible length gets one error reply and is then closed, because the
-position of the next message is unknown. SIGTERM or SIGINT stops the bridge with exit code 0.
+On a real board this loop is firmware: bytes in from the serial line, packets to the packet
+handler, framed replies out. Here a loopback TCP socket is the serial line,
+``device.emulator.build_firmware`` is the board, and ``firmware_sim.stream_server.StreamServer``
+is the serial main loop (framing, CRC checks, NAKs, resync; packets parked at a WAIT are
+answered when they complete, so a run of any length works). A serial line has one peer, so one
+connection is served at a time; the next is accepted when it closes.
+SIGTERM or SIGINT stops the bridge with exit code 0.
 """
 from __future__ import annotations
 
@@ -21,90 +19,66 @@ import select
 import signal
 import socket
 import sys
-import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from firmware_sim import Firmware
-from protocol.codec import Reply, encode_reply
-from protocol.status import Status
-from thermohil_uart.framing import FramingError, read_message, write_message
+from firmware_sim.stream_server import StreamServer
 
 log = logging.getLogger("thermohil_uart.bridge")
 
-#: How often the idle loops look at the stop flag and run the firmware's housekeeping.
+#: How often the idle loop looks at the stop flag and runs the firmware's housekeeping.
 POLL_S = 0.2
-#: Once a message has started, the rest of it must arrive within this time.
-MESSAGE_TIMEOUT_S = 30.0
-#: A reply the host does not take within this time is abandoned with the connection.
-WRITE_TIMEOUT_S = 30.0
+
+
+class SocketLink:
+    """The ByteLink of StreamServer over a connected socket."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+
+    def read(self, timeout: float) -> bytes:
+        if not select.select([self.conn], [], [], timeout)[0]:
+            return b""
+        data = self.conn.recv(1 << 16)
+        if not data:
+            raise EOFError("the host closed the line")
+        return data
+
+    def write(self, data: Any) -> None:
+        self.conn.settimeout(30.0)  # a host that stops reading for this long is gone
+        self.conn.sendall(data)
 
 
 class Bridge:
     def __init__(self, firmware: Firmware, port: int = 0) -> None:
         self.fw = firmware
+        self.server = StreamServer(firmware)
         self.listener = socket.create_server(("127.0.0.1", port), backlog=4)  # loopback only
         self.port: int = self.listener.getsockname()[1]
         self.stopping = False
 
     def stop(self, *_: object) -> None:
-        """Signal handler: only sets a flag; every loop below looks at it within POLL_S."""
+        """Signal handler: only sets a flag; the loops below look at it within POLL_S."""
         self.stopping = True
 
     def serve_forever(self) -> None:
         while not self.stopping:
             if not select.select([self.listener], [], [], POLL_S)[0]:
-                self.fw.tick()
+                self.server.host.poll()  # parked packets and lease housekeeping, link or not
                 continue
             try:
                 conn, peer = self.listener.accept()
             except OSError as e:  # the peer gave up between select and accept
                 log.warning("accept failed: %s", e)
                 continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             log.info("link up: %s:%d", *peer[:2])
             try:
-                self._serve(conn)
-            except OSError as e:
-                log.warning("link lost: %s", e)
+                self.server.serve(SocketLink(conn), stop=lambda: self.stopping)
+            except (EOFError, OSError) as e:
+                log.info("link down: %s", e)
             finally:
                 conn.close()
-            log.info("link down")
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        while not self.stopping:
-            if not select.select([conn], [], [], POLL_S)[0]:
-                self.fw.tick()
-                continue
-            try:
-                frames = read_message(conn, time.monotonic() + MESSAGE_TIMEOUT_S)
-            except FramingError as e:
-                log.warning("bad framing, dropping the link: %s", e.message)
-                self._reply(conn, Reply(None, e.status, [], [], self.fw.boot_id, e.message))
-                return
-            if frames is None:
-                return  # the host closed the link
-            reply = self._run(frames)
-            if reply is None:
-                return  # stopping
-            self._reply(conn, reply)
-
-    def _run(self, frames: Sequence[bytearray]) -> Reply | None:
-        """The firmware decodes the untrusted frames itself (``decode_request``; a malformed
-        packet gets the ProtocolError's status in a structured ``Reply``) and runs the packet.
-        A packet suspended at a WAIT stays in the firmware's in-flight table, so executing the
-        same frames again resumes it: short slices let a SIGTERM stop the bridge mid-WAIT."""
-        while True:
-            try:
-                return self.fw.execute(list(frames), timeout=POLL_S)
-            except TimeoutError:
-                if self.stopping:
-                    return None
-            except Exception as e:  # a firmware bug while resuming must not take the board down
-                log.exception("internal error")
-                return Reply(None, Status.INTERNAL, [], [], self.fw.boot_id, f"internal error: {e!r}")
-
-    def _reply(self, conn: socket.socket, reply: Reply) -> None:
-        write_message(conn, encode_reply(reply), time.monotonic() + WRITE_TIMEOUT_S)
 
     def close(self) -> None:
         self.listener.close()
@@ -116,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=5600, help="TCP port on 127.0.0.1 (0 = any free)")
     p.add_argument("--cells", type=int, default=64)
-    p.add_argument("--profile", default="ideal", help="non-ideality profile: ideal or realistic")
+    p.add_argument("--profile", default="ideal", help="hardware profile (ideal, realistic, ...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)

@@ -1,0 +1,87 @@
+"""The host side of the byte-stream transport (protocol.stream): for UART, USB-serial or any
+link that carries bytes.
+
+A vendor's driver subclasses ``StreamDriver`` and moves bytes, nothing else:
+
+    _open(deadline)              make the link usable (raise LinkDown if the board is absent)
+    _write(data, deadline)       write all of ``data`` (bytes-like)
+    _read(deadline) -> bytes     some bytes (at least one), TimeoutError at the deadline,
+                                 LinkDown / OSError if the link went away
+    _close()                     close the link (the next _open reopens it)
+
+Framing, CRCs, NAKs, resynchronisation, deadlines (including the transfer time at the link's
+rate, the URL's ``baud``), resends and statistics come from here and from ``PacketDriver``.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+from protocol import stream
+
+from host.drivers.base import PacketDriver
+from host.errors import LinkCorrupt
+
+#: Bits on the line per byte of payload for an asynchronous serial link (8N1: start + 8 + stop).
+BITS_PER_BYTE = 10
+
+
+class StreamDriver(PacketDriver):
+    QUERY: ClassVar[tuple[str, ...]] = ("timeout", "retries", "baud")
+
+    def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None,
+                 baud: float | None = None) -> None:
+        super().__init__(url, timeout=timeout, retries=retries)
+        rate = float(self.query.get("baud", baud or 0))
+        if rate < 0:
+            raise ValueError(f"device URL {url!r}: baud must be > 0")
+        self.baud = rate or None
+        self.link_rate = rate / BITS_PER_BYTE if rate else None
+        self.decoder = stream.StreamDecoder()
+        self._events: list[Any] = []
+        self._open_link = False
+
+    # ---------------------------------------------------------------- PacketDriver's link methods
+    def _send(self, frames: list, deadline: float) -> None:
+        if not self._open_link:
+            self._open(deadline)
+            self._open_link = True
+        for piece in stream.encode(frames):
+            self._write(piece, deadline)
+
+    def _receive(self, deadline: float) -> list:
+        while True:
+            while self._events:
+                event = self._events.pop(0)
+                if isinstance(event, stream.Message):
+                    return event.frames
+                if isinstance(event, stream.Nak):
+                    raise LinkCorrupt("the device NAKed the request (it arrived damaged)")
+                if event.reason == "crc":
+                    raise LinkCorrupt(f"reply {event.detail}")
+                # anything else from the device is not ours to answer: keep reading
+            # a reply cut off mid-way runs into the deadline; the reset clears the decoder
+            self._events += self.decoder.feed(self._read(deadline))
+
+    def _reset_link(self) -> None:
+        self.decoder.expire()
+        self._events.clear()
+        if self._open_link:
+            self._open_link = False
+            self._close()
+
+    def close(self) -> None:
+        self._reset_link()
+
+    # ---------------------------------------------------------------- what a vendor implements
+    @abstractmethod
+    def _open(self, deadline: float) -> None: ...
+
+    @abstractmethod
+    def _write(self, data: Any, deadline: float) -> None: ...
+
+    @abstractmethod
+    def _read(self, deadline: float) -> bytes: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
