@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import numpy as np
@@ -266,7 +266,8 @@ def train(cfg: TrainConfig) -> dict:
                 (out / "config.json").write_text(json.dumps(saved, indent=1))
         timing = dev.info().get("timing") if dev is not None else None
         startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
-        return _loop(cfg, ds, objective, optimizer, out, ckpt, timing, startup)
+        return _loop(cfg, ds, objective, optimizer, out, ckpt, timing, startup,
+                     link=(lambda: _link_stats(dev)) if dev is not None else None)
     finally:
         optimizer.close()
         if dev is not None:
@@ -278,6 +279,12 @@ def _calibrate(dev: Any) -> float:
     from host.calibration import ensure_calibrated
     report = ensure_calibrated(dev, say=lambda m: print(f"thermohil: {m}", file=sys.stderr))
     return report.device_time if report is not None else 0.0
+
+
+def _link_stats(dev: Any) -> dict[str, int]:
+    """The link's counters since this session connected (packets, bytes, retries, timeouts, CRC
+    and link errors): a run that trained through a flaky link says so in metrics.jsonl."""
+    return {k: v for k, v in vars(dev.stats).items() if isinstance(v, int)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -301,7 +308,8 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: Path | None,
-          ckpt: Path | None, timing: dict | None = None, calibration_time: float = 0.0) -> dict:
+          ckpt: Path | None, timing: dict | None = None, calibration_time: float = 0.0,
+          link: Callable[[], dict[str, int]] | None = None) -> dict:
     rng = np.random.default_rng(cfg.seed)
     state = optimizer.init(objective.model.init(rng), rng)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
@@ -364,7 +372,8 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                       "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
                       **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale",
                                               "calibration_time", "direction_error") if k in info},
-                      **_group_info(info), "cumulative": dict(totals)})
+                      **_group_info(info), "cumulative": dict(totals),
+                      **({"link": link()} if link else {})})
                 if bar:
                     bar.update()
                     bar.set_postfix(loss=f"{info['batch_loss']:.4f}")
@@ -404,4 +413,4 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
             "device_time": totals["device_time"], "calibration_time": totals["calibration_time"],
             "projected_hw_time_s": totals["projected_hw_time_s"],
             "bytes_sent": totals["bytes_sent"], "seed": cfg.seed, "out": str(out) if out else None,
-            "hyper": cfg.hyper}
+            "hyper": cfg.hyper, **({"link": link()} if link else {})}

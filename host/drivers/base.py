@@ -217,11 +217,11 @@ class PacketDriver(Driver):
         waited = f"{attempts} attempt{'s' if attempts > 1 else ''} × {timeout + transfer:.3g} s"
         if unplugged:
             raise DeviceUnplugged(f"{self.url} is not there: the link stayed down through "
-                                  f"{waited} (last: {failures[-1]}); is the board plugged in "
-                                  "and powered?")
+                                  f"{waited}; last attempt: {failures[-1]}; is the board plugged "
+                                  "in and powered?")
         raise DeviceTimeout(f"no reply from {self.url} after {attempts * (timeout + transfer):.3g} s "
-                            f"({waited}; last: {failures[-1]}); is the device (its daemon or "
-                            "board) running?")
+                            f"({waited}); last attempt: {failures[-1]}; is the device (its daemon "
+                            "or board) running?")
 
     def _send_until(self, frames: list, deadline: float) -> None:
         """``_send``, waiting out a link that is down (replugged, rebooting) until the deadline."""

@@ -1,0 +1,261 @@
+"""Transport faults, against any device URL: a link that loses, garbles, stalls or drops.
+
+Faults are injected between the driver base and the transport's link methods (``_send`` /
+``_receive`` of every PacketDriver; ``_write`` / ``_read`` of a byte-stream driver), so the same
+tests run over tcp://, ipc://, spawn://, uart:// or a vendor's scheme, and exercise the real
+device on the other end: its reply cache, its NAKs, its resynchronisation. A driver passes when
+every fault costs retries and time, never a wrong or doubled result, and ends in the right
+typed error when the link does not come back. local:// has no link and is skipped.
+
+Faults hit only packets sent from the test's own thread (the lease keep-alive thread's packets
+pass untouched), so what a test counts is what it caused.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pytest
+
+import host
+from host.drivers.base import PacketDriver
+from host.drivers.stream import StreamDriver
+from host.errors import LinkDown
+from protocol import stream
+from protocol.codec import Transaction
+from protocol.ops import Op
+from protocol.regmap import REGMAP
+
+SCRATCH = REGMAP.SCRATCH.address
+#: Per-attempt timeout while faults are injected: short, so a lost packet costs little.
+FAULT_TIMEOUT_S = 1.0
+
+
+@pytest.fixture()
+def link(dev: host.ThermoDevice) -> Iterator[PacketDriver]:
+    d = dev.driver
+    if not isinstance(d, PacketDriver) or d.schemes == ("local",):
+        pytest.skip("no link to fault: the driver is not a PacketDriver with a transport")
+    saved = d.timeout, d.retries, d.link_rate
+    d.timeout, d.retries = FAULT_TIMEOUT_S, 2
+    try:
+        yield d
+    finally:
+        d.timeout, d.retries, d.link_rate = saved
+        for name in ("_send", "_receive", "_write", "_read"):
+            d.__dict__.pop(name, None)  # drop any injected wrapper
+        d._reset_link()
+
+
+@pytest.fixture()
+def stream_link(link: PacketDriver) -> StreamDriver:
+    if not isinstance(link, StreamDriver):
+        pytest.skip("byte-level faults need a byte-stream transport (a StreamDriver)")
+    return link
+
+
+@contextmanager
+def inject(driver: Any, method: str, fault: Callable[..., Any], times: int = 1) -> Iterator[list[int]]:
+    """Replace ``driver.method`` by ``fault(original, *args)`` for the next ``times`` calls made
+    from this thread; yields a one-item list counting the calls that were faulted."""
+    original = getattr(driver, method)
+    me = threading.current_thread()
+    hits = [0]
+
+    def wrapper(*args: Any) -> Any:
+        if threading.current_thread() is me and hits[0] < times:
+            hits[0] += 1
+            return fault(original, *args)
+        return original(*args)
+
+    setattr(driver, method, wrapper)
+    try:
+        yield hits
+    finally:
+        driver.__dict__.pop(method, None)
+
+
+def counters(d: PacketDriver) -> dict[str, int]:
+    return dict(vars(d.stats))
+
+
+def grew(before: dict[str, int], d: PacketDriver) -> dict[str, int]:
+    return {k: v - before[k] for k, v in vars(d.stats).items() if v != before[k]}
+
+
+def transact(d: PacketDriver, tx: list[Transaction]) -> Any:
+    with d.link:  # type: ignore[attr-defined]  # the lock ThermoDevice shares with its keep-alive
+        return d.transact(tx)
+
+
+def rmw(d: PacketDriver, and_mask: int, or_mask: int) -> int:
+    reply = transact(d, [Transaction(Op.RMW, SCRATCH, (and_mask, or_mask))])
+    assert reply.status == 0, reply.message
+    return int(reply.data[0][0])
+
+
+# ----------------------------------------------------------------------------- any transport
+def test_a_lost_request_is_resent(dev, link):
+    dev.write("SCRATCH", 0x1234)
+    before = counters(link)
+    with inject(link, "_send", lambda original, frames, deadline: None) as hits:  # never arrives
+        assert dev.read("SCRATCH") == 0x1234
+    assert hits == [1]
+    assert grew(before, link).get("timeouts") == 1 and grew(before, link).get("retries") == 1
+
+
+def test_a_lost_reply_does_not_execute_the_packet_twice(dev, link):
+    """The device executed the RMW, its reply was lost: the resent packet is answered from the
+    reply cache (old value 0x10), not executed again (which would answer 0x30)."""
+    dev.write("SCRATCH", 0x10)
+
+    def lose(original: Any, deadline: float) -> Any:
+        original(deadline)
+        raise TimeoutError("reply lost on the way back")
+
+    with inject(link, "_receive", lose) as hits:
+        assert rmw(link, 0xFFFFFFFF, 0x20) == 0x10
+    assert hits == [1] and dev.read("SCRATCH") == 0x30
+    assert rmw(link, 0, 0x01) == 0x30  # and the next packet is a new one
+
+
+def test_a_board_replugged_within_the_timeout_is_found_again(dev, link):
+    unplugged_until = time.monotonic() + 0.4
+
+    def unplugged(original: Any, frames: Any, deadline: float) -> Any:
+        if time.monotonic() < unplugged_until:
+            raise LinkDown("board unplugged (injected)")
+        return original(frames, deadline)
+
+    dev.write("SCRATCH", 7)
+    t0 = time.monotonic()
+    with inject(link, "_send", unplugged, times=1000):
+        assert dev.read("SCRATCH") == 7
+    assert 0.4 <= time.monotonic() - t0 < FAULT_TIMEOUT_S * 3
+
+
+def test_an_unplugged_board_is_device_unplugged_and_works_after_replug(dev, link):
+    def unplugged(original: Any, frames: Any, deadline: float) -> Any:
+        raise LinkDown("board unplugged (injected)")
+
+    before = counters(link)
+    t0 = time.monotonic()
+    with inject(link, "_send", unplugged, times=1000):
+        with pytest.raises(host.DeviceUnplugged, match="not there"):
+            dev.read("MAGIC")
+    waited = time.monotonic() - t0
+    assert FAULT_TIMEOUT_S * 3 * 0.9 <= waited < FAULT_TIMEOUT_S * 3 + 2.0
+    assert grew(before, link)["link_errors"] == 3 and not link.responsive
+    assert dev.read("MAGIC") == REGMAP.meta["magic"] and link.responsive  # replugged
+
+
+def test_a_silent_device_is_device_timeout_not_unplugged(dev, link):
+    def silent(original: Any, deadline: float) -> Any:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        raise TimeoutError("silent (injected)")
+
+    with inject(link, "_receive", silent, times=1000):
+        with pytest.raises(host.DeviceTimeout) as err:
+            dev.read("MAGIC")
+    assert not isinstance(err.value, host.DeviceUnplugged)
+    assert "3 attempts" in str(err.value)
+    assert dev.read("MAGIC") == REGMAP.meta["magic"]
+
+
+def test_a_slow_link_gets_its_transfer_time(dev, link):
+    """A request that takes 0.5 s on the wire, with a 0.2 s timeout: declared at its rate, the
+    link gets the transfer time on top of the timeout and succeeds on the first attempt."""
+    words = np.arange(1024, dtype=np.uint32)
+    tx = [Transaction(Op.WRITE_NI, SCRATCH, (words.size,), words)]
+    rate = 4 * words.size / 0.5  # bytes/s: the payload alone takes 0.5 s
+
+    def slow(original: Any, frames: Any, deadline: float) -> Any:
+        time.sleep(sum(memoryview(f).nbytes for f in frames) / rate)
+        return original(frames, deadline)
+
+    link.timeout, link.link_rate = 0.2, rate
+    before = counters(link)
+    with inject(link, "_send", slow, times=1000):
+        assert transact(link, tx).status == 0
+    assert "retries" not in grew(before, link)
+    assert dev.read("SCRATCH") == 1023
+
+
+# ----------------------------------------------------------------------------- byte streams
+def test_a_garbled_request_is_nakked_and_resent_at_once(dev, stream_link):
+    dev.write("SCRATCH", 0xBEEF)
+    before = counters(stream_link)
+    state = {"pieces": 0}
+
+    def garble(original: Any, data: Any, deadline: float) -> Any:
+        state["pieces"] += 1
+        raw = bytearray(memoryview(data).cast("B"))
+        if state["pieces"] == 2:  # the first body piece of the frame (after the 16-byte header)
+            raw[len(raw) // 2] ^= 0x04
+        return original(bytes(raw), deadline)
+
+    t0 = time.monotonic()
+    with inject(stream_link, "_write", garble, times=3):
+        assert dev.read("SCRATCH") == 0xBEEF
+    assert time.monotonic() - t0 < FAULT_TIMEOUT_S  # the NAK, not the timeout, started the resend
+    assert grew(before, stream_link).get("crc_errors") == 1
+
+
+def test_a_garbled_reply_is_detected_and_the_request_resent(dev, stream_link):
+    dev.write("SCRATCH", 0x10)
+    before = counters(stream_link)
+    state = {"bytes": 0, "flipped": False}
+
+    def garble(original: Any, deadline: float) -> Any:
+        data = bytearray(original(deadline))
+        if not state["flipped"] and state["bytes"] + len(data) > stream.HEADER_BYTES + 8:
+            data[max(0, stream.HEADER_BYTES + 8 - state["bytes"])] ^= 0x01  # inside the body
+            state["flipped"] = True
+        state["bytes"] += len(data)
+        return bytes(data)
+
+    with inject(stream_link, "_read", garble, times=1000):
+        assert rmw(stream_link, 0xFFFFFFFF, 0x20) == 0x10  # from the cache on the resend
+    assert state["flipped"] and grew(before, stream_link).get("crc_errors") == 1
+    assert dev.read("SCRATCH") == 0x30
+
+
+def test_a_half_written_request_is_discarded_after_the_inter_byte_timeout(dev, stream_link):
+    """The sender stops mid-frame (a cable glitch, a crashed writer): the device discards the
+    partial frame after INTER_BYTE_TIMEOUT_S of silence and reads the next frame whole."""
+    dev.write("SCRATCH", 99)
+    state = {"first": True}
+
+    def stall(original: Any, data: Any, deadline: float) -> Any:
+        if state["first"]:
+            state["first"] = False
+            view = memoryview(data).cast("B")
+            original(view[:len(view) // 2], deadline)  # half the header, then nothing
+            time.sleep(stream.INTER_BYTE_TIMEOUT_S + 0.3)
+        return original(data, deadline)
+
+    stream_link.timeout = 3.0
+    before = counters(stream_link)
+    with inject(stream_link, "_write", stall, times=1000):
+        assert dev.read("SCRATCH") == 99
+    assert "retries" not in grew(before, stream_link)
+
+
+def test_line_noise_between_frames_is_skipped(dev, stream_link):
+    noise = np.random.default_rng(5).integers(0, 256, 2000, dtype=np.uint8).tobytes() + b"\xaaUT"
+    dev.write("SCRATCH", 5)
+    before = counters(stream_link)
+    state = {"first": True}
+
+    def noisy(original: Any, data: Any, deadline: float) -> Any:
+        if state["first"]:
+            state["first"] = False
+            original(noise, deadline)
+        return original(data, deadline)
+
+    with inject(stream_link, "_write", noisy, times=1000):
+        assert dev.read("SCRATCH") == 5
+    assert "retries" not in grew(before, stream_link)
