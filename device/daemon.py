@@ -62,7 +62,7 @@ class Daemon:
         self.fw = firmware
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
+        self.router.setsockopt(zmq.MAXMSGSIZE, firmware.limits.max_frame_bytes)
         # per peer: at most this many requests read ahead (the rest waits in TCP: backpressure)
         # and replies queued; a peer that does not read its replies loses the ones beyond it
         # instead of making the daemon hold them

@@ -33,8 +33,7 @@ DEFAULT_CELLS = 64
 
 
 def build_firmware(cells: int | None = None, *, profile: str = "ideal", seed: int = 0,
-                   serial: int = DEFAULT_SERIAL, max_rank: int | None = None,
-                   fifo_depth: int = 1 << 20) -> Firmware:
+                   serial: int = DEFAULT_SERIAL, max_rank: int | None = None) -> Firmware:
     """A booted emulated device with ``cells`` unit cells (default: the profile's size, if it
     has one, else 64)."""
     prof = get_profile(profile)
@@ -51,5 +50,5 @@ def build_firmware(cells: int | None = None, *, profile: str = "ideal", seed: in
     core = AnalogCore(cells, rank, prof, serial=serial, seed=seed)
     return Firmware(core, serial=serial, seed=seed, profile_id=PROFILE_IDS.get(prof.name, PROFILE_FILE_ID) if prof.builtin
                     else PROFILE_FILE_ID,
-                    fifo_depth=fifo_depth, params_type=CoreParams,
+                    limits=prof.device_limits, params_type=CoreParams,
                     calibrated=prof.offset_sigma == prof.gain_sigma == prof.drift_rate == 0)

@@ -32,7 +32,7 @@ from firmware_sim.lease import Lease
 from firmware_sim.registers import RegisterFile
 from firmware_sim.reply_cache import TOO_BIG_TO_KEEP, ReplyCache
 from firmware_sim.scheduler import RunScheduler
-from protocol import limits
+from protocol.limits import DEFAULT as DEFAULT_LIMITS, Limits
 from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
 from protocol.regmap import REGMAP, Register, Window, float_to_q31
@@ -85,7 +85,7 @@ class TxError(Exception):
 
 class Firmware:
     def __init__(self, core: Any, *, serial: int, seed: int, profile_id: int = 0,
-                 fifo_depth: int = 1 << 20, emulator: bool = True,
+                 limits: Limits = DEFAULT_LIMITS, emulator: bool = True,
                  params_type: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.monotonic, calibrated: bool = False) -> None:
         self.core, self.clock = core, clock
@@ -100,19 +100,23 @@ class Firmware:
             ("UNDERDAMPED", "lowrank"),
             ("CALIBRATION", "lowrank"), ("CAPACITIVE", "capacitive")) if mode in self.modes]
         caps += ["EMULATOR"] if emulator else []
+        if limits.fifo_depth < core.n_cells:
+            raise ValueError(f"FIFO_DEPTH {limits.fifo_depth} cannot hold one sample of "
+                             f"{core.n_cells} cells")
+        self.limits = limits
         consts = dict(N_CELLS=core.n_cells, MAX_RANK=core.max_rank, SERIAL=serial,
-                      BOOT_ID=self.boot_id, FIFO_DEPTH=fifo_depth,
+                      BOOT_ID=self.boot_id, FIFO_DEPTH=limits.fifo_depth,
                       DAC_BITS=p.dac_bits_coupling | (p.dac_bits_bias << 8), ADC_BITS=p.adc_bits,
                       VMAX=float(np.float32(p.vmax)), EMU_PROFILE=profile_id, EMU_SEED=seed,
-                      VERSION=version_word(), MAX_TRANSACTIONS=limits.MAX_TRANSACTIONS,
-                      MAX_PACKET_WORDS=limits.MAX_WORDS_PER_PACKET,
-                      MAX_REPLY_WORDS=limits.MAX_REPLY_WORDS,
-                      MAX_OPEN_REPLY_WORDS=limits.MAX_OPEN_REPLY_WORDS,
-                      MAX_PARKED=limits.MAX_PARKED,
-                      MAX_PARKED_PER_CLIENT=limits.MAX_PARKED_PER_CLIENT,
-                      MAX_WAIT_MS=limits.MAX_WAIT_MS, REPLY_CACHE_DEPTH=limits.REPLY_CACHE_PER_CLIENT,
-                      MAX_FRAME_BYTES=limits.MAX_FRAME_BYTES,
-                      MAX_REGISTER_NI_WORDS=limits.MAX_REGISTER_NI_WORDS,
+                      VERSION=version_word(), MAX_TRANSACTIONS=limits.max_transactions,
+                      MAX_PACKET_WORDS=limits.max_packet_words,
+                      MAX_REPLY_WORDS=limits.max_reply_words,
+                      MAX_OPEN_REPLY_WORDS=limits.max_open_reply_words,
+                      MAX_PARKED=limits.max_parked,
+                      MAX_PARKED_PER_CLIENT=limits.max_parked_per_client,
+                      MAX_WAIT_MS=limits.max_wait_ms, REPLY_CACHE_DEPTH=limits.reply_cache_depth,
+                      MAX_FRAME_BYTES=limits.max_frame_bytes,
+                      MAX_REGISTER_NI_WORDS=limits.max_register_ni_words,
                       TAU0=float(np.float32(p.tau0_s)), LINK_RATE=float(np.float32(p.link_bits_per_s)),
                       LINK_WORD_BITS=p.link_word_bits, DAC_RATE=float(np.float32(p.dac_words_per_s)),
                       ADC_RATE=float(np.float32(p.adc_words_per_s)), CAL_COST=calibration.COST,
@@ -122,9 +126,9 @@ class Firmware:
         self.regs = RegisterFile(REGMAP, consts)
         self.emulator = emulator
         self.vmax = consts["VMAX"]
-        self.fifo = SampleFifo(fifo_depth)
+        self.fifo = SampleFifo(limits.fifo_depth)
         self.lease = Lease(self.regs.u32("LEASE_MS"), clock=clock)
-        self.cache = ReplyCache()
+        self.cache = ReplyCache(per_client=limits.reply_cache_depth)
         self.inflight: dict[tuple[bytes, int], Pending] = {}
         self.listeners: list[Callable[[str, dict], None]] = []
         #: Called (under the lock, must not block) whenever something a parked WAIT may be
@@ -207,7 +211,7 @@ class Firmware:
     def handle(self, frames: list) -> Reply | Pending:
         """Decode an untrusted request and submit it; undecodable input gets an error reply."""
         try:
-            packet = decode_request(frames)
+            packet = decode_request(frames, self.limits)
         except ProtocolError as e:  # the transport logs the rejection (it knows the peer)
             return Reply(e.seq, e.status, [], [], self.boot_id, e.message)
         try:

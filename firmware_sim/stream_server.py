@@ -46,7 +46,7 @@ class StreamServer:
         self.fw = firmware
         self.host = host or PacketHost(firmware)
         self.inter_byte_timeout = inter_byte_timeout
-        self.decoder = stream.StreamDecoder()
+        self.decoder = stream.StreamDecoder(max_body=stream.max_body_bytes(firmware.limits))
         self._last_reply: list[Any] | None = None
 
     @property

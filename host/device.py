@@ -19,7 +19,8 @@ import numpy as np
 
 from host.drivers import Driver, open_driver
 from host.errors import DeviceError, DeviceSaturated, LeaseLost, NotOwner, RunAborted
-from protocol import limits
+from host import packets
+from protocol.limits import Limits
 from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
 from protocol.ops import Op
@@ -148,7 +149,10 @@ class ThermoDevice:
         self._settings: dict[tuple[int, int], Transaction] = {}
         self.rounding_rng: np.random.Generator | None = None  # see stochastic_rounding()
         self.token = 0
+        #: What the device accepts per packet; the identity read below fits any device's.
+        self.limits = Limits()
         self._static = self._read_static()
+        self.limits = self._read_limits()
         self.n_cells: int = self._static["n_cells"]
         self.vmax: float = self._static["vmax"]
         self.max_rank: int = self._static["max_rank"]
@@ -199,12 +203,26 @@ class ThermoDevice:
             raise DeviceError.from_reply(reply.status, reply.message)
 
     def _send(self, calls: list[_Call]) -> None:
+        """Send the calls' transactions as one packet, or as the few packets the device's
+        limits require (host/packets.py says where a request may be split), and hand each
+        call its read data."""
         tx = [t for c in calls for t in c.tx]
-        words = sum(t.count for t in tx if t.op in (Op.READ, Op.WRITE, Op.READ_NI, Op.WRITE_NI))
-        if words > limits.MAX_WORDS_PER_PACKET:
-            raise ValueError(f"one packet would move {words} words (limit "
-                             f"{limits.MAX_WORDS_PER_PACKET}): split the batch, or use the "
-                             "low-rank coupling for large N")
+        plan = packets.plan(tx, self.limits, owner=bool(self.token))
+        data: list = []
+        for packet in plan.packets:
+            data += self._send_packet(packet)
+        data = plan.merge(data)
+        k = 0
+        for c in calls:
+            part = data[k:k + len(c.tx)]
+            k += len(c.tx)
+            if c.decode is not None:
+                c.result._value = c.decode(part)
+            else:
+                c.result._value = None
+
+    def _send_packet(self, tx: list[Transaction]) -> list:
+        """One packet; its WAITs for this host's runs are re-sent while the run goes on."""
         data: list = []
         start = 0
         while True:
@@ -233,14 +251,7 @@ class ThermoDevice:
                     "problem again (dev.recover() re-applies the last configuration)",
                     status, index)
             raise DeviceError.from_reply(status, reply.message, index)
-        k = 0
-        for c in calls:
-            part = data[k:k + len(c.tx)]
-            k += len(c.tx)
-            if c.decode is not None:
-                c.result._value = c.decode(part)
-            else:
-                c.result._value = None
+        return data
 
     def _share_wait_slice(self, tx: list[Transaction]) -> list[Transaction]:
         """Split one wait slice among the host's run WAITs of a packet. A parked packet does not
@@ -336,10 +347,27 @@ class ThermoDevice:
                 "stability": v["EMU_STABILITY"], "dt": v["EMU_DT"]}
         return info
 
+    def _read_limits(self) -> Limits:
+        """The resource limits the device advertises (a small board lowers them): every packet
+        the host sends keeps inside them."""
+        fields = {f: f.upper() for f in Limits.names() if f != "fifo_depth"}
+        fields["max_packet_words"] = "MAX_PACKET_WORDS"
+        reply = self._transact([rd(r) for r in fields.values()])
+        if reply.status != Status.OK:
+            raise DeviceError.from_reply(reply.status, reply.message)
+        values = {f: int(d[0]) for f, d in zip(fields, reply.data)}
+        try:
+            return Limits(**values, fifo_depth=self._static["fifo_depth"])
+        except ValueError as e:
+            raise DeviceError(f"the device advertises limits this host cannot work within: {e}",
+                              Status.INTERNAL) from None
+
     def info(self) -> dict:
-        """Identity, capabilities, converter resolutions and (on the emulator) its settings."""
+        """Identity, capabilities, limits, converter resolutions and (on the emulator) its
+        settings."""
         self._static = self._read_static()
-        return dict(self._static)
+        self.limits = self._read_limits()
+        return {**self._static, "limits": vars(self.limits).copy()}
 
     def claim(self, lease_ms: int = 30_000, *, wait: float = 0.0,
               on_wait: Callable[[float], None] | None = None) -> None:
@@ -434,7 +462,10 @@ class ThermoDevice:
         self._stop_keepalive()
         self.token = self.driver.owner = 0
         self._run_id = None  # RUN_COUNT restarted at the reboot: old counts mean nothing
+        #: What the device accepts per packet; the identity read below fits any device's.
+        self.limits = Limits()
         self._static = self._read_static()
+        self.limits = self._read_limits()
         self.active = self._staged_active = self._static["active_cells"]
 
     def recover(self) -> None:
@@ -518,9 +549,6 @@ class ThermoDevice:
         if w.format == "q31u" and np.any(flat < 0):
             raise ValueError(f"{name}: values must be >= 0")
         assert w.scale is not None
-        if flat.size > limits.MAX_WORDS_PER_TX:
-            raise ValueError(f"{name}: {flat.size} words exceed one transaction "
-                             f"({limits.MAX_WORDS_PER_TX}); use the low-rank coupling for large N")
         bits = self._dac_bits(name)
         top = float(np.max(np.abs(flat), initial=0.0))
         if name == "DIAG" and self.calibration_capable:

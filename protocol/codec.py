@@ -133,8 +133,9 @@ def encode_request(seq: int, cid: bytes, owner: int, tx: Sequence[Transaction]) 
     return frames
 
 
-def decode_request(frames: Sequence[Any]) -> Packet:
-    """Parse and check the framing of an untrusted request. Raises ProtocolError."""
+def decode_request(frames: Sequence[Any], lim: limits.Limits = limits.DEFAULT) -> Packet:
+    """Parse and check the framing of an untrusted request against the device's limits.
+    Raises ProtocolError."""
     if not frames:
         raise ProtocolError(Status.MALFORMED, "empty message")
     h = _unpack_header(frames[0])
@@ -160,9 +161,9 @@ def decode_request(frames: Sequence[Any]) -> Packet:
         raise ProtocolError(Status.MALFORMED, "header 'own' must be a u32 token", seq)
     if not isinstance(raw_tx, list):
         raise ProtocolError(Status.MALFORMED, "header 'tx' must be a list", seq)
-    if len(raw_tx) > limits.MAX_TRANSACTIONS:
+    if len(raw_tx) > lim.max_transactions:
         raise ProtocolError(Status.TOO_LARGE, f"{len(raw_tx)} transactions "
-                            f"(limit {limits.MAX_TRANSACTIONS})", seq)
+                            f"(limit {lim.max_transactions})", seq)
     txs: list[Transaction] = []
     payload = list(frames[1:])
     total_words = 0
@@ -182,13 +183,14 @@ def decode_request(frames: Sequence[Any]) -> Packet:
             n = args[0]
             if n == 0:
                 raise ProtocolError(Status.MALFORMED, f"transaction {i}: word count 0", seq)
-            if n > limits.MAX_WORDS_PER_TX:
-                raise ProtocolError(Status.TOO_LARGE, f"transaction {i}: {n} words "
-                                    f"(limit {limits.MAX_WORDS_PER_TX})", seq)
+            if n > min(lim.max_packet_words, lim.max_frame_words):
+                raise ProtocolError(Status.TOO_LARGE, f"transaction {i}: {n} words (limit "
+                                    f"{min(lim.max_packet_words, lim.max_frame_words)}: "
+                                    "MAX_PACKET_WORDS, and MAX_FRAME_BYTES / 4)", seq)
             total_words += n
-        if op == Op.WAIT and args[2] > limits.MAX_WAIT_MS:
+        if op == Op.WAIT and args[2] > lim.max_wait_ms:
             raise ProtocolError(Status.TOO_LARGE, f"transaction {i}: WAIT of {args[2]} ms "
-                                f"(limit {limits.MAX_WAIT_MS})", seq)
+                                f"(limit {lim.max_wait_ms})", seq)
         if op in TAKES_FRAME:
             if not payload:
                 raise ProtocolError(Status.MALFORMED, f"transaction {i} ({op.name}) has no payload frame", seq)
@@ -198,9 +200,9 @@ def decode_request(frames: Sequence[Any]) -> Packet:
                                     f"for {args[0]} words", seq)
             tx.data = np.frombuffer(buf, dtype=WORD)
         txs.append(tx)
-    if total_words > limits.MAX_WORDS_PER_PACKET:
+    if total_words > lim.max_packet_words:
         raise ProtocolError(Status.TOO_LARGE, f"{total_words} words in one packet "
-                            f"(limit {limits.MAX_WORDS_PER_PACKET})", seq)
+                            f"(limit {lim.max_packet_words})", seq)
     if payload:
         raise ProtocolError(Status.MALFORMED, f"{len(payload)} payload frames left over", seq)
     return Packet(seq=seq, cid=cid, owner=own, tx=txs, version=(v[0], v[1]),

@@ -43,8 +43,11 @@ U32 = struct.Struct("<I")
 MAX_FRAMES = limits.MAX_TRANSACTIONS + 1
 #: Largest BODY a valid request or reply needs: the header frame, every word of a packet, and
 #: the count and length words. A longer LENGTH (with a valid HCRC) is refused unread.
-MAX_BODY_BYTES = (limits.MAX_HEADER_BYTES + 4 * limits.MAX_WORDS_PER_PACKET
-                  + 4 * (1 + MAX_FRAMES))
+def max_body_bytes(lim: limits.Limits = limits.DEFAULT) -> int:
+    return limits.MAX_HEADER_BYTES + 4 * lim.max_packet_words + 4 * (2 + lim.max_transactions)
+
+
+MAX_BODY_BYTES = max_body_bytes()
 #: A receiver discards a partly received frame when no byte of it arrived for this long: a
 #: sender that stopped mid-frame (unplugged, reset) must not make it eat the next frame's bytes.
 #: A sender keeps writing a frame without pauses longer than this.

@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from protocol.limits import Limits
+
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 #: TOML section of every field (the file's layout); ``name`` and ``description`` are top level.
@@ -59,6 +61,9 @@ class Profile:
     """Bits one 32-bit protocol word occupies on the chip's own link (the converter width)."""
     dac_words_per_s: float = 1e9
     adc_words_per_s: float = 1e9
+    limits: tuple[tuple[str, int], ...] = ()
+    """Protocol resource limits the chip's firmware lowers (``[limits]``, names as in
+    protocol.limits.Limits); the rest are the protocol's maxima."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """Where the numbers come from, by field or section name."""
     path: str = ""
@@ -88,6 +93,10 @@ class Profile:
                 raise ValueError(f"profile {self.name!r}: {name} must be finite and > 0")
 
     @property
+    def device_limits(self) -> Limits:
+        return Limits(**dict(self.limits))
+
+    @property
     def builtin(self) -> bool:
         return Path(self.path).parent == BUILTIN_DIR
 
@@ -113,6 +122,18 @@ def load_profile(path: str | Path) -> Profile:
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ValueError(f"{where}: [sources] must map names to strings")
             values["sources"] = dict(value)
+        elif key == "limits":
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: [limits] must be a table")
+            unknown = sorted(set(value) - set(Limits.names()))
+            if unknown:
+                raise ValueError(f"{where}: unknown key {unknown[0]!r} in [limits]; known: "
+                                 f"{', '.join(Limits.names())}")
+            try:
+                Limits(**value)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where}: [limits]: {e}") from None
+            values["limits"] = tuple(sorted(value.items()))
         elif key in SECTIONS:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: [{key}] must be a table")
@@ -123,11 +144,13 @@ def load_profile(path: str | Path) -> Profile:
                 values[k] = v
         else:
             raise ValueError(f"{where}: unknown section or key {key!r}; known: name, description, "
-                             f"{', '.join(SECTIONS)}, sources")
+                             f"{', '.join(SECTIONS)}, limits, sources")
     if "name" not in values:
         raise ValueError(f"{where}: needs a name")
     types = {f.name: f.type for f in fields(Profile)}
     for k, v in values.items():
+        if k == "limits":
+            continue
         if k == "modes":
             if not (isinstance(v, list) and all(isinstance(m, str) for m in v)):
                 raise ValueError(f"{where}: modes must be a list of strings")

@@ -76,7 +76,7 @@ _TNGD_PARAMS = {
     "upload": (str, "factor", "low-rank upload: 'factor' (U, I) with G = UᵀU, positive semi-definite "
                               "whatever the converters do; 'hessian' (J, H) as the paper writes it"),
     "drift_check": (int, 8, "steps between the device's drift checks (recalibrating when the residual "
-                            "offset reaches 1 % of the signal, δ/λ vs 0.5·VMAX; adapts 1x-8x; 0 = never)"),
+                            "offset reaches a hundredth of the signal, δ/λ vs 0.5·VMAX; adapts 1x-8x; 0 = never)"),
     "fidelity_every": (int, 0, "every this many steps, also solve (G + λI)⁻¹∇ℓ digitally and log "
                                 "the device's relative error as direction_error (0 = never)"),
     "scale": (str, "range", "bias scale: 'range' (the last solution's largest entry fills the rails) "

@@ -10,7 +10,7 @@ import pytest
 
 import host
 from host.device import rd, wr, wr_f32
-from protocol import REGMAP, Op, Status, Transaction, limits
+from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import encode_request
 
 CTRL, STATUS = REGMAP.CTRL, REGMAP.STATUS
@@ -149,7 +149,9 @@ def test_only_the_owner_parks_at_a_wait(dev):
 
 
 def test_too_many_transactions(dev):
-    r = raw(dev, [rd("SCRATCH")] * (limits.MAX_TRANSACTIONS + 1))
+    n = dev.read("MAX_TRANSACTIONS")  # the device's own limit, which a small board lowers
+    assert raw(dev, [rd("SCRATCH")] * n).status == Status.OK
+    r = raw(dev, [rd("SCRATCH")] * (n + 1))
     assert r.status == Status.TOO_LARGE
     assert dev.read("MAGIC") == REGMAP.meta["magic"]
 

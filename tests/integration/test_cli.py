@@ -42,6 +42,14 @@ def test_bad_arguments_exit_2_with_a_message(args, needle):
     assert p.returncode == 2 and needle in p.stderr
 
 
+@pytest.mark.parametrize("command", ["", "serve", "info", "regs", "calibrate", "demo", "train",
+                                     "bench"])
+def test_every_help_page_renders(command):
+    """argparse %-formats help text: one stray '%' in a help string crashes --help."""
+    p = thermohil(*filter(None, [command]), "--help", timeout=60)
+    assert p.returncode == 0 and "usage:" in p.stdout, p.stderr[-2000:]
+
+
 def test_unknown_profile_and_unknown_scheme_and_register():
     p = thermohil("serve", "--profile", "nonsense", "--endpoint", "tcp://127.0.0.1:0")
     assert p.returncode == 1 and "ideal" in p.stderr and "realistic" in p.stderr
