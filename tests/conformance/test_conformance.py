@@ -21,6 +21,7 @@ def raw(dev: host.ThermoDevice, tx: list[Transaction]):
     return dev.driver.transact(tx)
 
 
+@pytest.mark.spec("REG-1")
 def test_identity(dev):
     info = dev.info()
     assert dev.read("MAGIC") == REGMAP.meta["magic"]
@@ -30,6 +31,7 @@ def test_identity(dev):
     assert dev.read("BOOT_ID") == info["boot_id"] != 0
 
 
+@pytest.mark.spec("TX-1", "TX-3")
 def test_scratch_round_trip_and_rmw(dev):
     dev.write("SCRATCH", 0xDEADBEEF)
     assert dev.read("SCRATCH") == 0xDEADBEEF
@@ -38,6 +40,7 @@ def test_scratch_round_trip_and_rmw(dev):
     assert dev.read("SCRATCH") == 0xDEAD0042
 
 
+@pytest.mark.spec("TX-5", "VAL-1")
 def test_write_to_read_only_is_refused_and_changes_nothing(dev):
     before = dev.read("N_CELLS")
     with pytest.raises(host.DeviceError) as e:
@@ -46,6 +49,7 @@ def test_write_to_read_only_is_refused_and_changes_nothing(dev):
     assert dev.read("N_CELLS") == before
 
 
+@pytest.mark.spec("TX-1")
 def test_unmapped_address_and_past_depth(dev):
     r = raw(dev, [rd("SCRATCH"), Transaction(Op.READ, 0x0000_0F00, (1,))])
     assert r.tx_status == [Status.ABORTED, Status.BAD_ADDRESS]
@@ -53,11 +57,13 @@ def test_unmapped_address_and_past_depth(dev):
     assert r.tx_status == [Status.BAD_ADDRESS]
 
 
+@pytest.mark.spec("VAL-4")
 def test_unknown_op(dev):
     r = raw(dev, [Transaction(17, REGMAP.SCRATCH.address, (1,))])
     assert r.tx_status == [Status.BAD_OP]
 
 
+@pytest.mark.spec("VAL-1")
 def test_bad_packet_changes_nothing(dev):
     """A packet with one bad transaction is rejected whole: earlier writes do not land."""
     dev.write("SCRATCH", 1)
@@ -67,6 +73,7 @@ def test_bad_packet_changes_nothing(dev):
     assert dev.read("TEMPERATURE") == pytest.approx(1e-3)
 
 
+@pytest.mark.spec("TX-5")
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1e12])
 def test_out_of_range_float(dev, value):
     with pytest.raises(host.DeviceError) as e:
@@ -76,6 +83,7 @@ def test_out_of_range_float(dev, value):
     assert e.value.status == Status.RANGE
 
 
+@pytest.mark.spec("OWN-1", "OWN-3")
 def test_wrong_owner_token(dev):
     token = dev.driver.owner
     dev.driver.owner = token ^ 0x5A5A5A5A
@@ -91,6 +99,7 @@ def test_wrong_owner_token(dev):
     assert dev.read("SCRATCH") == 8
 
 
+@pytest.mark.spec("OWN-3")
 def test_a_token_that_does_not_hold_the_lease_gets_nothing(dev):
     """A packet carrying a token acts for that lease: with a stale or foreign token even a read
     is refused, so a host whose lease lapsed never sees another host's state."""
@@ -108,6 +117,7 @@ def test_a_token_that_does_not_hold_the_lease_gets_nothing(dev):
         dev.driver.owner = token
 
 
+@pytest.mark.spec("RUN-2")
 def test_run_end_says_how_the_last_run_ended(dev):
     end = STATUS.field("RUN_END")
     dev.load_coupling(np.eye(dev.n_cells))
@@ -122,6 +132,7 @@ def test_run_end_says_how_the_last_run_ended(dev):
         dev.wait()
 
 
+@pytest.mark.spec("LIM-1", "TX-2")
 def test_limits_are_advertised_and_enforced(dev):
     names = ["MAX_TRANSACTIONS", "MAX_PACKET_WORDS", "MAX_REPLY_WORDS", "MAX_OPEN_REPLY_WORDS",
              "MAX_PARKED", "MAX_PARKED_PER_CLIENT", "MAX_WAIT_MS", "REPLY_CACHE_DEPTH",
@@ -135,6 +146,7 @@ def test_limits_are_advertised_and_enforced(dev):
     assert raw(dev, [Transaction(Op.READ_NI, STATUS.address, (n,))]).status == Status.OK
 
 
+@pytest.mark.spec("TX-4")
 def test_only_the_owner_parks_at_a_wait(dev):
     dev.write("SCRATCH", 1)
     never = Transaction(Op.WAIT, REGMAP.SCRATCH.address, (0xFFFFFFFF, 2, 5000))
@@ -148,6 +160,7 @@ def test_only_the_owner_parks_at_a_wait(dev):
         dev.driver.owner = token
 
 
+@pytest.mark.spec("LIM-1")
 def test_too_many_transactions(dev):
     n = dev.read("MAX_TRANSACTIONS")  # the device's own limit, which a small board lowers
     assert raw(dev, [rd("SCRATCH")] * n).status == Status.OK
@@ -156,6 +169,7 @@ def test_too_many_transactions(dev):
     assert dev.read("MAGIC") == REGMAP.meta["magic"]
 
 
+@pytest.mark.spec("REG-4")
 def test_shadow_bank_and_commit(dev):
     dev.load_bias(np.linspace(-1, 1, dev.n_cells))
     assert dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")
@@ -164,6 +178,7 @@ def test_shadow_bank_and_commit(dev):
     assert not dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")
 
 
+@pytest.mark.spec("RUN-1")
 def test_run_advances_device_time_and_latches_irq(dev):
     t0 = dev.read("DEVICE_TIME")
     dev.load_coupling(np.eye(dev.n_cells))
@@ -177,6 +192,7 @@ def test_run_advances_device_time_and_latches_irq(dev):
     assert dev.read("ACC_TIME") == pytest.approx(2.5, rel=1e-6)
 
 
+@pytest.mark.spec("PHY-1")
 def test_equilibrium_mean_in_one_round_trip(dev):
     rng = np.random.default_rng(3)
     n = min(8, dev.n_cells)
@@ -192,6 +208,7 @@ def test_equilibrium_mean_in_one_round_trip(dev):
     assert np.linalg.norm(m - exact) / np.linalg.norm(exact) < 0.03
 
 
+@pytest.mark.spec("SMP-1")
 def test_samples_and_fifo(dev):
     dev.load_coupling(np.eye(dev.n_cells))
     dev.commit()
@@ -202,6 +219,7 @@ def test_samples_and_fifo(dev):
     assert r.tx_status == [Status.RANGE]  # reading an empty FIFO is an error, never zeros
 
 
+@pytest.mark.spec("RC-1")
 def test_retried_packet_is_answered_from_cache(dev):
     """Same (client, seq) twice: the FIFO pop happens once and both replies carry the same data."""
     d = dev.driver
@@ -228,6 +246,7 @@ def test_retried_packet_is_answered_from_cache(dev):
     assert dev.read("FIFO_LEVEL") == level - dev.n_cells
 
 
+@pytest.mark.spec("PHY-3")
 def test_unstable_matrix_saturates_with_a_clear_error(dev):
     n = dev.n_cells
     A = np.eye(n)
@@ -244,6 +263,7 @@ def test_unstable_matrix_saturates_with_a_clear_error(dev):
     assert not dev.read("STATUS") & STATUS.bit("SATURATED")
 
 
+@pytest.mark.spec("REG-5")
 def test_commit_of_invalid_configuration_is_refused(dev):
     dev.load_coupling(np.eye(dev.n_cells))
     dev.commit()
@@ -254,6 +274,7 @@ def test_commit_of_invalid_configuration_is_refused(dev):
     assert dev.read("STATUS") & STATUS.bit("SHADOW_DIRTY")  # nothing was committed
 
 
+@pytest.mark.spec("TX-3")
 def test_rmw_result_is_range_checked(dev):
     """RMW cannot smuggle in a value a WRITE would be refused (e.g. RANK beyond MAX_RANK)."""
     before = dev.read("RANK")
@@ -263,6 +284,7 @@ def test_rmw_result_is_range_checked(dev):
     assert dev.read("MAGIC") == REGMAP.meta["magic"]
 
 
+@pytest.mark.spec("OWN-1", "SMP-1")
 def test_only_the_owner_may_drain_the_fifo(dev):
     dev.load_coupling(np.eye(dev.n_cells))
     dev.commit()
@@ -284,5 +306,6 @@ def test_only_the_owner_may_drain_the_fifo(dev):
     assert dev.read("FIFO_LEVEL") == level
 
 
+@pytest.mark.spec("OWN-4")
 def test_lease_length_applies_to_the_claim(dev):
     assert dev.read("LEASE_LEFT_MS") > 10_000  # connect() claims with a 30 s lease

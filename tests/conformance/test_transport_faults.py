@@ -98,6 +98,7 @@ def rmw(d: PacketDriver, and_mask: int, or_mask: int) -> int:
 
 
 # ----------------------------------------------------------------------------- any transport
+@pytest.mark.spec("HOST-2")
 def test_a_lost_request_is_resent(dev, link):
     dev.write("SCRATCH", 0x1234)
     before = counters(link)
@@ -107,6 +108,7 @@ def test_a_lost_request_is_resent(dev, link):
     assert grew(before, link).get("timeouts") == 1 and grew(before, link).get("retries") == 1
 
 
+@pytest.mark.spec("RC-1", "HOST-2")
 def test_a_lost_reply_does_not_execute_the_packet_twice(dev, link):
     """The device executed the RMW, its reply was lost: the resent packet is answered from the
     reply cache (old value 0x10), not executed again (which would answer 0x30)."""
@@ -185,6 +187,7 @@ def test_a_slow_link_gets_its_transfer_time(dev, link):
 
 
 # ----------------------------------------------------------------------------- byte streams
+@pytest.mark.spec("STR-3", "HOST-1")
 def test_a_garbled_request_is_nakked_and_resent_at_once(dev, stream_link):
     dev.write("SCRATCH", 0xBEEF)
     before = counters(stream_link)
@@ -204,6 +207,7 @@ def test_a_garbled_request_is_nakked_and_resent_at_once(dev, stream_link):
     assert grew(before, stream_link).get("crc_errors") == 1
 
 
+@pytest.mark.spec("HOST-1", "STR-1")
 def test_a_garbled_reply_is_detected_and_the_request_resent(dev, stream_link):
     dev.write("SCRATCH", 0x10)
     before = counters(stream_link)
@@ -223,6 +227,7 @@ def test_a_garbled_reply_is_detected_and_the_request_resent(dev, stream_link):
     assert dev.read("SCRATCH") == 0x30
 
 
+@pytest.mark.spec("STR-4")
 def test_a_half_written_request_is_discarded_after_the_inter_byte_timeout(dev, stream_link):
     """The sender stops mid-frame (a cable glitch, a crashed writer): the device discards the
     partial frame after INTER_BYTE_TIMEOUT_S of silence and reads the next frame whole."""
@@ -244,6 +249,7 @@ def test_a_half_written_request_is_discarded_after_the_inter_byte_timeout(dev, s
     assert "retries" not in grew(before, stream_link)
 
 
+@pytest.mark.spec("STR-2")
 def test_line_noise_between_frames_is_skipped(dev, stream_link):
     noise = np.random.default_rng(5).integers(0, 256, 2000, dtype=np.uint8).tobytes() + b"\xaaUT"
     dev.write("SCRATCH", 5)

@@ -42,6 +42,7 @@ def test_the_host_reads_the_advertised_limits(dev):
     assert dev.info()["limits"]["max_transactions"] == 32
 
 
+@pytest.mark.spec("HOST-3")
 def test_an_upload_larger_than_a_packet_is_split_and_arrives_whole(dev):
     rng = np.random.default_rng(0)
     J = rng.standard_normal((16, 64))            # 1 024 words: more than a frame (512 words)
@@ -52,6 +53,7 @@ def test_an_upload_larger_than_a_packet_is_split_and_arrives_whole(dev):
     np.testing.assert_allclose(back, J.reshape(-1), atol=np.abs(J).max() * 2**-30)
 
 
+@pytest.mark.spec("HOST-3")
 def test_a_run_with_read_back_larger_than_a_reply(dev):
     """A solve's uploads are split before its COMMIT and its read-back after its WAIT: the mean
     is the exact solution within the noise."""
@@ -74,6 +76,7 @@ def test_samples_in_chunks_of_the_fifo(dev):
     assert x.shape == (10, 64) and np.all(np.isfinite(x))
 
 
+@pytest.mark.spec("HOST-3")
 def test_a_request_that_cannot_be_split_is_refused_before_sending(dev):
     before = dev.stats.packets
     with pytest.raises(ValueError, match=r"33 transactions .* accepts 32 \(MAX_TRANSACTIONS\)"):
