@@ -12,8 +12,10 @@ pass untouched), so what a test counts is what it caused.
 """
 from __future__ import annotations
 
+import struct
 import threading
 import time
+import zlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -25,11 +27,13 @@ from host.drivers.base import PacketDriver
 from host.drivers.stream import StreamDriver
 from host.errors import LinkDown
 from protocol import stream
-from protocol.codec import Transaction
+from protocol.codec import Transaction, decode_reply, encode_request
 from protocol.ops import Op
 from protocol.regmap import REGMAP
+from protocol.status import Status
 
 SCRATCH = REGMAP.SCRATCH.address
+U32 = struct.Struct("<I")
 #: Per-attempt timeout while faults are injected: short, so a lost packet costs little.
 FAULT_TIMEOUT_S = 1.0
 
@@ -265,3 +269,153 @@ def test_line_noise_between_frames_is_skipped(dev, stream_link):
     with inject(stream_link, "_write", noisy, times=1000):
         assert dev.read("SCRATCH") == 5
     assert "retries" not in grew(before, stream_link)
+
+
+# ----------------------------------------------------------------------------- raw stream frames
+def _open(d: StreamDriver, deadline: float) -> None:
+    if not d._open_link:
+        d._open(deadline)
+        d._open_link = True
+
+
+def _spec_frame(frames: list[bytes], kind: int = stream.KIND_MESSAGE) -> bytes:
+    """A stream frame from the byte table of the spec, written here independently."""
+    body = b"" if kind == stream.KIND_NAK else \
+        U32.pack(len(frames)) + b"".join(U32.pack(len(f)) + f for f in frames)
+    head = stream.SYNC + bytes([kind, 0, 0, 0]) + U32.pack(len(body))
+    return head + U32.pack(zlib.crc32(head)) + body + U32.pack(zlib.crc32(body) if body else 0)
+
+
+class _RawReader:
+    """Reads whole stream frames off the link, checking every field of the byte table."""
+
+    def __init__(self, d: StreamDriver) -> None:
+        self.d, self.buf = d, bytearray()
+
+    def _exact(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            self.buf += self.d._read(deadline)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def frame(self, timeout: float = 5.0) -> tuple[int, list[bytes], bytes]:
+        deadline = time.monotonic() + timeout
+        head = self._exact(12, deadline)
+        assert head[:4] == stream.SYNC, f"reply does not start with SYNC: {head[:4]!r}"
+        assert head[5:8] == b"\0\0\0", "reserved bytes must be zero"
+        (hcrc,) = U32.unpack(self._exact(4, deadline))
+        assert hcrc == zlib.crc32(head), "HCRC of the reply does not match"
+        body = self._exact(U32.unpack(head[8:12])[0], deadline)
+        (bcrc,) = U32.unpack(self._exact(4, deadline))
+        assert bcrc == (zlib.crc32(body) if body else 0), "BCRC of the reply does not match"
+        frames, pos = [], 4
+        for _ in range(U32.unpack(body[:4])[0] if body else 0):
+            n = U32.unpack(body[pos:pos + 4])[0]
+            frames.append(body[pos + 4:pos + 4 + n])
+            pos += 4 + n
+        assert pos == len(body) or not body, "reply body is not length-prefixed frames"
+        return head[4], frames, head + U32.pack(hcrc) + body + U32.pack(bcrc)
+
+
+@contextmanager
+def raw_stream(d: StreamDriver) -> Iterator[_RawReader]:
+    """The link to ourselves (keep-alive held off), opened, and reset afterwards."""
+    with d.link:  # type: ignore[attr-defined]
+        d._reset_link()
+        _open(d, time.monotonic() + 5.0)
+        try:
+            yield _RawReader(d)
+        finally:
+            d._reset_link()
+
+
+def _request(d: StreamDriver, tx: list[Transaction], owner: bool = False) -> tuple[int, list[bytes]]:
+    d.seq += 1
+    frames = encode_request(d.seq, d.cid, d.owner if owner else 0, tx)
+    return d.seq, [bytes(memoryview(f)) for f in frames]
+
+
+@pytest.mark.spec("STR-1")
+def test_replies_are_stream_frames_of_the_byte_table(dev, stream_link):
+    tx = [Transaction(Op.READ, REGMAP.MAGIC.address, (1,))]
+    seq, frames = _request(stream_link, tx)
+    with raw_stream(stream_link) as link:
+        stream_link._write(_spec_frame(frames), time.monotonic() + 5)
+        kind, reply, _ = link.frame()
+    assert kind == stream.KIND_MESSAGE
+    r = decode_reply(reply, tx)
+    assert r.seq == seq and int(r.data[0][0]) == REGMAP.meta["magic"]
+
+
+@pytest.mark.spec("STR-5")
+def test_oversize_malformed_and_unknown_frames_are_answered_or_ignored(dev, stream_link):
+    head = stream.SYNC + b"\x01\0\0\0" + U32.pack(0xFFFFFFF0)  # 4 GiB: refused unread
+    oversize = head + U32.pack(zlib.crc32(head))
+    body = U32.pack(3) + U32.pack(1) + b"x"  # announces 3 frames, holds 1
+    head = stream.SYNC + b"\x01\0\0\0" + U32.pack(len(body))
+    malformed = head + U32.pack(zlib.crc32(head)) + body + U32.pack(zlib.crc32(body))
+    tx = [Transaction(Op.READ, SCRATCH, (1,))]
+    dev.write("SCRATCH", 0x5151)
+    seq, frames = _request(stream_link, tx)
+    with raw_stream(stream_link) as link:
+        deadline = time.monotonic() + 5
+        stream_link._write(oversize, deadline)
+        r = decode_reply(link.frame()[1])
+        assert r.status == Status.TOO_LARGE and r.seq is None
+        stream_link._write(malformed, deadline)
+        r = decode_reply(link.frame()[1])
+        assert r.status == Status.MALFORMED and r.seq is None
+        stream_link._write(_spec_frame(frames, kind=0x42) + _spec_frame(frames), deadline)
+        kind, reply, _ = link.frame()  # the unknown KIND got no answer: this is the request's
+    r = decode_reply(reply, tx)
+    assert kind == stream.KIND_MESSAGE and r.seq == seq and int(r.data[0][0]) == 0x5151
+
+
+@pytest.mark.spec("STR-6")
+def test_a_nak_from_the_host_gets_the_last_reply_again(dev, stream_link):
+    tx = [Transaction(Op.READ, REGMAP.BOOT_ID.address, (1,))]
+    _, frames = _request(stream_link, tx)
+    with raw_stream(stream_link) as link:
+        stream_link._write(_spec_frame(frames), time.monotonic() + 5)
+        first = link.frame()[2]
+        stream_link._write(_spec_frame([], kind=stream.KIND_NAK), time.monotonic() + 5)
+        again = link.frame()[2]
+    assert again == first
+
+
+@pytest.mark.spec("STR-7")
+def test_requests_are_served_while_an_earlier_one_is_parked(dev, stream_link):
+    """A WAIT parks on SCRATCH; the next request on the same stream writes SCRATCH; both are
+    answered, the writer first."""
+    dev.write("SCRATCH", 0)
+    wait_tx = [Transaction(Op.WAIT, SCRATCH, (0xFFFFFFFF, 0x77, 3000)),
+               Transaction(Op.READ, SCRATCH, (1,))]
+    write_tx = [Transaction(Op.WRITE, SCRATCH, (1,), np.array([0x77], dtype=np.uint32))]
+    wseq, wait_frames = _request(stream_link, wait_tx, owner=True)
+    sseq, write_frames = _request(stream_link, write_tx, owner=True)
+    with raw_stream(stream_link) as link:
+        stream_link._write(_spec_frame(wait_frames), time.monotonic() + 5)
+        time.sleep(0.05)
+        stream_link._write(_spec_frame(write_frames), time.monotonic() + 5)
+        replies = [link.frame(), link.frame()]
+    seqs = [decode_reply(frames).seq for _, frames, _ in replies]
+    assert seqs == [sseq, wseq]
+    r = decode_reply(replies[1][1], wait_tx)
+    assert r.status == Status.OK and int(r.data[1][0]) == 0x77
+
+
+@pytest.mark.spec("STR-4")
+def test_a_frame_written_slowly_is_not_discarded(dev, stream_link):
+    """Gaps shorter than INTER_BYTE_TIMEOUT between the bytes of one frame are a slow line,
+    not a dead one."""
+    dev.write("SCRATCH", 0x1717)
+    tx = [Transaction(Op.READ, SCRATCH, (1,))]
+    seq, frames = _request(stream_link, tx)
+    data = _spec_frame(frames)
+    with raw_stream(stream_link) as link:
+        for k in range(0, len(data), max(1, len(data) // 4)):
+            stream_link._write(data[k:k + max(1, len(data) // 4)], time.monotonic() + 5)
+            time.sleep(stream.INTER_BYTE_TIMEOUT_S * 0.4)
+        r = decode_reply(link.frame()[1], tx)
+    assert r.seq == seq and int(r.data[0][0]) == 0x1717
