@@ -54,6 +54,12 @@ def test_lowrank_upload_is_rN_plus_r2_plus_N_words_per_iteration(daemon, tmp_pat
         assert 0 < header < 600, (i, r, s["bytes_sent"], 4 * words)
         # the read-back: the N-word state, the N-word saturation map, a small reply header
         assert 8 * N < s["bytes_received"] < 8 * N + 600
+    # the link's own counters, cumulative: a clean loopback link needed no retry
+    links = [s["link"] for s in steps]
+    assert all(set(k) >= {"packets", "retries", "timeouts", "crc_errors", "link_errors"}
+               for k in links)
+    assert [k["packets"] for k in links] == sorted(k["packets"] for k in links)
+    assert links[-1]["packets"] >= len(steps) and links[-1]["retries"] == 0
 
 
 def test_tngd_at_large_t_matches_exact_ngd(daemon):
