@@ -97,11 +97,11 @@ def _frame_bytes(frame: Any) -> memoryview:
     return memoryview(frame)
 
 
-def _unpack_header(raw: Any) -> Any:
+def _unpack_header(raw: Any, limit: int = limits.MAX_HEADER_BYTES) -> Any:
     buf = _frame_bytes(raw)
-    if buf.nbytes > limits.MAX_HEADER_BYTES:
-        raise ProtocolError(Status.TOO_LARGE, f"header is {buf.nbytes} bytes "
-                            f"(limit {limits.MAX_HEADER_BYTES})")
+    if buf.nbytes > limit:
+        raise ProtocolError(Status.TOO_LARGE, f"header is {buf.nbytes} bytes (limit {limit}: "
+                            "MAX_HEADER_BYTES or MAX_FRAME_BYTES, the smaller)")
     try:
         return msgpack.unpackb(
             buf, raw=False, strict_map_key=True, use_list=True,
@@ -138,7 +138,7 @@ def decode_request(frames: Sequence[Any], lim: limits.Limits = limits.DEFAULT) -
     Raises ProtocolError."""
     if not frames:
         raise ProtocolError(Status.MALFORMED, "empty message")
-    h = _unpack_header(frames[0])
+    h = _unpack_header(frames[0], min(limits.MAX_HEADER_BYTES, lim.max_frame_bytes))
     if not isinstance(h, dict):
         raise ProtocolError(Status.MALFORMED, "header must be a map")
     seq = h.get("seq")

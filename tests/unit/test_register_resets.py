@@ -52,12 +52,12 @@ def _f32_word(value: float) -> int:
 
 @pytest.fixture(params=["ideal", "realistic", "spu-8", "hardware"])
 def fresh(request):
+    booted = time.monotonic()  # before the boot: UPTIME_MS may count from any moment after it
     if request.param == "hardware":  # the reference firmware as a board would run it
         core = AnalogCore(8, 4, get_profile("realistic"), serial=7, seed=1)
         fw = Firmware(core, serial=7, seed=1, emulator=False, params_type=CoreParams)
     else:
         fw = build_firmware(8 if request.param != "spu-8" else None, profile=request.param)
-    booted = time.monotonic()
     try:
         yield request.param, fw, booted
     finally:
