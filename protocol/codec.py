@@ -97,6 +97,14 @@ def _frame_bytes(frame: Any) -> memoryview:
     return memoryview(frame)
 
 
+class _ExtRefused(Exception):
+    """A msgpack ext type in a header: refused like one over the decoder's limits."""
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise _ExtRefused(f"ext type {code}")
+
+
 def _unpack_header(raw: Any, limit: int = limits.MAX_HEADER_BYTES) -> Any:
     buf = _frame_bytes(raw)
     if buf.nbytes > limit:
@@ -107,10 +115,12 @@ def _unpack_header(raw: Any, limit: int = limits.MAX_HEADER_BYTES) -> Any:
             buf, raw=False, strict_map_key=True, use_list=True,
             max_array_len=limits.MAX_ARRAY_LEN,
             max_map_len=limits.MAX_MAP_LEN, max_bin_len=limits.MAX_BIN_LEN,
-            max_str_len=limits.MAX_STR_LEN, max_ext_len=0,
+            max_str_len=limits.MAX_STR_LEN, max_ext_len=0, ext_hook=_refuse_ext,
         )
+    except _ExtRefused as e:  # max_ext_len = 0 still lets an ext of no data through
+        raise ProtocolError(Status.TOO_LARGE, f"header holds a msgpack ext type ({e})") from None
     except Exception as e:  # any decoder failure: ValueError, ExtraData, FormatError, ...
-        if isinstance(e, ValueError) and "exceeds max" in str(e):
+        if isinstance(e, ValueError) and ("exceeds max" in str(e) or "timestamp" in str(e)):
             raise ProtocolError(Status.TOO_LARGE, f"header exceeds a decoder limit: {e}") from None
         raise ProtocolError(Status.MALFORMED, f"header is not valid msgpack: {type(e).__name__}") from None
 
