@@ -473,7 +473,6 @@ DECODE_CASES: dict[str, Callable[[Ctx], tuple[list, Status, str | None]]] = {
 }
 
 
-
 @pytest.mark.spec("PKT-1", "VER-1")
 @pytest.mark.parametrize("case", DECODE_CASES)
 def test_a_request_that_fails_a_decode_check(dev, wire, case):
