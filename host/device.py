@@ -95,6 +95,10 @@ class _RunWait(Transaction):
     host re-sends the rest of the packet from here. A user's own WAIT is never re-sent."""
 
 
+#: Limits field -> the register that advertises it.
+_LIMIT_REGISTERS = {f: f.upper() for f in Limits.names() if f != "fifo_depth"}
+
+
 def _reg(name: str) -> Register:
     return REGMAP.registers[name]
 
@@ -300,7 +304,8 @@ class ThermoDevice:
     # ---------------------------------------------------------------- identity, ownership
     def _read_static(self) -> dict:
         names = ["MAGIC", "VERSION", "CAPS", "N_CELLS", "MAX_RANK", "SERIAL", "BOOT_ID",
-                 "FIFO_DEPTH", "DAC_BITS", "ADC_BITS", "VMAX", "ACTIVE_CELLS", "DEVICE_TIME"]
+                 "FIFO_DEPTH", "DAC_BITS", "ADC_BITS", "VMAX", "ACTIVE_CELLS", "DEVICE_TIME",
+                 *_LIMIT_REGISTERS.values()]  # 23 registers: within any device's limits
         tx = [rd(n) for n in names]
         reply = self._transact(tx)
         if reply.status != Status.OK:
@@ -319,6 +324,7 @@ class ThermoDevice:
             "dac_bits": {"coupling": v["DAC_BITS"] & 0xFF, "bias": (v["DAC_BITS"] >> 8) & 0xFF},
             "adc_bits": v["ADC_BITS"], "vmax": v["VMAX"], "active_cells": v["ACTIVE_CELLS"],
             "device_time": v["DEVICE_TIME"],
+            "limits": {f: v[r] for f, r in _LIMIT_REGISTERS.items()} | {"fifo_depth": v["FIFO_DEPTH"]},
         }
         # the chip's timing (protocol 2.1 on) and, on the emulator, its settings: one packet
         timing = ["TAU0", "LINK_RATE", "LINK_WORD_BITS", "DAC_RATE", "ADC_RATE"]
@@ -350,14 +356,8 @@ class ThermoDevice:
     def _read_limits(self) -> Limits:
         """The resource limits the device advertises (a small board lowers them): every packet
         the host sends keeps inside them."""
-        fields = {f: f.upper() for f in Limits.names() if f != "fifo_depth"}
-        fields["max_packet_words"] = "MAX_PACKET_WORDS"
-        reply = self._transact([rd(r) for r in fields.values()])
-        if reply.status != Status.OK:
-            raise DeviceError.from_reply(reply.status, reply.message)
-        values = {f: int(d[0]) for f, d in zip(fields, reply.data)}
         try:
-            return Limits(**values, fifo_depth=self._static["fifo_depth"])
+            return Limits(**self._static["limits"])
         except ValueError as e:
             raise DeviceError(f"the device advertises limits this host cannot work within: {e}",
                               Status.INTERNAL) from None
@@ -367,7 +367,7 @@ class ThermoDevice:
         settings."""
         self._static = self._read_static()
         self.limits = self._read_limits()
-        return {**self._static, "limits": vars(self.limits).copy()}
+        return dict(self._static)
 
     def claim(self, lease_ms: int = 30_000, *, wait: float = 0.0,
               on_wait: Callable[[float], None] | None = None) -> None:

@@ -119,7 +119,7 @@ def test_info_and_peek_poke_over_tcp(daemon):
     p = thermohil("regs", "--device", daemon.endpoint, "--timeout", "5", "--retries", "0", "read", "0x11")
     assert p.returncode == 0 and "RUNNING=0" in p.stdout  # an address of a register is decoded
     p = thermohil("regs", "--device", daemon.endpoint, "write", "0x24", "0.01")  # TEMPERATURE
-    assert p.returncode == 0 and p.stdout == "0.01 V^2\n", p.stdout
+    assert p.returncode == 0 and p.stdout == "0.01 V^2/tau0\n", p.stdout
     p = thermohil("regs", "--device", daemon.endpoint, "write", "TEMPERATURE", "-1")
     assert p.returncode == 1 and "RANGE" in p.stderr
     with host.connect(daemon.endpoint) as other:  # while another host owns it, a poke is refused
