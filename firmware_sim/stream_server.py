@@ -35,9 +35,14 @@ PARKED_POLL_S = 0.005
 
 
 class ByteLink(Protocol):
-    def read(self, timeout: float) -> bytes: ...
+    def read(self, timeout: float) -> bytes:
+        """The bytes available within ``timeout`` (b"" if none); EOFError or OSError when the
+        link is gone."""
 
-    def write(self, data: Any) -> None: ...
+    def write(self, data: Any) -> None:
+        """Write all of ``data``. Must not block forever: a host that stops reading (gone, or a
+        pty nobody holds) must end in OSError or TimeoutError within a bounded time (the
+        example bridge: 30 s), or the server cannot stop."""
 
 
 class StreamServer:

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from host.drivers import Driver, open_driver
 from host.errors import DeviceError, DeviceSaturated, LeaseLost, NotOwner, RunAborted
 from host import packets
-from protocol.limits import Limits
+from protocol.limits import MINIMUM_VALUES, Limits
 from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
 from protocol.ops import Op
@@ -211,7 +211,7 @@ class ThermoDevice:
         limits require (host/packets.py says where a request may be split), and hand each
         call its read data."""
         tx = [t for c in calls for t in c.tx]
-        plan = packets.plan(tx, self.limits, owner=bool(self.token))
+        plan = packets.plan(tx, self._packet_limits(), owner=bool(self.token))
         data: list = []
         for packet in plan.packets:
             data += self._send_packet(packet)
@@ -224,6 +224,22 @@ class ThermoDevice:
                 c.result._value = c.decode(part)
             else:
                 c.result._value = None
+
+    def _packet_limits(self) -> Limits:
+        """The device's limits, tightened on a slow link so that each packet arrives within a
+        third of the lease: the lease is renewed by whole packets, so one that takes longer on
+        the wire than LEASE_MS would arrive after the lease had run out."""
+        rate = getattr(self.driver, "link_rate", None)
+        if not rate:
+            return self.limits
+        budget = int(rate * self._lease_ms / 1000 / 3)  # bytes one packet may take
+        words = max(MINIMUM_VALUES.max_packet_words, budget // 4 - 1024)
+        lim = self.limits
+        return replace(lim, max_packet_words=min(lim.max_packet_words, words),
+                       max_reply_words=min(lim.max_reply_words, words),
+                       max_open_reply_words=min(lim.max_open_reply_words, words),
+                       max_frame_bytes=min(lim.max_frame_bytes, max(MINIMUM_VALUES.max_frame_bytes,
+                                                                     4 * words)))
 
     def _send_packet(self, tx: list[Transaction]) -> list:
         """One packet; its WAITs for this host's runs are re-sent while the run goes on."""

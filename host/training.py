@@ -394,7 +394,10 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
         raise TrainingError(f"{e}{kept}") from e
     except DeviceError as e:
         # never go on training on a device that rebooted, was taken over or stopped answering:
-        # the steps since the last checkpoint are dropped, and --resume continues from it
+        # the steps since the last checkpoint are dropped, and --resume continues from it.
+        # The last row says why, with the link's counters as they were when it failed.
+        emit({"step": state.step, "error": f"{type(e).__name__}: {e}",
+              **({"link": link()} if link else {})})
         kept = (f"; the last completed epoch is checkpointed in {ckpt}: continue with --resume"
                 if ckpt and ckpt.exists() else "; no epoch was completed, so there is no checkpoint")
         raise TrainingError(f"the device failed at step {state.step}, training stopped: "

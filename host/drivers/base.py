@@ -32,6 +32,8 @@ REOPEN_PAUSE_S = 0.05
 REOPEN_PAUSE_MAX_S = 0.5
 #: Bytes of reply header and framing assumed per packet when budgeting transfer time.
 REPLY_OVERHEAD_BYTES = 96
+#: A request this large that met only silence gets a hint to declare the link's rate.
+SLOW_LINK_HINT_BYTES = 64 * 1024
 
 
 @dataclass
@@ -178,8 +180,8 @@ class PacketDriver(Driver):
         ``timeout + transfer`` seconds; the identical frames are re-sent after silence, a damaged
         reply, a NAK or a broken link (the device answers a repeat from its reply cache)."""
         attempts = self.retries + 1
-        failures: list[str] = []
-        unplugged = False
+        failures: list[tuple[str, str]] = []  # (kind, what happened) per attempt
+        started = time.monotonic()
         for attempt in range(attempts):
             if attempt:
                 self.stats.retries += 1
@@ -199,29 +201,46 @@ class PacketDriver(Driver):
                 raise  # the transport knows the device is gone (DeviceDied): no retry helps
             except LinkDown as e:
                 self.stats.link_errors += 1
-                unplugged = True
-                failures.append(f"link down ({e})")
+                failures.append(("down", f"link down ({e})"))
             except LinkCorrupt as e:
                 self.stats.crc_errors += 1
-                unplugged = False
-                failures.append(f"damaged ({e})")
+                failures.append(("damaged", f"damaged ({e})"))
             except TimeoutError:
                 self.stats.timeouts += 1
-                unplugged = False
-                failures.append(f"silent for {timeout + transfer:.3g} s")
+                failures.append(("silent", f"silent for {timeout + transfer:.3g} s"))
             except OSError as e:  # reset, broken pipe: the link broke mid-exchange
                 self.stats.link_errors += 1
-                unplugged = False
-                failures.append(f"link broken ({type(e).__name__}: {e.strerror or e})")
+                failures.append(("broken", f"link broken ({type(e).__name__}: {e.strerror or e})"))
             self._reset_link()
-        waited = f"{attempts} attempt{'s' if attempts > 1 else ''} × {timeout + transfer:.3g} s"
-        if unplugged:
-            raise DeviceUnplugged(f"{self.url} is not there: the link stayed down through "
-                                  f"{waited}; last attempt: {failures[-1]}; is the board plugged "
-                                  "in and powered?")
-        raise DeviceTimeout(f"no reply from {self.url} after {attempts * (timeout + transfer):.3g} s "
-                            f"({waited}); last attempt: {failures[-1]}; is the device (its daemon "
-                            "or board) running?")
+        raise self._failure(failures, timeout + transfer, time.monotonic() - started,
+                            frames_nbytes(frames))
+
+    def _failure(self, failures: list[tuple[str, str]], per_attempt: float, elapsed: float,
+                 request_bytes: int) -> DeviceTimeout:
+        """The typed error after the last attempt, saying what the attempts ran into."""
+        n = len(failures)
+        waited = f"{n} attempt{'s' if n > 1 else ''} × {per_attempt:.3g} s"
+        kinds = [k for k, _ in failures]
+        last = failures[-1][1]
+        if kinds[-1] == "down":
+            return DeviceUnplugged(f"{self.url} is not there: the link stayed down through "
+                                   f"{waited} ({elapsed:.2g} s); last attempt: {last}; is the "
+                                   "board plugged in and powered?")
+        if all(k == "silent" for k in kinds):
+            hint = ""
+            if self.link_rate is None and request_bytes > SLOW_LINK_HINT_BYTES:
+                hint = (f" If the link is slow, declare its rate (e.g. ?baud= on a serial link): "
+                        f"this request is {request_bytes / 1e6:.2g} MB and each attempt gets "
+                        "its transfer time on top of the timeout.")
+            return DeviceTimeout(f"no reply from {self.url} after {n * per_attempt:.3g} s "
+                                 f"({waited}); last attempt: {last}; is the device (its daemon "
+                                 f"or board) running?{hint}")
+        counts = ", ".join(f"{kinds.count(k)} {k}" for k in ("damaged", "silent", "broken", "down")
+                           if k in kinds)
+        return DeviceTimeout(f"no usable reply from {self.url}: {n} attempts failed in "
+                             f"{elapsed:.2g} s ({counts}); last attempt: {last}; the link "
+                             "garbles or drops what it carries (check the cable, the baud rate, "
+                             "the line's noise)")
 
     def _send_until(self, frames: list, deadline: float) -> None:
         """``_send``, waiting out a link that is down (replugged, rebooting) until the deadline."""

@@ -27,6 +27,7 @@ BITS_PER_BYTE = 10
 
 
 class StreamDriver(PacketDriver):
+    """A subclass that adds URL parameters extends ``QUERY``, keeping these three."""
     QUERY: ClassVar[tuple[str, ...]] = ("timeout", "retries", "baud")
 
     def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None,
@@ -75,13 +76,22 @@ class StreamDriver(PacketDriver):
 
     # ---------------------------------------------------------------- what a vendor implements
     @abstractmethod
-    def _open(self, deadline: float) -> None: ...
+    def _open(self, deadline: float) -> None:
+        """Make the link usable (open the port, connect the socket). Raise ``LinkDown`` when
+        the board is not there (no device node, connection refused): the base retries until
+        the deadline, so a board being replugged is found again. Flush bytes left over from
+        an earlier session, if the link keeps any."""
 
     @abstractmethod
-    def _write(self, data: Any, deadline: float) -> None: ...
+    def _write(self, data: Any, deadline: float) -> None:
+        """Write all of ``data`` (bytes-like; ``memoryview(data).cast("B")`` gives its bytes).
+        Raise ``TimeoutError`` at the deadline, ``OSError`` if the link broke."""
 
     @abstractmethod
-    def _read(self, deadline: float) -> bytes: ...
+    def _read(self, deadline: float) -> bytes:
+        """Return the bytes available (at least one), waiting until the deadline: then raise
+        ``TimeoutError``. Raise ``LinkDown`` or ``OSError`` when the link went away."""
 
     @abstractmethod
-    def _close(self) -> None: ...
+    def _close(self) -> None:
+        """Close the link; the next ``_open`` reopens it. Must not raise."""

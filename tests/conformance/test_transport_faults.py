@@ -182,7 +182,9 @@ def test_a_slow_link_gets_its_transfer_time(dev, link):
         time.sleep(sum(memoryview(f).nbytes for f in frames) / rate)
         return original(frames, deadline)
 
-    link.timeout, link.link_rate = 0.2, rate
+    # a link declared slow already (a real serial line) keeps its own transfer time too
+    link.timeout = 0.2
+    link.link_rate = rate if not link.link_rate else 1 / (1 / rate + 1 / link.link_rate)
     before = counters(link)
     with inject(link, "_send", slow, times=1000):
         assert transact(link, tx).status == 0
@@ -419,3 +421,38 @@ def test_a_frame_written_slowly_is_not_discarded(dev, stream_link):
             time.sleep(stream.INTER_BYTE_TIMEOUT_S * 0.4)
         r = decode_reply(link.frame()[1], tx)
     assert r.seq == seq and int(r.data[0][0]) == 0x1717
+
+
+@pytest.mark.spec("HOST-3")
+def test_a_link_slower_than_the_lease_gets_packets_that_fit_the_lease(dev, link):
+    """On a declared-slow link the host splits an upload into packets that each arrive within a
+    third of the lease, so the lease (renewed by every whole packet) never runs out mid-upload,
+    however long the upload takes in all."""
+    n, caps = dev.n_cells, dev.info()["caps"]
+    if "dense" not in caps:
+        pytest.skip("the check uploads a dense coupling")
+    rate, lease_ms = 4000.0, 400  # 4 kB/s; the upload below alone takes 0.8 s on the wire
+    A = np.eye(n) + 0.01 * np.ones((n, n))
+
+    def slow(original: Any, frames: Any, deadline: float) -> Any:
+        time.sleep(sum(memoryview(f).nbytes for f in frames) / rate)
+        return original(frames, deadline)
+
+    link.link_rate, link.timeout = rate, 2.0
+    saved = int(dev.lease_s * 1000)
+    dev.claim(lease_ms)
+    try:
+        before = dev.stats.packets
+        with inject(link, "_send", slow, times=1000):
+            with dev.batch():
+                dev.load_coupling(A)
+                dev.load_bias(np.full(n, 0.1))
+                dev.load_lowrank(np.ones((min(n, dev.max_rank), n)), np.eye(min(n, dev.max_rank)),
+                                 np.ones(n))
+        sent = dev.stats.packets - before
+        assert sent >= 3, f"{sent} packet(s): the upload was not split for the lease"
+        bits = dev.info()["dac_bits"]["coupling"]  # uploads are rounded to the DAC's grid
+        np.testing.assert_allclose(dev.read("COUPLING", n * n), A.reshape(-1),
+                                   atol=A.max() / (2 ** (bits - 1) - 1) + 1e-6)
+    finally:
+        dev.claim(saved)

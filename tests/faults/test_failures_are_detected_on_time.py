@@ -140,6 +140,9 @@ def test_train_on_a_frozen_board_stops_within_its_deadline(tmp_path):
     assert "DeviceTimeout" in err and "training stopped" in err, err[-2000:]
     # (retries + 1) × timeout to notice; close() skips the release of an unanswering device
     assert took < 2 * 2.0 + SLACK_S, f"reported {took:.1f} s after the board froze"
+    # the run's last row says why it stopped, with the link's counters at that moment
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["error"].startswith("DeviceTimeout") and last["link"]["timeouts"] == 2
 
 
 def test_train_on_a_rebooted_device_stops_and_resumes_from_its_checkpoint(tmp_path):
