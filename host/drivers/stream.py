@@ -24,6 +24,8 @@ from host.errors import LinkCorrupt
 
 #: Bits on the line per byte of payload for an asynchronous serial link (8N1: start + 8 + stop).
 BITS_PER_BYTE = 10
+#: Damaged frames repaired in place (NAK answered, damaged reply NAKed) per attempt.
+MAX_REPAIRS = 8
 
 
 class StreamDriver(PacketDriver):
@@ -41,28 +43,47 @@ class StreamDriver(PacketDriver):
         self.decoder = stream.StreamDecoder()
         self._events: list[Any] = []
         self._open_link = False
+        self._request: list[Any] = []
+        self._repairs = 0
 
     # ---------------------------------------------------------------- PacketDriver's link methods
     def _send(self, frames: list, deadline: float) -> None:
         if not self._open_link:
             self._open(deadline)
             self._open_link = True
-        for piece in stream.encode(frames):
+        self._request = stream.encode(frames)
+        self._repairs = 0
+        self._write_all(self._request, deadline)
+
+    def _write_all(self, pieces: list[Any], deadline: float) -> None:
+        for piece in pieces:
             self._write(piece, deadline)
 
     def _receive(self, deadline: float) -> list:
+        """The next reply. Damage is repaired on the spot while the attempt has time: a NAK
+        (our request arrived damaged) re-sends the request; a damaged reply is NAKed, and the
+        device sends it again — cheaper than re-sending a large request. Each repair counts as
+        a CRC error; after MAX_REPAIRS the attempt fails and the base starts a new one."""
         while True:
             while self._events:
                 event = self._events.pop(0)
                 if isinstance(event, stream.Message):
                     return event.frames
                 if isinstance(event, stream.Nak):
-                    raise LinkCorrupt("the device NAKed the request (it arrived damaged)")
-                if event.reason == "crc":
-                    raise LinkCorrupt(f"reply {event.detail}")
+                    self._repair("the device NAKed the request (it arrived damaged)")
+                    self._write_all(self._request, deadline)
+                elif event.reason == "crc":
+                    self._repair(f"reply {event.detail}")
+                    self._write(stream.encode_nak(), deadline)
                 # anything else from the device is not ours to answer: keep reading
             # a reply cut off mid-way runs into the deadline; the reset clears the decoder
             self._events += self.decoder.feed(self._read(deadline))
+
+    def _repair(self, what: str) -> None:
+        self._repairs += 1
+        if self._repairs > MAX_REPAIRS:
+            raise LinkCorrupt(f"{what}; {MAX_REPAIRS} repairs in this attempt already")
+        self.stats.crc_errors += 1
 
     def _reset_link(self) -> None:
         self.decoder.expire()
