@@ -166,6 +166,8 @@ def test_train_on_a_rebooted_device_stops_and_resumes_from_its_checkpoint(tmp_pa
         assert p.returncode == 1, err[-2000:]
         assert ("DeviceReset" in err or "DeviceTimeout" in err) and "--resume" in err, err[-2000:]
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert "error" in rows[-1] and "link" in rows[-1]  # the run says why it stopped
+        rows = [row for row in rows if "epoch" in row]
         r = subprocess.run([sys.executable, "-m", "host.cli", "train", "--algo", "tngd",
                             "--dataset", "spiral", "--epochs", str(rows[-1]["epoch"] + 2), "--out",
                             str(out), "--device", endpoint, "--resume", "--json"],
