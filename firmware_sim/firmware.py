@@ -268,7 +268,10 @@ class Firmware:
             try:
                 token = p.packet.owner
                 if token and not self._writes_owner(t) and self.lease.live_owner() != token:
-                    # the lease ended since validation (e.g. while the packet was parked)
+                    # the lease ended since validation (e.g. while the packet was parked); the
+                    # device has noticed, so the consequences (the owner's run stopped, the
+                    # LEASE_EXPIRED event) follow now, not at the next run chunk
+                    self._check_lease()
                     raise self._token_error(token, self.lease.live_owner(),
                                             f"any more (at transaction {p.index})")
                 if t.op == Op.WAIT:
