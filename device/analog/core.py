@@ -1,6 +1,6 @@
 """The analog core: N coupled noisy RC / RLC cells, as the firmware sees them.
 
-Physics (DESIGN.md §2), per active cell i, with f = b − A x:
+Physics, per active cell i, with f = b − A x:
 
     overdamped:   dx = M f dt + sqrt(2 κ_i M) dW
     underdamped:  dx = v dt,  dv = (M f − Γ v) dt + sqrt(2 κ_i Γ M) dW
@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from device.analog import kernels
+from device.analog import kernels, stiffness
 from device.analog.profiles import Profile
 
 F64 = NDArray[np.float64]
@@ -102,7 +102,8 @@ class EffectiveParams:
     kappa: F64
     """Per-cell temperature κ·noise_gain (V²)."""
     rate: float
-    """Upper bound on the stiffest rate of the dynamics (1/τ0), sets the automatic substep."""
+    """The stiffest rate of the dynamics (1/τ0), estimated with a margin: sets the automatic
+    substep."""
     Cinv: F64 | None = None
     """Capacitive mode: the inverse of the (mismatched) Maxwell capacitance matrix ``A``."""
 
@@ -189,36 +190,8 @@ def _check_magnitude(arr: F64, name: str) -> None:
 
 
 def stiffness_bound(eff: EffectiveParams) -> float:
-    """Cheap upper bound on the fastest rate (1/τ0) of the active dynamics.
-
-    ρ bounds the spectral radius of M·A: dense by Gershgorin, max_i M_i Σ_j |A_ij|; low-rank via
-    the similar matrix M^½AM^½, ‖H‖₂·λmax(J M Jᵀ) + max_i M_i|λ_i| (exact r×r norms, O(r²N)).
-    Overdamped cells need dt·ρ small; underdamped ones dt·(sqrt(ρ) + Γmax) (ω² ≤ ρ).
-    """
-    if eff.active == 0:
-        return 0.0
-    if eff.coupling == "capacitive":
-        # C⁻¹G damps at most at λmax(C⁻¹)·max G, and the LC modes ring at most at
-        # sqrt(λmax(C⁻¹)·max L⁻¹)
-        assert eff.Cinv is not None
-        cinv = float(np.linalg.eigvalsh(eff.Cinv)[-1])
-        return cinv * float(np.max(eff.friction)) + math.sqrt(cinv * float(np.max(eff.lam)))
-    m = eff.mobility
-    if eff.coupling == "dense":
-        assert eff.A is not None
-        rho = float(np.max(m * np.abs(eff.A).sum(axis=1)))
-    else:
-        assert eff.J is not None and eff.H is not None
-        rho = float(np.max(m * np.abs(eff.lam)))
-        if eff.J.shape[0]:
-            h = float(np.max(np.abs(np.linalg.eigvalsh(eff.H))))
-            jmj = float(np.linalg.eigvalsh((eff.J * m) @ eff.J.T)[-1])
-            rho += h * max(jmj, 0.0)
-    und = eff.underdamped == 1
-    rate = rho if not und.all() else 0.0
-    if und.any():
-        rate = max(rate, math.sqrt(rho) + float(np.max(eff.friction[und])))
-    return rate
+    """Cheap guaranteed upper bound on the fastest rate (see device/analog/stiffness.py)."""
+    return stiffness.bound(eff)
 
 
 class AnalogCore:
@@ -248,6 +221,7 @@ class AnalogCore:
         self.offset = self.mismatch.offset.copy()
         """Current per-cell bias offset (fixed pattern plus drift), b units."""
         self._lock = threading.RLock()
+        self._top_mode: np.ndarray | None = None  # warm start of the next stiffness estimate
         self._noise = np.empty(0)
         self._stability, self._substep = DEFAULT_STABILITY, 0.0
         self.reseed(seed)
@@ -291,7 +265,8 @@ class AnalogCore:
             self._stability, self._substep = float(stability), float(substep)
 
     def stiffness(self) -> float:
-        """Upper bound on the fastest rate of the installed dynamics (1/τ0)."""
+        """The fastest rate of the installed dynamics (1/τ0) as the substep sees it: a Lanczos
+        estimate with a safety margin, capped by the guaranteed bound."""
         return self._eff.rate
 
     @property
@@ -489,4 +464,5 @@ class AnalogCore:
             active=a, coupling=p.coupling, underdamped=und[:a].astype(np.uint8),
             kappa=float(p.temperature) * vec["noise_gain"][:a], rate=0.0, **eff,
         )
-        return replace(out, rate=stiffness_bound(out))
+        rate, self._top_mode = stiffness.rate(out, self._top_mode)
+        return replace(out, rate=rate)

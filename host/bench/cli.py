@@ -21,13 +21,14 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from host.bench import kernels, report, tngd_split, transport
+    from host.bench import kernels, report, sampling, tngd_split, transport
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
         raise ValueError(f"unknown bench part(s) {', '.join(unknown) or '(none given)'}; "
                          f"known: {', '.join(PARTS)}")
-    runners = {"kernels": kernels.run, "transport": transport.run, "tngd": tngd_split.run}
+    runners = {"kernels": kernels.run, "transport": transport.run, "tngd": tngd_split.run,
+               "sampling": sampling.run}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "load_before": round(load, 2),

@@ -33,4 +33,13 @@ def tngd_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-TABLES = {"kernels": kernels_table, "transport": transport_table, "tngd": tngd_table}
+def sampling_table(rows: list[dict]) -> str:
+    out = ["| case | ours | reference (the bound) | ours / reference |", "|---|---|---|---|"]
+    for r in rows:
+        show = (lambda v: f"{v:.0f} points/s") if r["unit"] == "points/s" else fmt_time
+        out.append(f"| {r['case']} | {show(r['ours'])} | {show(r['reference'])} | {r['ratio']:.2f} |")
+    return "\n".join(out)
+
+
+TABLES = {"kernels": kernels_table, "transport": transport_table, "tngd": tngd_table,
+          "sampling": sampling_table}

@@ -25,6 +25,16 @@ def test_bench_quick_run_reports_every_row(tmp_path):
     assert "### kernels" in p.stdout and "| register read round trip, tcp |" in p.stdout
 
 
+def test_bench_sampling_part_runs_and_reports_ratios(tmp_path):
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "-m", "host.cli", "bench", "--quick", "--only", "sampling",
+                        "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(out.read_text())["sampling"]
+    assert len(rows) == 2 and all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+    assert "### sampling" in p.stdout
+
+
 def test_bench_refuses_an_unknown_part():
     p = subprocess.run([sys.executable, "-m", "host.cli", "bench", "--only", "kernels,warp"],
                        capture_output=True, text=True, cwd=REPO, timeout=60)

@@ -55,8 +55,8 @@ def test_cond30_meets_tolerance_and_estimate_covers(dev64):
     assert sol.residual <= 1.5 * sol.residual_expected and sol.notes == ()
     assert sol.error_bound >= np.linalg.norm(err)
     # packets: the calibration state, TEMPERATURE, the device's identity (2), LEASE_MS and the
-    # averaging (2 here)
-    assert sol.packets <= 7 and sol.runs == sol.batches + 1 + sol.dropped_batches
+    # averaging (2–3 packets: how many batches the estimate needs depends on the noise path)
+    assert sol.packets <= 8 and sol.runs == sol.batches + 1 + sol.dropped_batches
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
