@@ -46,10 +46,10 @@ class ByteLink(Protocol):
 
 
 class StreamServer:
-    def __init__(self, firmware: Firmware, *, inter_byte_timeout: float = stream.INTER_BYTE_TIMEOUT_S,
-                 host: PacketHost | None = None) -> None:
+    def __init__(self, firmware: Firmware, *,
+                 inter_byte_timeout: float = stream.INTER_BYTE_TIMEOUT_S) -> None:
         self.fw = firmware
-        self.host = host or PacketHost(firmware)
+        self.host = PacketHost(firmware)  # its own: every reply it returns goes down this link
         self.inter_byte_timeout = inter_byte_timeout
         self.decoder = stream.StreamDecoder(max_body=stream.max_body_bytes(firmware.limits))
         self._last_reply: list[Any] | None = None

@@ -20,7 +20,7 @@ import numpy as np
 from host.drivers import Driver, open_driver
 from host.errors import DeviceError, DeviceSaturated, LeaseLost, NotOwner, RunAborted
 from host import packets
-from protocol.limits import MINIMUM_VALUES, Limits
+from protocol.limits import MAXIMUM_VALUES, MINIMUM_VALUES, Limits
 from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
 from protocol.ops import Op
@@ -95,6 +95,9 @@ class _RunWait(Transaction):
     host re-sends the rest of the packet from here. A user's own WAIT is never re-sent."""
 
 
+#: Bytes of a packet set aside for its header and framing when a slow link's lease budget is
+#: turned into words.
+HEADER_ROOM_BYTES = 16 * 1024
 #: Limits field -> the register that advertises it.
 _LIMIT_REGISTERS = {f: f.upper() for f in Limits.names() if f != "fifo_depth"}
 
@@ -153,9 +156,7 @@ class ThermoDevice:
         self._settings: dict[tuple[int, int], Transaction] = {}
         self.rounding_rng: np.random.Generator | None = None  # see stochastic_rounding()
         self.token = 0
-        #: What the device accepts per packet; the identity read below fits any device's.
-        self.limits = Limits()
-        self._static = self._read_static()
+        self._static = self._read_static()  # within any device's limits: one packet
         self.limits = self._read_limits()
         self.n_cells: int = self._static["n_cells"]
         self.vmax: float = self._static["vmax"]
@@ -213,8 +214,9 @@ class ThermoDevice:
         tx = [t for c in calls for t in c.tx]
         plan = packets.plan(tx, self._packet_limits(), owner=bool(self.token))
         data: list = []
-        for packet in plan.packets:
-            data += self._send_packet(packet)
+        with self.link:  # a split request's packets follow each other, nothing in between
+            for packet in plan.packets:
+                data += self._send_packet(packet)
         data = plan.merge(data)
         k = 0
         for c in calls:
@@ -233,7 +235,9 @@ class ThermoDevice:
         if not rate:
             return self.limits
         budget = int(rate * self._lease_ms / 1000 / 3)  # bytes one packet may take
-        words = max(MINIMUM_VALUES.max_packet_words, budget // 4 - 1024)
+        # its words, less room for the header and framing of a packet (at most 16 KiB); never
+        # below the minimum every device accepts (a link that slow gets less margin)
+        words = max(MINIMUM_VALUES.max_packet_words, (budget - HEADER_ROOM_BYTES) // 4)
         lim = self.limits
         return replace(lim, max_packet_words=min(lim.max_packet_words, words),
                        max_reply_words=min(lim.max_reply_words, words),
@@ -301,7 +305,9 @@ class ThermoDevice:
 
     @contextmanager
     def batch(self) -> Iterator["ThermoDevice"]:
-        """Queue calls and send them as ONE packet when the block ends."""
+        """Queue calls and send them as one packet when the block ends (as several only where
+        the device's limits require it and the split cannot change the meaning:
+        host/packets.py)."""
         if self._batch is not None:
             raise RuntimeError("batches do not nest")
         self._batch = []
@@ -372,8 +378,12 @@ class ThermoDevice:
     def _read_limits(self) -> Limits:
         """The resource limits the device advertises (a small board lowers them): every packet
         the host sends keeps inside them."""
+        advertised = self._static["limits"]
+        # a device may advertise more than this host knows of (a later, bigger board): keep to
+        # the protocol maxima this host was built with
+        clamped = {k: min(v, getattr(MAXIMUM_VALUES, k)) for k, v in advertised.items()}
         try:
-            return Limits(**self._static["limits"])
+            return Limits(**clamped)
         except ValueError as e:
             raise DeviceError(f"the device advertises limits this host cannot work within: {e}",
                               Status.INTERNAL) from None
@@ -478,9 +488,7 @@ class ThermoDevice:
         self._stop_keepalive()
         self.token = self.driver.owner = 0
         self._run_id = None  # RUN_COUNT restarted at the reboot: old counts mean nothing
-        #: What the device accepts per packet; the identity read below fits any device's.
-        self.limits = Limits()
-        self._static = self._read_static()
+        self._static = self._read_static()  # within any device's limits: one packet
         self.limits = self._read_limits()
         self.active = self._staged_active = self._static["active_cells"]
 

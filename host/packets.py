@@ -2,18 +2,21 @@
 
 A device advertises its resource limits (transactions per packet, words per packet and per
 frame, reply words, words per non-incrementing register access); a small board advertises less
-than the emulator. The host splits a request where the split cannot change its meaning:
+than the emulator. The host splits a request only where the split cannot change its meaning:
 
 - inside the leading *staging* part: writes to shadowed registers and memories do nothing until
   COMMIT, so an upload may take several packets (the shadow bank holds the pieces);
-- inside the trailing *read-back* part: plain reads after the last effect (a run's WAIT, its
-  COMMIT) read a device that nobody else can change while this host's token holds the lease,
-  and every packet carries the token, so a later packet of reads reads the same run.
+- inside the trailing *read-back* part, for the owner only, when what it reads cannot change
+  between the packets: after a WAIT for the end of a run (STATUS RUNNING = 0) the device is
+  idle, nobody else can start a run while this host holds the lease (every packet carries the
+  token, so a lost lease answers NOT_OWNER), and the caller holds the link for the whole plan,
+  so a later packet reads the same finished run as the provenance reads of the first; reads of
+  the shadow bank change only by this host's writes. Any other read-back is a snapshot
+  (``state()`` of a running device): it is never split.
 
 A large memory access is first cut into pieces of at most one frame / one packet of words.
-Everything between the two parts (COMMIT, RUN, WAIT, provenance reads) stays in one packet; a
-request whose middle does not fit is refused with ValueError naming the limit, before anything
-is sent.
+Everything else stays in one packet; a request that does not fit is refused with ValueError
+naming the limit, before anything is sent.
 """
 from __future__ import annotations
 
@@ -22,12 +25,15 @@ from typing import Sequence
 
 import numpy as np
 
+from host.drivers.base import reply_words as _reply_words_of
 from protocol.codec import Transaction
-from protocol.limits import Limits
+from protocol.limits import MAX_HEADER_BYTES, Limits
 from protocol.ops import Op
 from protocol.regmap import REGMAP, Window
 
 _WORD_OPS = (Op.READ, Op.WRITE, Op.READ_NI, Op.WRITE_NI)
+#: Header bytes besides the transactions: v, seq, cid (16 bytes of bin), own, the map and keys.
+HEADER_FIXED_BYTES = 64
 
 
 @dataclass
@@ -57,8 +63,15 @@ def _target(t: Transaction) -> tuple[str, object] | None:
 
 
 def _staging(t: Transaction) -> bool:
-    if t.op != Op.WRITE:
-        return False
+    return t.op == Op.WRITE and _shadowed(t)
+
+
+def _staged(t: Transaction) -> bool:
+    """A read of the shadow bank: nothing but this host's own writes changes it."""
+    return t.op == Op.READ and _shadowed(t)
+
+
+def _shadowed(t: Transaction) -> bool:
     found = _target(t)
     return found is not None and bool(getattr(found[1], "shadow", False))
 
@@ -72,7 +85,7 @@ def _words(t: Transaction) -> int:
 
 
 def _reply_words(t: Transaction) -> int:
-    return t.args[0] if t.op in (Op.READ, Op.READ_NI) else 1 if t.op == Op.RMW else 0
+    return _reply_words_of([t])
 
 
 def _cut(t: Transaction, lim: Limits, reply_limit: int) -> list[Transaction]:
@@ -90,7 +103,7 @@ def _cut(t: Transaction, lim: Limits, reply_limit: int) -> list[Transaction]:
             size = min(size, reply_limit)
     n = t.args[0]
     if n <= size or (kind == "register" and t.op in (Op.READ, Op.WRITE)):
-        return [t]  # register ranges are short; a refusal names the limit below
+        return [t]  # register ranges are short
     step = not (t.op in (Op.READ_NI, Op.WRITE_NI))  # incrementing accesses move on
     out = []
     for k in range(0, n, size):
@@ -113,6 +126,8 @@ def plan(tx: Sequence[Transaction], lim: Limits, owner: bool) -> Plan:
     while n_read < len(flat) - n_stage and _read_back(flat[len(flat) - 1 - n_read]):
         n_read += 1
     stage, middle, tail = flat[:n_stage], flat[n_stage:len(flat) - n_read], flat[len(flat) - n_read:]
+    if not (owner and (any(map(_waits_for_idle, middle)) or all(map(_staged, tail)))):
+        middle, tail = middle + tail, []  # a snapshot: its reads stay together
     packets = _pack(stage, lim, reply_limit, [])
     if middle:
         _check_fits(middle, lim, reply_limit)
@@ -124,17 +139,34 @@ def plan(tx: Sequence[Transaction], lim: Limits, owner: bool) -> Plan:
     return Plan([p for p in packets if p], [len(ps) for ps in pieces])
 
 
-def _fits(packet: list[Transaction], t: Transaction, lim: Limits, reply_limit: int) -> bool:
-    return (len(packet) + 1 <= lim.max_transactions
-            and sum(map(_words, packet)) + _words(t) <= lim.max_packet_words
-            and sum(map(_reply_words, packet)) + _reply_words(t) <= reply_limit)
+def _waits_for_idle(t: Transaction) -> bool:
+    """A WAIT for STATUS.RUNNING = 0: after it (if it succeeds) the device holds a finished run."""
+    running = REGMAP.STATUS.bit("RUNNING")
+    return (t.op == Op.WAIT and t.addr == REGMAP.STATUS.address
+            and t.args[0] & running and not t.args[1] & running)
+
+
+def _header_bytes(packet: Sequence[Transaction]) -> int:
+    """An upper bound on the msgpack header of a packet: the fixed keys, then each transaction
+    as an array of at most five u32 (1 + 5·5 bytes)."""
+    return HEADER_FIXED_BYTES + 26 * len(packet)
 
 
 def _fits_all(packet: list[Transaction], more: list[Transaction], lim: Limits,
               reply_limit: int) -> bool:
-    return (len(packet) + len(more) <= lim.max_transactions
-            and sum(map(_words, packet + more)) <= lim.max_packet_words
-            and sum(map(_reply_words, packet + more)) <= reply_limit)
+    both = packet + more
+    return (len(both) <= lim.max_transactions
+            and sum(map(_words, both)) <= lim.max_packet_words
+            and sum(map(_reply_words, both)) <= reply_limit
+            and _header_bytes(both) <= _header_limit(lim))
+
+
+def _fits(packet: list[Transaction], t: Transaction, lim: Limits, reply_limit: int) -> bool:
+    return _fits_all(packet, [t], lim, reply_limit)
+
+
+def _header_limit(lim: Limits) -> int:
+    return min(MAX_HEADER_BYTES, lim.max_frame_bytes)
 
 
 def _pack(tx: list[Transaction], lim: Limits, reply_limit: int, packets: list[list[Transaction]],
@@ -152,9 +184,12 @@ def _check_fits(packet: list[Transaction], lim: Limits, reply_limit: int) -> Non
     checks = [("transactions", len(packet), lim.max_transactions, "MAX_TRANSACTIONS"),
               ("words", sum(map(_words, packet)), lim.max_packet_words, "MAX_PACKET_WORDS"),
               ("reply words", sum(map(_reply_words, packet)), reply_limit,
-               "MAX_REPLY_WORDS" if reply_limit == lim.max_reply_words else "MAX_OPEN_REPLY_WORDS")]
+               "MAX_REPLY_WORDS" if reply_limit == lim.max_reply_words else "MAX_OPEN_REPLY_WORDS"),
+              ("header bytes", _header_bytes(packet), _header_limit(lim),
+               "MAX_FRAME_BYTES or MAX_HEADER_BYTES")]
     for what, need, limit, register in checks:
         if need > limit:
             raise ValueError(f"this call needs one packet of {need} {what} that cannot be split "
-                             f"(between its first effect and its last), and the device accepts "
-                             f"{limit} ({register}); use fewer cells or a smaller rank on this device")
+                             f"(effects, or a snapshot's reads, stay together), and the device "
+                             f"accepts {limit} ({register}); use fewer cells or a smaller rank on "
+                             "this device")

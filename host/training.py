@@ -5,7 +5,7 @@
 at each epoch end, checkpoints at each epoch end (``--resume`` continues from there), and draws
 ``DIR/loss.png`` when matplotlib is installed.
 
-Projected hardware time (DESIGN §7) per iteration = digital time (measured on this host)
+Projected hardware time per iteration = digital time (measured on this host)
 + transfer (payload words as 16-bit words over a 50 Gb/s link) + analog time t·τ0 (τ0 = 1 µs);
 with a delay t_d the device's t_d overlaps the host's digital work: max(digital, t_d·τ0).
 """
@@ -58,7 +58,7 @@ class TrainConfig:
 
 
 MODEL_DEFAULTS = {
-    # DESIGN §7: spiral MLP 2-100-1 ReLU + sigmoid/BCE; digits: a small MLP classifier
+    # the reference models: spiral MLP 2-100-1 ReLU + sigmoid/BCE; digits: a small MLP classifier
     "spiral": dict(hidden=(100,), loss="bce", batch=25),
     "digits": dict(hidden=(32,), loss="ce", batch=32),
 }
@@ -284,7 +284,9 @@ def _calibrate(dev: Any) -> float:
 def _link_stats(dev: Any) -> dict[str, int]:
     """The link's counters since this session connected (packets, bytes, retries, timeouts, CRC
     and link errors): a run that trained through a flaky link says so in metrics.jsonl."""
-    return {k: v for k, v in vars(dev.stats).items() if isinstance(v, int)}
+    stats = dev.stats
+    return stats.as_dict() if hasattr(stats, "as_dict") else \
+        {k: v for k, v in vars(stats).items() if isinstance(v, int)}
 
 
 def _jsonable(value: Any) -> Any:

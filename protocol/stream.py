@@ -41,9 +41,10 @@ TRAILER_BYTES = 4
 U32 = struct.Struct("<I")
 #: Most frames one message may hold: the header frame and one per transaction.
 MAX_FRAMES = limits.MAX_TRANSACTIONS + 1
-#: Largest BODY a valid request or reply needs: the header frame, every word of a packet, and
-#: the count and length words. A longer LENGTH (with a valid HCRC) is refused unread.
 def max_body_bytes(lim: limits.Limits = limits.DEFAULT) -> int:
+    """Largest BODY of a valid request to a device with these limits: the header frame, every
+    word of a packet, and the count and length words. A longer LENGTH (with a valid HCRC) is
+    refused unread. (A reply's bound has MAX_REPLY_WORDS in place of MAX_PACKET_WORDS.)"""
     return limits.MAX_HEADER_BYTES + 4 * lim.max_packet_words + 4 * (2 + lim.max_transactions)
 
 
@@ -94,7 +95,7 @@ def encode_nak() -> bytes:
 
 
 def encoded_size(frames: Sequence[Any]) -> int:
-    """Bytes ``encode(frames)`` puts on the link (for transfer-time budgets)."""
+    """Bytes ``encode(frames)`` puts on the link."""
     return HEADER_BYTES + 4 + sum(4 + _view(f).nbytes for f in frames) + TRAILER_BYTES
 
 

@@ -22,11 +22,13 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator
 if TYPE_CHECKING:
     from device.analog.core import EffectiveParams
 
-#: Lanczos Ritz values approach |λ|max from below (to about TOLERANCE² relative once the
-#: residual is within TOLERANCE); the estimate is raised by this factor.
+#: Lanczos Ritz values approach |λ|max from below; the estimate is raised by this factor
+#: (measured: at most 0.4 % low at TOLERANCE, on dense N = 256 with a spectrum 1…10).
 SAFETY = 1.02
-#: Relative accuracy asked of the Lanczos estimate (well inside SAFETY).
+#: Relative accuracy asked of ARPACK (its residual criterion).
 TOLERANCE = 1e-3
+#: Restarts ARPACK may take before the bound is used instead (COMMIT holds the firmware lock).
+MAX_RESTARTS = 100
 #: Up to this many active cells the symmetric matrix is formed and its spectrum computed exactly.
 EXACT_UP_TO = 48
 
@@ -111,14 +113,16 @@ def _spectral_radius(eff: EffectiveParams,
         return sm * (A @ (sm * v.ravel()))
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    v0 = None
+    # always a start vector of our own: ARPACK's default is drawn from its process-wide random
+    # state, which would make the substep (and every run) depend on what ran before. A warm
+    # start gets a fixed perturbation: an exact eigenvector would leave Lanczos no Krylov space
+    # to build (a breakdown ARPACK answers with restarts).
+    v0 = _perturbation(n)
     if warm is not None and warm.shape == (n,) and np.any(warm):
-        # an exact eigenvector would leave Lanczos no Krylov space to build (a breakdown ARPACK
-        # answers with restarts): mix in a fixed small perturbation
-        v0 = warm + 0.1 * np.linalg.norm(warm) * _perturbation(n)
+        v0 = warm / np.linalg.norm(warm) + 0.1 * v0
     try:
         vals, vecs = eigsh(op, k=1, which="LM", tol=TOLERANCE, v0=v0, ncv=min(n, 16),
-                           maxiter=50 * n)
+                           maxiter=MAX_RESTARTS)
     except (ArpackNoConvergence, ArpackError):
         return None
     return float(abs(vals[0])), vecs[:, 0]

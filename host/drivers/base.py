@@ -65,7 +65,8 @@ def url_query(url: str, valid: Sequence[str]) -> dict[str, str]:
 
 
 def frames_nbytes(frames: Sequence[Any]) -> int:
-    return sum(len(f.bytes) if hasattr(f, "bytes") else memoryview(f).nbytes for f in frames)
+    """Bytes of a message's frames (zmq.Frame's len() is its size: no copy to count it)."""
+    return sum(len(f) if hasattr(f, "bytes") else memoryview(f).nbytes for f in frames)
 
 
 def reply_words(tx: Sequence[Transaction]) -> int:
@@ -137,6 +138,9 @@ class PacketDriver(Driver):
         self.reset: DeviceReset | None = None  # sticky until acknowledge_reset()
         self.responsive = True  # False after a DeviceTimeout, until the device answers again
         self.stats = LinkStats()
+        #: What the last failed attempt ran into ("silent", "damaged", "broken", "down"), for
+        #: ``_reset_link``: a stream keeps a port open after silence, reopens it when broken.
+        self.link_failure: str | None = None
 
     # ---------------------------------------------------------------- what ThermoDevice calls
     def transact(self, tx: Sequence[Transaction], timeout: float | None = None) -> Reply:
@@ -211,6 +215,7 @@ class PacketDriver(Driver):
             except OSError as e:  # reset, broken pipe: the link broke mid-exchange
                 self.stats.link_errors += 1
                 failures.append(("broken", f"link broken ({type(e).__name__}: {e.strerror or e})"))
+            self.link_failure = failures[-1][0]  # what _reset_link is recovering from
             self._reset_link()
         raise self._failure(failures, timeout + transfer, time.monotonic() - started,
                             frames_nbytes(frames))
@@ -222,7 +227,7 @@ class PacketDriver(Driver):
         waited = f"{n} attempt{'s' if n > 1 else ''} × {per_attempt:.3g} s"
         kinds = [k for k, _ in failures]
         last = failures[-1][1]
-        if kinds[-1] == "down":
+        if all(k == "down" for k in kinds):
             return DeviceUnplugged(f"{self.url} is not there: the link stayed down through "
                                    f"{waited} ({elapsed:.2g} s); last attempt: {last}; is the "
                                    "board plugged in and powered?")
@@ -237,10 +242,14 @@ class PacketDriver(Driver):
                                  f"or board) running?{hint}")
         counts = ", ".join(f"{kinds.count(k)} {k}" for k in ("damaged", "silent", "broken", "down")
                            if k in kinds)
+        advice = [text for kind, text in (
+            ("damaged", "the link garbles what it carries (the cable, the baud rate, noise)"),
+            ("broken", "the link broke during an attempt"),
+            ("down", "the device went away"),
+            ("silent", "the device stopped answering")) if kind in kinds]
         return DeviceTimeout(f"no usable reply from {self.url}: {n} attempts failed in "
-                             f"{elapsed:.2g} s ({counts}); last attempt: {last}; the link "
-                             "garbles or drops what it carries (check the cable, the baud rate, "
-                             "the line's noise)")
+                             f"{elapsed:.2g} s ({counts}); last attempt: {last}; "
+                             + "; ".join(advice))
 
     def _send_until(self, frames: list, deadline: float) -> None:
         """``_send``, waiting out a link that is down (replugged, rebooting) until the deadline."""
@@ -274,5 +283,6 @@ class PacketDriver(Driver):
         attempts by their seq."""
 
     def _reset_link(self) -> None:  # noqa: B027 (a link with no state has nothing to reset)
-        """Forget the link's state after a failed attempt (close it; ``_send`` reopens): the
-        position in a byte stream, or a socket with a lost reply in flight, cannot be trusted."""
+        """Forget the link's state after a failed attempt (``link_failure`` says what it ran
+        into): a socket with a lost reply in flight, or a byte stream's position, cannot be
+        trusted. Close what must be reopened; ``_send`` reopens it."""

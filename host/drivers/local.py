@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from host.drivers.base import PacketDriver
+from host.errors import DeviceTimeout
 from protocol.codec import encode_reply
 
 
@@ -19,7 +20,9 @@ class LocalDriver(PacketDriver):
     DEFAULT_TIMEOUT = 30.0
     DEFAULT_RETRIES = 0  # no link: a retry could only re-run the transactions before a WAIT
 
-    def __init__(self, url: str, *, timeout: float | None = None, **_: object) -> None:
+    def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None) -> None:
+        # ``retries`` is accepted (host.connect passes it to every driver) but there is no link
+        # to retry on: a resend could only re-run the transactions before a WAIT
         super().__init__(url, timeout=timeout, retries=0)
         q = self.query
         from device.emulator import DEFAULT_SERIAL, build_firmware  # lazy: host works without it
@@ -42,6 +45,12 @@ class LocalDriver(PacketDriver):
             self.fw.abandon(reply)  # the transactions before its WAIT stay applied
             raise TimeoutError("the packet did not complete before the deadline")
         return [bytes(memoryview(f)) for f in encode_reply(reply)]
+
+    def _failure(self, failures: list[tuple[str, str]], per_attempt: float, elapsed: float,
+                 request_bytes: int) -> DeviceTimeout:
+        return DeviceTimeout(f"the local device did not complete the packet within "
+                             f"{per_attempt:g} s (a WAIT that never came true, or a run longer "
+                             "than the timeout)")
 
     def close(self) -> None:
         self.fw.shutdown()

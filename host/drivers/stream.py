@@ -14,6 +14,7 @@ rate, the URL's ``baud``), resends and statistics come from here and from ``Pack
 """
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any, ClassVar
 
@@ -24,6 +25,8 @@ from host.errors import LinkCorrupt
 
 #: Bits on the line per byte of payload for an asynchronous serial link (8N1: start + 8 + stop).
 BITS_PER_BYTE = 10
+#: Frames up to this size are joined into one write.
+JOIN_BYTES = 64 * 1024
 #: Damaged frames repaired in place (NAK answered, damaged reply NAKed) per attempt.
 MAX_REPAIRS = 8
 
@@ -35,9 +38,13 @@ class StreamDriver(PacketDriver):
     def __init__(self, url: str, *, timeout: float | None = None, retries: int | None = None,
                  baud: float | None = None) -> None:
         super().__init__(url, timeout=timeout, retries=retries)
-        rate = float(self.query.get("baud", baud or 0))
-        if rate < 0:
-            raise ValueError(f"device URL {url!r}: baud must be > 0")
+        try:
+            rate = float(self.query.get("baud", baud or 0))
+        except ValueError:
+            raise ValueError(f"device URL {url!r}: baud must be a number of bit/s") from None
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"device URL {url!r}: baud must be a finite number of bit/s "
+                             "(omit it for a fast link)")
         self.baud = rate or None
         self.link_rate = rate / BITS_PER_BYTE if rate else None
         self.decoder = stream.StreamDecoder()
@@ -56,6 +63,11 @@ class StreamDriver(PacketDriver):
         self._write_all(self._request, deadline)
 
     def _write_all(self, pieces: list[Any], deadline: float) -> None:
+        """A small frame goes out in one write (one syscall, one USB transfer); a large one
+        piece by piece, its payload uncopied."""
+        if sum(memoryview(p).nbytes for p in pieces) <= JOIN_BYTES:
+            self._write(b"".join(pieces), deadline)
+            return
         for piece in pieces:
             self._write(piece, deadline)
 
@@ -86,14 +98,24 @@ class StreamDriver(PacketDriver):
         self.stats.crc_errors += 1
 
     def _reset_link(self) -> None:
+        """Resynchronise after a failed attempt: the decoder drops any partial frame (stale
+        bytes that follow are skipped on the way to the next SYNC; a late reply is skipped by
+        its seq). The port is closed only when it broke or went away: reopening a serial port
+        toggles DTR, which resets many USB boards."""
         self.decoder.expire()
         self._events.clear()
+        if self.link_failure in ("broken", "down"):
+            self._drop()
+
+    def _drop(self) -> None:
         if self._open_link:
             self._open_link = False
             self._close()
 
     def close(self) -> None:
-        self._reset_link()
+        self.decoder.expire()
+        self._events.clear()
+        self._drop()
 
     # ---------------------------------------------------------------- what a vendor implements
     @abstractmethod

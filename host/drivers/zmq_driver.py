@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from host.drivers.base import PacketDriver, url_query
+from host.drivers.base import PacketDriver
 from protocol import limits
 
 #: How often a wait for a reply looks at the device's liveness (spawn://: its child process).

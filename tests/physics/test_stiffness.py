@@ -74,3 +74,18 @@ def test_when_lanczos_fails_the_bound_is_used(monkeypatch):
     core.program(CoreParams(active=100, A=core.effective.dense()))
     assert core.stiffness() == pytest.approx(stiffness.bound(core.effective))
     assert core.stiffness() > 1.5 * 10.0 * stiffness.SAFETY  # Gershgorin, well above λmax
+
+
+def test_the_substep_is_reproducible():
+    """The estimate starts from a vector of its own, not ARPACK's process-wide random state:
+    the same commits give the same substeps, whatever ran before in the process."""
+    rng = np.random.default_rng(2)
+    n = 200
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (q * np.linspace(1.0, 10.0, n)) @ q.T
+    runs = []
+    for _ in range(3):
+        core = AnalogCore(n, 2, IDEAL, serial=0, seed=0)
+        runs.append([(core.program(CoreParams(active=n, A=A * (1 + 0.01 * k))), core.dt)[1]
+                     for k in range(3)])
+    assert runs[0] == runs[1] == runs[2]
