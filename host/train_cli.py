@@ -63,6 +63,16 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _lease_ms(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 300 <= v <= 3_600_000:
+        raise argparse.ArgumentTypeError(f"must be in 300 … 3600000 ms, got {v}")
+    return v
+
+
 def _at_least_zero(text: str) -> int:
     try:
         v = int(text)
@@ -98,6 +108,9 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar (and, without a terminal, no progress lines: by default one every 30 s)")
     t.add_argument("--timeout", type=_positive_float, default=None, help="device reply timeout (s, default 30)")
     t.add_argument("--retries", type=int, default=None, help="resends of an unanswered packet")
+    t.add_argument("--lease-ms", type=_lease_ms, default=30_000,
+                   help="the device lease (ms, 300 … 3600000, default 30000): how long a device "
+                        "this process stops talking to stays reserved for it")
     t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="do not calibrate a device whose calibration is not valid (default: "
                         "saved trims for its serial are checked, else the device calibrates)")
@@ -134,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, seed=args.seed, out=out, hidden=args.hidden,
                       activation=args.activation, hyper=hyper, resume=args.resume,
                       progress=False if args.no_progress else None, eval_every=args.eval_every,
-                      timeout=args.timeout, retries=args.retries, calibrate=args.calibrate)
+                      timeout=args.timeout, retries=args.retries, calibrate=args.calibrate,
+                      lease_ms=args.lease_ms)
     if not args.json:
         where = f" on {device}" if device else ""
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "

@@ -55,6 +55,7 @@ class TrainConfig:
     timeout: float | None = None  # device reply timeout (s); None: 30 s
     retries: int | None = None  # resends of an unanswered idempotent packet; None: driver default
     calibrate: bool = True  # calibrate a device whose CAL_VALID is 0 before training
+    lease_ms: int = 30_000  # the device lease; on a declared-slow link, packets fit a third of it
 
 
 MODEL_DEFAULTS = {
@@ -125,7 +126,7 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
                          f"above the emulator's limit {MAX_EMULATED_RANK}: use --batch-size <= "
                          f"{MAX_EMULATED_RANK // out_dim} or --form dense")
     url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
-    dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries,
+    dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries, lease_ms=cfg.lease_ms,
                        wait_for_lease=LEASE_WAIT_S, on_wait=say_waiting)
     try:
         return spec.build(dev, **kwargs), dev
@@ -223,6 +224,8 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"eval_every must be >= 0, got {cfg.eval_every}")
     if cfg.timeout is not None and not (math.isfinite(cfg.timeout) and cfg.timeout > 0):
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {cfg.timeout}")
+    if not (isinstance(cfg.lease_ms, int) and 300 <= cfg.lease_ms <= 3_600_000):
+        raise ValueError(f"lease_ms must be an integer in 300 … 3600000 ms, got {cfg.lease_ms!r}")
     ds, objective = build_problem(cfg)
     out_dim = 1 if MODEL_DEFAULTS[cfg.dataset]["loss"] == "bce" else ds.n_classes
     out = Path(cfg.out) if cfg.out else None

@@ -176,6 +176,7 @@ def test_cli_train_tngd_on_the_embedded_default(tmp_path):
     (["--algo", "tngd", "--dataset", "digits", "--batch-size", "128"], 1, "--batch-size <= 102"),
     (["--algo", "adam", "--dataset", "digits", "--timeout", "0"], 2, "must be a finite number > 0"),
     (["--algo", "adam", "--dataset", "digits", "--eval-every", "-1"], 2, "must be >= 0"),
+    (["--algo", "tngd", "--dataset", "digits", "--lease-ms", "10"], 2, "must be in 300"),
 ])
 def test_cli_train_bad_arguments(args, code, needle, tmp_path):
     if "--resume" in args:
