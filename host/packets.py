@@ -117,6 +117,8 @@ def _cut(t: Transaction, lim: Limits, reply_limit: int) -> list[Transaction]:
 
 def plan(tx: Sequence[Transaction], lim: Limits, owner: bool) -> Plan:
     reply_limit = lim.max_reply_words if owner else lim.max_open_reply_words
+    if _fits_as_is(tx, lim, reply_limit):  # the usual case, on every packet: no classifying
+        return Plan([list(tx)], [1] * len(tx))
     pieces = [_cut(t, lim, reply_limit) for t in tx]
     flat = [p for ps in pieces for p in ps]
     n_stage = 0
@@ -137,6 +139,15 @@ def plan(tx: Sequence[Transaction], lim: Limits, owner: bool) -> Plan:
             packets.append(list(middle))
     packets = _pack(tail, lim, reply_limit, packets, extend_last=True)
     return Plan([p for p in packets if p], [len(ps) for ps in pieces])
+
+
+def _fits_as_is(tx: Sequence[Transaction], lim: Limits, reply_limit: int) -> bool:
+    """The whole request fits one packet and no transaction needs cutting."""
+    for t in tx:
+        if t.op in _WORD_OPS and (t.args[0] > lim.max_frame_words or t.op in (
+                Op.READ_NI, Op.WRITE_NI) and t.args[0] > lim.max_register_ni_words):
+            return False
+    return _fits_all([], list(tx), lim, reply_limit)
 
 
 def _waits_for_idle(t: Transaction) -> bool:

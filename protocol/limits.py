@@ -52,9 +52,10 @@ FIFO_DEPTH = 1 << 20
 @dataclass(frozen=True)
 class Limits:
     """The resource limits one device advertises in its limit registers (0x0050 … 0x0059) and
-    FIFO_DEPTH. The constants above are the most a device may advertise (the reference
-    firmware's defaults); a small board advertises less, down to ``MINIMUM``, and a host keeps
-    inside what the device at hand advertises."""
+    FIFO_DEPTH (each field by the register of its name in capitals). The constants above are
+    the most a device may advertise (the reference firmware's defaults); a small board
+    advertises less, down to ``MINIMUM_VALUES``, and a host keeps inside what the device at
+    hand advertises."""
     max_transactions: int = MAX_TRANSACTIONS
     max_packet_words: int = MAX_WORDS_PER_PACKET
     max_reply_words: int = MAX_REPLY_WORDS
@@ -93,13 +94,8 @@ class _Bounds:
         self.__dict__.update(values)
 
 
-#: The most a device may advertise: the constants of this module.
-MAXIMUM_VALUES = _Bounds(max_transactions=MAX_TRANSACTIONS, max_packet_words=MAX_WORDS_PER_PACKET,
-                         max_reply_words=MAX_REPLY_WORDS, max_open_reply_words=MAX_OPEN_REPLY_WORDS,
-                         max_parked=MAX_PARKED, max_parked_per_client=MAX_PARKED_PER_CLIENT,
-                         max_wait_ms=MAX_WAIT_MS, reply_cache_depth=REPLY_CACHE_PER_CLIENT,
-                         max_frame_bytes=MAX_FRAME_BYTES, max_register_ni_words=MAX_REGISTER_NI_WORDS,
-                         fifo_depth=FIFO_DEPTH)
+#: The most a device may advertise: the constants of this module (the defaults of ``Limits``).
+MAXIMUM_VALUES = _Bounds(**{f.name: f.default for f in fields(Limits)})
 #: The least a device must support, so that a host can still run one iteration of any algorithm:
 #: the reference host's largest packet (a TNGD step: uploads, COMMIT and RUN, WAIT, read-backs)
 #: has 22 transactions; 256 words carry the identity block and a few registers per packet.

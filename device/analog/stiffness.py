@@ -59,6 +59,10 @@ def rate(eff: EffectiveParams, warm: np.ndarray | None = None) -> tuple[float, n
     if found is None:
         return _with_cell_modes(_radius_bound(eff), eff), None
     radius, vector = found
+    # a symmetric matrix's diagonal never exceeds its spectral radius: a cheap floor, should
+    # Lanczos ever settle on an interior eigenvalue
+    assert eff.A is not None
+    radius = max(radius, float(np.max(np.abs(np.diag(eff.A)) * eff.mobility)))
     return _with_cell_modes(min(SAFETY * radius, _radius_bound(eff)), eff), vector
 
 
