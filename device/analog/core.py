@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from device.analog import kernels, stiffness
+from device.analog import kernels, propagation, stiffness
 from device.analog.profiles import Profile
 
 F64 = NDArray[np.float64]
@@ -55,6 +55,14 @@ substeps per time constant of the stiffest mode."""
 
 MAX_DT = 1.0
 """Upper bound on the automatic substep (τ0), for couplings with no stiffness at all."""
+
+DRIFT_HOLD = 1.0
+"""Longest exact stretch on a chip whose offsets drift (τ0): the offsets are held piecewise
+constant, as EM holds them over one noise block."""
+
+INTEGRATORS = ("em", "exact")
+"""``em``: Euler–Maruyama always (the reference); ``exact``: exact propagation wherever the
+installed dynamics allow it (see device/analog/propagation.py), EM elsewhere."""
 
 SYMMETRY_RTOL = 1e-9
 
@@ -204,6 +212,7 @@ class AnalogCore:
     """
 
     Params = CoreParams
+    default_integrator = "exact"
 
     def __init__(
         self, n_cells: int, max_rank: int, profile: Profile, serial: int, seed: int
@@ -224,6 +233,13 @@ class AnalogCore:
         self._top_mode: np.ndarray | None = None  # warm start of the next stiffness estimate
         self._noise = np.empty(0)
         self._stability, self._substep = DEFAULT_STABILITY, 0.0
+        self.integrator = self.default_integrator
+        self._spectrum: propagation.Spectrum | None = None
+        self.exact_reason = ""
+        """Why the installed dynamics are integrated by EM ("" when they propagate exactly)."""
+        self.exact_time = 0.0
+        self.em_time = 0.0
+        """Device time advanced by each integrator since construction (τ0)."""
         self.reseed(seed)
         self.program(CoreParams(active=0, coupling="lowrank", J=np.zeros((0, self.n_cells)),
                                 H=np.zeros((0, 0))))
@@ -241,8 +257,10 @@ class AnalogCore:
     def program(self, params: CoreParams) -> None:
         """Validate ``params``, apply this chip's mismatch and install them atomically (COMMIT)."""
         eff = self._effective(params)
+        spectrum, reason = self._decompose(eff, self.integrator)
         with self._lock:
             self._eff = eff
+            self._spectrum, self.exact_reason = spectrum, reason
             a = eff.active
             self.x[a:] = 0.0
             self.v[a:] = 0.0
@@ -263,6 +281,41 @@ class AnalogCore:
                              f"got {substep}")
         with self._lock:
             self._stability, self._substep = float(stability), float(substep)
+
+    def set_integrator(self, name: str) -> None:
+        """Select "exact" (exact propagation where the dynamics allow it) or "em"."""
+        if name not in INTEGRATORS:
+            raise ValueError(f"integrator must be one of {', '.join(INTEGRATORS)}, got {name!r}")
+        with self._lock:
+            spectrum, reason = self._decompose(self._eff, name)
+            self.integrator, self._spectrum, self.exact_reason = name, spectrum, reason
+
+    @property
+    def exact(self) -> bool:
+        """Whether the installed dynamics propagate exactly (away from the rails)."""
+        return self._spectrum is not None
+
+    @staticmethod
+    def _decompose(eff: EffectiveParams, integrator: str
+                   ) -> tuple[propagation.Spectrum | None, str]:
+        """The spectrum for exact propagation, or None and the reason there is none."""
+        if integrator == "em":
+            return None, "Euler-Maruyama selected"
+        a = eff.active
+        if eff.coupling == "capacitive":
+            return None, "capacitive coupling (RLC cells)"
+        if eff.underdamped.any():
+            return None, "underdamped cells"
+        if a and np.ptp(eff.kappa) > 1e-12 * float(np.max(eff.kappa)):
+            return None, "the cells' noise temperatures differ (NOISE_GAIN)"
+        if a and float(np.min(eff.mobility)) <= 0:
+            return None, "a cell with zero mobility"
+        try:
+            return propagation.decompose(eff, float(eff.kappa[0]) if a else 0.0), ""
+        except ValueError as e:
+            return None, str(e)
+        except np.linalg.LinAlgError as e:
+            return None, f"the eigensolver failed ({e})"
 
     def stiffness(self) -> float:
         """The fastest rate of the installed dynamics (1/τ0) as the substep sees it: a Lanczos
@@ -312,8 +365,10 @@ class AnalogCore:
     def advance(self, t: float, acc: F64 | None = None) -> int:
         """Integrate exactly ``t`` τ0 of device time; add ∫x dt to ``acc``; return clamp events.
 
-        Full substeps of :attr:`dt`, the last one shortened to land on ``t``. Noise is drawn in
-        blocks of at most NOISE_BLOCK numbers; offsets drift once per block.
+        With a spectrum installed (:attr:`integrator` "exact") each stretch the rails cannot
+        reach is drawn from the exact transition law; anything else (and every stretch under
+        "em") is integrated by Euler–Maruyama. Offsets drift once per stretch (exact) or per
+        noise block (EM).
         """
         if not (math.isfinite(t) and t >= 0.0):
             raise ValueError(f"advance time must be finite and >= 0, got {t}")
@@ -321,28 +376,76 @@ class AnalogCore:
                                 or not acc.flags.c_contiguous):
             raise ValueError(f"acc must be a contiguous float64 array of shape ({self.n_cells},)")
         with self._lock:
-            eff, dt = self._eff, self.dt
-            a = eff.active
+            eff = self._eff
             if t == 0.0:
                 return 0
-            nsteps = max(1, math.ceil(t / dt * (1.0 - 1e-12)))
-            last = t - (nsteps - 1) * dt
-            if abs(last - dt) <= 1e-9 * dt:  # t is a whole number of substeps (up to rounding)
-                last = dt
-            block = max(1, NOISE_BLOCK // max(a, 1))
-            acc_a = acc[:a] if acc is not None else np.zeros(a)
-            clamps, done = 0, 0
-            full = nsteps if last == dt else nsteps - 1
-            while done < full:
-                m = min(block, full - done)
-                clamps += self._run(eff, m, dt, acc_a)
-                done += m
-                self._drift(m * dt)
-            if full < nsteps:
-                clamps += self._run(eff, 1, last, acc_a)
-                self._drift(last)
+            acc_a = acc[: eff.active] if acc is not None else np.zeros(eff.active)
+            spec = self._spectrum
+            if spec is None or eff.active == 0:
+                clamps = self._advance_em(eff, t, acc_a)
+            else:
+                clamps, left = 0, t
+                hold = DRIFT_HOLD if self.profile.drift_rate > 0 else math.inf
+                while left > 0:
+                    seg = left if left <= hold * (1 + 1e-9) else hold
+                    clamps += self._advance_exact(eff, spec, seg, acc_a)
+                    left -= seg
             self.time += t
             return clamps
+
+    def exact_horizon(self) -> float:
+        """How much device time the next ``advance`` call may cover in one exact stretch
+        (τ0): 0 when the next stretch is EM's (a scheduler then sizes it in substeps)."""
+        with self._lock:
+            spec, eff = self._spectrum, self._eff
+            if spec is None or eff.active == 0:
+                return 0.0
+            a = eff.active
+            xstar = spec.center(eff.bias + self.offset[:a])
+            hold = DRIFT_HOLD if self.profile.drift_rate > 0 else math.inf
+            probe = min(hold, 1e6 / max(spec.slowest, 1e-300))
+            return hold if spec.safe(self.x[:a], xstar, probe, self.profile.vmax) else 0.0
+
+    def _advance_exact(self, eff: EffectiveParams, spec: propagation.Spectrum, t: float,
+                       acc: F64) -> int:
+        """One stretch: exact if its mean path stays clear of the rails, else EM."""
+        a = eff.active
+        b = eff.bias + self.offset[:a]
+        x = self.x[:a]
+        vmax = self.profile.vmax
+        if spec.safe(x, spec.center(b), t, vmax):
+            x0 = x.copy()
+            acc0 = acc.copy()
+            spec.propagate(x, b, t, self._rng, acc)
+            if np.all(np.abs(x) < vmax):
+                self.exact_time += t
+                self._drift(t)
+                return 0
+            x[:] = x0   # an excursion the margin did not foresee: the rails decide, so EM
+            acc[:] = acc0
+        return self._advance_em(eff, t, acc)
+
+    def _advance_em(self, eff: EffectiveParams, t: float, acc_a: F64) -> int:
+        """Full substeps of :attr:`dt`, the last one shortened to land on ``t``. Noise is drawn
+        in blocks of at most NOISE_BLOCK numbers; offsets drift once per block."""
+        dt, a = self.dt, eff.active
+        nsteps = max(1, math.ceil(t / dt * (1.0 - 1e-12)))
+        last = t - (nsteps - 1) * dt
+        if abs(last - dt) <= 1e-9 * dt:  # t is a whole number of substeps (up to rounding)
+            last = dt
+        block = max(1, NOISE_BLOCK // max(a, 1))
+        clamps, done = 0, 0
+        full = nsteps if last == dt else nsteps - 1
+        while done < full:
+            m = min(block, full - done)
+            clamps += self._run(eff, m, dt, acc_a)
+            done += m
+            self._drift(m * dt)
+        if full < nsteps:
+            clamps += self._run(eff, 1, last, acc_a)
+            self._drift(last)
+        self.em_time += t
+        return clamps
 
     def _run(self, eff: EffectiveParams, m: int, dt: float, acc: F64) -> int:
         """Draw the noise for ``m`` substeps and hand them to the kernel (GIL released)."""

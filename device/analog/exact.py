@@ -96,6 +96,28 @@ class LinearSDE:
         P, S = self.propagator(t), self.stationary_cov()
         return self.center + P @ (np.asarray(z0) - self.center), S - P @ S @ P.T
 
+    def transition_with_integral(self, z0: ArrayLike, t: float) -> tuple[F64, F64]:
+        """Mean and covariance of (z_t, ∫_0^t x ds) given z_0 = z0, by Van Loan's block
+        exponential of the augmented system (accurate while e^{λmax t} stays far below 1e16)."""
+        nz, n = self.K.shape[0], self.n
+        m = nz + n
+        F = np.zeros((m, m))             # d(z, I) = F (z, I) dt + c dt + noise
+        F[:nz, :nz] = -self.K
+        F[nz:, :n] = np.eye(n)
+        c = np.concatenate([self.K @ self.center, np.zeros(n)])
+        Dm = np.zeros((m, m))
+        Dm[:nz, :nz] = self.D
+        E = expm(t * np.block([[F, Dm], [np.zeros((m, m)), -F.T]]))
+        Phi = E[:m, :m]
+        cov = E[:m, m:] @ Phi.T
+        # mean: the affine flow, by the same exponential of [[F, c], [0, 0]]
+        G = np.zeros((m + 1, m + 1))
+        G[:m, :m], G[:m, m] = F, c
+        Eg = expm(t * G)
+        mean = Eg[:m, :m] @ np.concatenate([np.asarray(z0, dtype=np.float64), np.zeros(n)]) \
+            + Eg[:m, m]
+        return mean, 0.5 * (cov + cov.T)
+
     def em_stationary_cov(self, dt: float) -> F64:
         """Exact stationary covariance of the kernels' EM map with substep dt (no rails).
 

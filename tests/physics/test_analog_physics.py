@@ -289,6 +289,7 @@ def test_lowrank_equilibrium_statistics() -> None:
 # -- EM bias vs tolerance --------------------------------------------------------------------
 
 
+@pytest.mark.em_only
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_default_substep_bias_is_below_one_standard_error(name: str) -> None:
     """At the default substep, the exact stationary law of the EM map differs from the physics
@@ -306,10 +307,19 @@ def test_default_substep_bias_is_below_one_standard_error(name: str) -> None:
 # -- 7: rails --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["overdamped", "underdamped", "lowrank", "huge_substep"])
+@pytest.mark.parametrize("case", ["overdamped", "underdamped", "lowrank"])
 def test_unstable_coupling_saturates_without_nan(case: str) -> None:
-    """An indefinite A (or an unstable substep) drives cells to the rails: finite, clamped,
-    flagged — never NaN or inf."""
+    """An indefinite A drives cells to the rails: finite, clamped, flagged — never NaN or inf."""
+    check_saturates(case)
+
+
+@pytest.mark.em_only
+def test_unstable_substep_saturates_without_nan() -> None:
+    """EM with a substep far beyond its stability limit blows up into the rails, not to NaN."""
+    check_saturates("huge_substep")
+
+
+def check_saturates(case: str) -> None:
     rng = np.random.default_rng(17)
     n = 12
     q, _ = np.linalg.qr(rng.standard_normal((n, n)))

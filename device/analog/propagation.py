@@ -1,0 +1,268 @@
+"""Exact propagation of the unsaturated overdamped core: a run costs a few matrix products,
+whatever its length.
+
+Without rails, overdamped cells obey the linear SDE dx = M(b − Ax)dt + sqrt(2κM) dW. In the
+whitened coordinates y = M^{-½}x it reads dy = (M^½b − Sy)dt + sqrt(2κ) dW with S = M^½AM^½
+symmetric, so in S's eigenbasis every mode q is an independent scalar Ornstein–Uhlenbeck
+process of rate λ. Over a stretch of length t, a mode's end value and its time integral (the
+accumulator needs ∫x) are jointly Gaussian given the start q0:
+
+    E q(t) = e^{−λt} q0                    Var q(t) = κ(1 − e^{−2λt})/λ
+    E ∫q   = (1 − e^{−λt}) q0/λ             Var ∫q   = 2κ g(λt)/λ³
+    Cov(q(t), ∫q) = κ(1 − e^{−λt})²/λ²      g(u) = u − 2(1 − e^{−u}) + (1 − e^{−2u})/2
+
+The eigenbasis comes from one of two decompositions, paid once per COMMIT:
+
+- **full**: S = QΛQᵀ by a symmetric eigensolver (dense couplings, and low-rank ones with a
+  non-uniform diagonal), O(N³) — only up to ``DECOMPOSE_UP_TO`` cells;
+- **low rank on a uniform diagonal** (TNGD's G + λI on an ideal chip): S = μI + UᵀHU with
+  U = JM^½. With UUᵀ = PΩPᵀ, the r columns B = UᵀPΩ^{-½}V (V the eigenvectors of
+  Ω^½PᵀHPΩ^½, eigenvalues σ) carry the rates μ + σ and their complement the rate μ; B is never
+  formed, only applied through J, so memory stays O(rN) and a stretch costs O(rN).
+
+What it cannot do it says (:attr:`Spectrum.reason`), and the core integrates with EM instead:
+underdamped or capacitive cells, per-cell noise temperatures that differ, a coupling that is not
+positive definite (it saturates: a matter for the rails), a size beyond the eigensolver's budget.
+Rails are the other limit: :meth:`Spectrum.safe` says whether a stretch can come near them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from device.analog.core import EffectiveParams
+
+F64 = NDArray[np.float64]
+
+DECOMPOSE_UP_TO = 2048
+"""Largest number of active cells for the full eigendecomposition (about 1 s on 2 cores);
+beyond it only low-rank couplings on a uniform diagonal propagate exactly."""
+
+RAIL_MARGIN = 7.0
+"""A stretch is propagated exactly only if every cell's mean path stays this many stationary
+standard deviations inside the rails (two-sided tail 3e-12 per independent look): otherwise
+EM integrates it and clamps at the rails as the chip would."""
+
+CHECKPOINTS = 12
+"""Points of the mean path checked against the rails per stretch, log-spaced down from its end:
+each cell's mean is a sum of decaying exponentials, so it cannot turn between close points."""
+
+POSITIVE_RTOL = 1e-9
+"""Smallest eigenvalue, relative to the largest, for the coupling to count as positive definite."""
+
+
+def _g(u: F64) -> F64:
+    """u − 2(1 − e^{−u}) + (1 − e^{−2u})/2 ≈ u³/3 for small u, without the cancellation."""
+    out = u - 2.0 * -np.expm1(-u) + 0.5 * -np.expm1(-2.0 * u)
+    small = u < 0.5
+    if small.any():
+        us = u[small]
+        term, total = us**3 / 6.0, np.zeros_like(us)
+        for k in range(3, 24):  # Σ_{k≥3} (−1)^{k+1}(2^{k−1} − 2) u^k/k!
+            total += (-1.0) ** (k + 1) * (2.0 ** (k - 1) - 2.0) * term
+            term = term * us / (k + 1)
+        out[small] = total
+    return out
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Per-rate coefficients of one stretch of length t (cached: runs repeat their lengths)."""
+
+    decay: F64
+    """e^{−λt}"""
+    integral: F64
+    """(1 − e^{−λt})/λ: the start deviation's weight in ∫q"""
+    chol: F64
+    """Lower Cholesky factor of the (q(t), ∫q) noise covariance per rate, shape (k, 3):
+    l11, l21, l22 (for κ = 1)."""
+
+    @classmethod
+    def of(cls, rates: F64, t: float) -> Stretch:
+        u = rates * t
+        em = -np.expm1(-u)
+        vq = -np.expm1(-2.0 * u) / rates
+        cov = em * em / rates**2
+        vi = 2.0 * _g(u) / rates**3
+        l11 = np.sqrt(vq)
+        l21 = np.divide(cov, l11, out=np.zeros_like(cov), where=l11 > 0)
+        l22 = np.sqrt(np.maximum(vi - l21 * l21, 0.0))
+        return cls(decay=np.exp(-u), integral=em / rates, chol=np.stack([l11, l21, l22], 1))
+
+
+class Spectrum:
+    """The installed overdamped coupling's eigen-structure in whitened coordinates.
+
+    S = B diag(rates) Bᵀ + rest·(I − BBᵀ), B orthonormal (a×k): full decompositions have k = a
+    and no complement.
+    """
+
+    def __init__(self, sqrt_m: F64, kappa: float, rates: F64, rest: float,
+                 basis: F64 | None = None, J: F64 | None = None, coef: F64 | None = None) -> None:
+        self.sqrt_m, self.kappa = sqrt_m, float(kappa)
+        self.rates, self.rest = rates, float(rest)
+        self._basis, self._J, self._coef = basis, J, coef
+        self.active = sqrt_m.size
+        self.k = rates.size
+        self.complement = self.active - self.k
+        lo = float(rates.min()) if self.k else self.rest
+        if self.complement:
+            lo = min(lo, self.rest)
+        self.slowest = lo
+        self.fastest = max(float(rates.max()) if self.k else 0.0,
+                           self.rest if self.complement else 0.0)
+        # stationary std per cell: κM_i (S⁻¹)_ii, exact for a full basis, else bounded by 1/λmin
+        if basis is not None and not self.complement:
+            sinv = (basis * basis) @ (1.0 / rates)
+        else:
+            sinv = np.full(self.active, 1.0 / lo)
+        self.std = np.sqrt(self.kappa * sqrt_m**2 * sinv)
+        self._stretches: dict[float, tuple[Stretch, Stretch | None]] = {}
+
+    # -- the basis as an operator ------------------------------------------------------------
+    def coords(self, W: F64) -> F64:
+        """Bᵀ W (W of shape (a, m))."""
+        if self._basis is not None:
+            return self._basis.T @ W
+        assert self._J is not None and self._coef is not None
+        return self._coef.T @ (self._J @ (self.sqrt_m[:, None] * W))
+
+    def expand(self, Z: F64) -> F64:
+        """B Z (Z of shape (k, m))."""
+        if self._basis is not None:
+            return self._basis @ Z
+        assert self._J is not None and self._coef is not None
+        return self.sqrt_m[:, None] * (self._J.T @ (self._coef @ Z))
+
+    def stretch(self, t: float) -> tuple[Stretch, Stretch | None]:
+        hit = self._stretches.get(t)
+        if hit is None:
+            rest = Stretch.of(np.array([self.rest]), t) if self.complement else None
+            hit = (Stretch.of(self.rates, t), rest)
+            if len(self._stretches) > 64:
+                self._stretches.clear()
+            self._stretches[t] = hit
+        return hit
+
+    # -- one stretch -------------------------------------------------------------------------
+    def center(self, b: F64) -> F64:
+        """The equilibrium x* = A⁻¹b (through S: x* = M^½S⁻¹M^½b)."""
+        h = self.sqrt_m * b
+        ch = self.coords(h[:, None])[:, 0]
+        y = self.expand((ch / self.rates)[:, None])[:, 0]
+        if self.complement:
+            y += (h - self.expand(ch[:, None])[:, 0]) / self.rest
+        return self.sqrt_m * y
+
+    def safe(self, x0: F64, xstar: F64, t: float, vmax: float) -> bool:
+        """Whether the mean path from x0 towards x*, widened by RAIL_MARGIN stationary standard
+        deviations, stays inside the rails over [0, t] (checked at log-spaced points)."""
+        limit = vmax - RAIL_MARGIN * self.std
+        if np.any(np.abs(x0) >= vmax) or np.any(np.abs(xstar) >= limit):
+            return False
+        d = (x0 - xstar) / self.sqrt_m
+        c = self.coords(d[:, None])[:, 0]
+        p = d - self.expand(c[:, None])[:, 0] if self.complement else None
+        # from t down to the fastest mode's time constant / 4: where the path can still turn
+        stop = 0.25 / max(self.fastest, 1e-300)
+        times = t * 0.5 ** np.arange(CHECKPOINTS)
+        times = np.concatenate([times[times > stop], [min(stop, t)]])
+        Z = np.exp(-np.outer(self.rates, times)) * c[:, None]
+        D = self.expand(Z)
+        if p is not None:
+            D += np.exp(-self.rest * times)[None, :] * p[:, None]
+        return bool(np.all(np.abs(xstar[:, None] + self.sqrt_m[:, None] * D) < limit[:, None]))
+
+    def propagate(self, x: F64, b: F64, t: float, rng: np.random.Generator,
+                  acc: F64 | None) -> None:
+        """Draw x(t) and ∫x over the stretch exactly, given x(0) = x; write x, add to acc.
+
+        The complement's part p = (I − BBᵀ)(y − y*) evolves at the one rate ``rest``; its
+        noise is an iid vector projected onto the complement.
+        """
+        a, k, sm = self.active, self.k, self.sqrt_m
+        h = sm * b
+        y0 = x / sm
+        noisy = self.kappa > 0
+        sk = np.sqrt(self.kappa)
+        # one product for every projection: h, y0 and, with a complement, its two noises
+        cols = [h, y0]
+        if self.complement and noisy:
+            cols += list(rng.standard_normal((2, a)))
+        C = self.coords(np.stack(cols, 1))
+        ch, cy = C[:, 0], C[:, 1]
+        cstar = ch / self.rates
+        c0 = cy - cstar
+        s, sr = self.stretch(t)
+        n = rng.standard_normal((2, k)) if noisy else np.zeros((2, k))
+        ct = s.decay * c0 + sk * s.chol[:, 0] * n[0]
+        ci = s.integral * c0 + sk * (s.chol[:, 1] * n[0] + s.chol[:, 2] * n[1])
+        out = [cstar + ct, cstar * t + ci]
+        if self.complement:
+            out += [ch, cy] + ([C[:, 2], C[:, 3]] if noisy else [])
+        Y = self.expand(np.stack(out, 1))
+        yt, yi = Y[:, 0], Y[:, 1]
+        if self.complement:
+            assert sr is not None
+            rest_star = (h - Y[:, 2]) / self.rest           # y*'s complement part
+            p0 = y0 - Y[:, 3] - rest_star
+            pt, pi = sr.decay[0] * p0, sr.integral[0] * p0
+            if noisy:
+                n1, n2 = cols[2] - Y[:, 4], cols[3] - Y[:, 5]
+                l11, l21, l22 = sr.chol[0]
+                pt = pt + sk * l11 * n1
+                pi = pi + sk * (l21 * n1 + l22 * n2)
+            yt = yt + rest_star + pt
+            yi = yi + rest_star * t + pi
+        x[:] = sm * yt
+        if acc is not None:
+            acc += sm * yi
+
+
+def decompose(eff: EffectiveParams, kappa_uniform: float) -> Spectrum:
+    """The spectrum of the installed overdamped coupling, or a ValueError saying why there is
+    none (the core then integrates with EM)."""
+    a = eff.active
+    sm = np.sqrt(eff.mobility)
+    if eff.coupling == "lowrank":
+        assert eff.J is not None and eff.H is not None
+        diag = eff.mobility * eff.lam
+        mu = float(diag[0]) if a else 0.0
+        if a and np.ptp(diag) <= 1e-12 * max(abs(mu), 1e-300):
+            return _lowrank(eff, sm, kappa_uniform, mu)
+    if a > DECOMPOSE_UP_TO:
+        kind = "a low-rank coupling on a non-uniform diagonal" if eff.coupling == "lowrank" \
+            else "a dense coupling"
+        raise ValueError(f"{kind} of {a} cells (the eigensolver's budget is {DECOMPOSE_UP_TO})")
+    S = sm[:, None] * eff.dense() * sm[None, :]
+    w, Q = np.linalg.eigh(S)
+    _check_positive(w)
+    return Spectrum(sm, kappa_uniform, w, 0.0, basis=np.ascontiguousarray(Q))
+
+
+def _lowrank(eff: EffectiveParams, sm: F64, kappa: float, mu: float) -> Spectrum:
+    assert eff.J is not None and eff.H is not None
+    J, H = eff.J, eff.H
+    if J.shape[0] == 0:
+        _check_positive(np.array([mu]))
+        return Spectrum(sm, kappa, np.zeros(0), mu, J=J, coef=np.zeros((0, 0)))
+    Jm = J * sm                                      # U = J M^½, r×a
+    omega, P = np.linalg.eigh(Jm @ Jm.T)
+    keep = omega > 1e-12 * max(float(omega[-1]), 1e-300)
+    omega, P = omega[keep], P[:, keep]
+    root = np.sqrt(omega)
+    sig, V = np.linalg.eigh(root[:, None] * (P.T @ H @ P) * root[None, :])
+    rates = mu + sig
+    _check_positive(np.concatenate([rates, [mu]]))
+    coef = (P / root[None, :]) @ V                   # B = Uᵀ coef
+    return Spectrum(sm, kappa, rates, mu, J=J, coef=np.ascontiguousarray(coef))
+
+
+def _check_positive(w: F64) -> None:
+    if w.size and float(w.min()) <= POSITIVE_RTOL * max(float(np.abs(w).max()), 1e-300):
+        raise ValueError(f"the coupling is not positive definite (smallest rate {w.min():.3g}): "
+                         "it has no equilibrium inside the rails")
