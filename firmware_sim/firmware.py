@@ -45,7 +45,8 @@ STATUS = REGMAP.STATUS
 IRQ = REGMAP.IRQ_STATUS
 CAPS = REGMAP.CAPS
 _DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER", "LEASE_LEFT_MS",
-            "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT", "CAL_TIME"}
+            "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT", "CAL_TIME", "EMU_EXACT",
+            "EMU_EXACT_TIME"}
 _CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
 #: Cheapest a substep can be on any machine this runs on (s): with the per-word cost below, a
 #: floor for the run-budget estimate before a configuration has been measured (it refuses only
@@ -152,6 +153,8 @@ class Firmware:
         self.cal_valid = calibrated  # a chip whose identity trims are exact (the ideal one)
         self.cal_time = 0.0
         self.active_params: dict[str, Any] = {}
+        if emulator:
+            self._set_integrator(quiet=True)
         status = self._commit()
         if status != Status.OK:
             raise RuntimeError("reset configuration does not commit")
@@ -562,6 +565,10 @@ class Firmware:
             r.set_u32(name, self.run_count)
         elif name == "CAL_TIME":
             r.set_f64(name, self.cal_time)
+        elif name == "EMU_EXACT":
+            r.set_u32(name, int(bool(getattr(self.core, "exact", False))))
+        elif name == "EMU_EXACT_TIME":
+            r.set_f64(name, float(getattr(self.core, "exact_time", 0.0)))
 
     def status_word(self) -> int:
         s = 0
@@ -595,11 +602,21 @@ class Firmware:
                 self.lease.renew(token)
             elif name == "EMU_SEED":
                 self.core.reseed(word)
+            elif name == "EMU_INTEGRATOR":
+                self._set_integrator()
             elif name in _CORE_FIDELITY:
                 self.core.set_fidelity(stability=self.regs.f32("EMU_STABILITY"),
                                        substep=self.regs.f32("EMU_SUBSTEP"))
             if reg.shadow:
                 self.dirty = True
+
+    def _set_integrator(self, quiet: bool = False) -> None:
+        set_integrator = getattr(self.core, "set_integrator", None)
+        if set_integrator is not None:
+            set_integrator(("em", "exact")[self.regs.u32("EMU_INTEGRATOR")])
+            if not self.core.exact and not quiet:
+                log.info("Euler-Maruyama integrates the committed configuration: %s",
+                         self.core.exact_reason)
 
     def _ctrl(self, word: int, token: int) -> None:
         if word & CTRL.bit("COMMIT"):
@@ -799,7 +816,10 @@ class Firmware:
     def _start_run(self, token: int) -> None:
         run_time = float(self.regs.f32("RUN_TIME"))
         substeps = run_time / self.core.dt
-        wall = substeps * self.step_cost_estimate() if self.emulator else 0.0
+        # an exact run costs a few products per stretch; should the rails send a stretch to EM,
+        # the budget still stops it (RUN_END = BUDGET)
+        exact = getattr(self.core, "exact", False)
+        wall = substeps * self.step_cost_estimate() if self.emulator and not exact else 0.0
         if wall > self.run_budget():
             raise TxError(Status.RANGE, f"RUN of {run_time:g} tau0 needs {substeps:.3g} substeps of "
                           f"{self.core.dt:.3g} tau0, about {_duration(wall)} of wall time on the "
@@ -835,9 +855,10 @@ class Firmware:
             log.info("run stopped: its owner %08x no longer holds the lease", self.run_owner)
             self._finish_run(RunEnd.OWNER_LOST)
 
-    def after_chunk(self, t: float, clamps: int, wall: float = 0.0) -> None:
-        """Bookkeeping after the scheduler advanced the core by device time t (wall seconds)."""
-        if t > 0 and wall > 0:
+    def after_chunk(self, t: float, clamps: int, wall: float = 0.0, exact: bool = False) -> None:
+        """Bookkeeping after the scheduler advanced the core by device time t (wall seconds;
+        ``exact``: propagated exactly, which says nothing of a substep's cost)."""
+        if t > 0 and wall > 0 and not exact:
             per_step = wall / max(1.0, t / self.core.dt)
             self.step_cost = per_step if self.step_cost is None else 0.7 * self.step_cost + 0.3 * per_step
         self.device_time += t

@@ -48,13 +48,19 @@ class RunScheduler(threading.Thread):
             time.sleep(0)
 
     def _chunk(self, fw: "Firmware") -> None:
-        dt = fw.core.dt
-        steps = max(1, int(CHUNK_WALL_S / self._sec_per_step))
-        t = min(fw.run_left, steps * dt)
+        core = fw.core
+        # an exact stretch costs the same whatever its length: as long as the core allows
+        horizon = core.exact_horizon() if hasattr(core, "exact_horizon") else 0.0
+        if horizon > 0:
+            t = min(fw.run_left, horizon)
+        else:
+            steps = max(1, int(CHUNK_WALL_S / self._sec_per_step))
+            t = min(fw.run_left, steps * core.dt)
         if fw.sample_period > 0 and fw.sampling:
             t = min(t, max(fw.next_sample - fw.run_elapsed, 0.0))
+        before = getattr(core, "exact_time", 0.0)
         t0 = time.perf_counter()
-        clamps = fw.core.advance(t, fw.acc) if t > 0 else 0
+        clamps = core.advance(t, fw.acc) if t > 0 else 0
         took = time.perf_counter() - t0
-        fw.after_chunk(t, clamps, took)
+        fw.after_chunk(t, clamps, took, exact=getattr(core, "exact_time", 0.0) > before)
         self._sec_per_step = fw.step_cost or self._sec_per_step

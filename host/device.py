@@ -42,6 +42,8 @@ DIAG_TRIM_HEADROOM = 1 / 16
 
 _Decode = Callable[[list], Any]
 MODES = {"overdamped": 0, "underdamped": 1}
+INTEGRATORS = ("em", "exact")
+"""EMU_INTEGRATOR values, in register order."""
 
 
 class Deferred:
@@ -350,7 +352,8 @@ class ThermoDevice:
         }
         # the chip's timing (protocol 2.1 on) and, on the emulator, its settings: one packet
         timing = ["TAU0", "LINK_RATE", "LINK_WORD_BITS", "DAC_RATE", "ADC_RATE"]
-        emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT"]
+        emu = ["EMU_PROFILE", "EMU_SEED", "EMU_SUBSTEP", "EMU_STABILITY", "EMU_DT",
+               "EMU_INTEGRATOR", "EMU_EXACT"]
         emu = emu if "emulator" in info["caps"] else []
         r = self._transact([rd(n) for n in timing + emu])
         if r.status != Status.OK and emu:  # an older device publishes no timing
@@ -372,7 +375,8 @@ class ThermoDevice:
                 "profile": names[v["EMU_PROFILE"]] if v["EMU_PROFILE"] < len(names)
                 else "file" if v["EMU_PROFILE"] == 255 else v["EMU_PROFILE"],
                 "seed": v["EMU_SEED"], "substep": v["EMU_SUBSTEP"] or "auto",
-                "stability": v["EMU_STABILITY"], "dt": v["EMU_DT"]}
+                "stability": v["EMU_STABILITY"], "dt": v["EMU_DT"],
+                "integrator": INTEGRATORS[v["EMU_INTEGRATOR"]], "exact": bool(v["EMU_EXACT"])}
         return info
 
     def _read_limits(self) -> Limits:
@@ -607,9 +611,11 @@ class ThermoDevice:
                   mobility: Any = None, friction: Any = None, noise_gain: Any = None,
                   active: int | None = None, substep: float | None = None,
                   stability: float | None = None, seed: int | None = None,
-                  sample_period: float | None = None) -> Any:
+                  sample_period: float | None = None, integrator: str | None = None) -> Any:
         """Stage cell settings (committed by ``commit()``; EMU_* act at once). Scalars apply to
-        every cell; arrays give one value per cell."""
+        every cell; arrays give one value per cell. ``integrator`` (emulator only): "exact"
+        propagates the dynamics exactly where they allow it, "em" always integrates them by
+        Euler–Maruyama at the substep."""
         n = self.n_cells
         tx: list[Transaction] = []
         if mode is not None:
@@ -632,6 +638,11 @@ class ThermoDevice:
                 raise ValueError(f"active must be in 1..{n}, got {active}")
             tx.append(wr("ACTIVE_CELLS", [active]))
             self._staged_active = active
+        if integrator is not None:
+            if integrator not in INTEGRATORS:
+                raise ValueError(f"integrator must be one of {', '.join(INTEGRATORS)}, "
+                                 f"got {integrator!r}")
+            tx.append(wr("EMU_INTEGRATOR", [INTEGRATORS.index(integrator)]))
         if substep is not None:
             tx.append(wr_f32("EMU_SUBSTEP", substep))
         if stability is not None:

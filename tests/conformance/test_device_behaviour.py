@@ -147,9 +147,11 @@ def load_uncoupled(dev: host.ThermoDevice, rate: float, n: int | None = None, *,
 
 def long_run(dev: host.ThermoDevice) -> float:
     """A RUN_TIME that outlasts any test (the tests stop it): 10⁷ substeps of the committed
-    configuration on the emulator (seconds of wall time, far inside EMU_RUN_BUDGET), 30 s of
-    chip time on a board."""
+    configuration on the emulator (seconds of wall time, far inside EMU_RUN_BUDGET; Euler–
+    Maruyama selected, as exact propagation finishes any run at once), 30 s of chip time on a
+    board."""
     if "emulator" in caps(dev):
+        dev.configure(integrator="em")
         t = 1e7 * dev.read("EMU_DT")
     else:
         t = 30.0 / dev.read("TAU0")
