@@ -871,6 +871,21 @@ class Firmware:
             self._event("SATURATED", "saturated", cells=cells, device_time=self.device_time)
         if self.sampling and self.run_elapsed >= self.next_sample - 1e-9 * max(1.0, self.next_sample):
             self._take_sample()
+        self._after_advance()
+
+    def after_samples(self, inputs: np.ndarray, period: float) -> None:
+        """Bookkeeping after the scheduler advanced the core through len(inputs) sample periods
+        at once (``inputs``: the ADC inputs at each sample time, as ``read_adc_input``)."""
+        for row in inputs:
+            self.device_time += period
+            self.acc_time += period
+            self.run_elapsed += period
+            self.run_left -= period
+            self._take_sample(row, wake=False)
+        self._wake()  # once per batch: a parked WAIT re-checks its predicate under the lock
+        self._after_advance()
+
+    def _after_advance(self) -> None:
         if self.run_left <= 1e-12 * max(1.0, self.run_elapsed):
             self._finish_run(RunEnd.DONE)
         elif self.clock() - self.run_wall_start > self.run_budget():
@@ -879,9 +894,11 @@ class Firmware:
         else:
             self._check_lease()
 
-    def _take_sample(self) -> None:
+    def _take_sample(self, inputs: np.ndarray | None = None, wake: bool = True) -> None:
         n = self.active_cells
-        codes = adc(self.core.read_adc_input()[:n], self.vmax, self.core.profile.adc_bits)
+        if inputs is None:
+            inputs = self.core.read_adc_input()
+        codes = adc(inputs[:n], self.vmax, self.core.profile.adc_bits)
         level, overrun = self.fifo.level, self.fifo.overrun
         if not self.fifo.push(codes) and not overrun:  # events fire on the edge, once
             self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
@@ -892,7 +909,8 @@ class Firmware:
         self.samples_left -= 1
         if self.samples_left == 0:
             self.sampling = False
-        self._wake()
+        if wake:
+            self._wake()
 
     # ================================================================ events, lease, faults
     def _wake(self) -> None:

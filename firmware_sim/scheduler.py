@@ -6,6 +6,7 @@ milliseconds of wall time at most; between chunks the firmware serves packets.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ class RunScheduler(threading.Thread):
         self._quit = False
         self._sec_per_step = 1e-6  # sizes chunks to CHUNK_WALL_S: the firmware's measured cost
         # of the committed configuration, or the last one known (right after a COMMIT)
+        self._sec_per_sample = 1e-5  # the same for exact sample batches
 
     def shutdown(self) -> None:
         with self.fw.cond:
@@ -51,6 +53,8 @@ class RunScheduler(threading.Thread):
         core = fw.core
         # an exact stretch costs the same whatever its length: as long as the core allows
         horizon = core.exact_horizon() if hasattr(core, "exact_horizon") else 0.0
+        if horizon > 0 and fw.sampling and fw.sample_period > 0 and self._samples(fw, horizon):
+            return
         if horizon > 0:
             t = min(fw.run_left, horizon)
         else:
@@ -64,3 +68,25 @@ class RunScheduler(threading.Thread):
         took = time.perf_counter() - t0
         fw.after_chunk(t, clamps, took, exact=getattr(core, "exact_time", 0.0) > before)
         self._sec_per_step = fw.step_cost or self._sec_per_step
+
+    def _samples(self, fw: "Firmware", horizon: float) -> bool:
+        """Several sample periods in one exact batch (the core applies its basis once to all of
+        them). False, with nothing done, where a batch does not fit: a first sample off the
+        period grid, fewer than two samples, or a core that cannot propagate it exactly."""
+        period = fw.sample_period
+        if abs(fw.next_sample - fw.run_elapsed - period) > 1e-9 * period:
+            return False
+        k = fw.samples_left if fw.samples_left > 0 else 1 << 30
+        k = min(k, int(fw.run_left / period * (1 + 1e-12)),
+                max(2, int(CHUNK_WALL_S / self._sec_per_sample)))
+        if math.isfinite(horizon):
+            k = min(k, int(horizon / period * (1 + 1e-12)))
+        if k < 2 or not hasattr(fw.core, "sample_run"):
+            return False
+        t0 = time.perf_counter()
+        inputs = fw.core.sample_run(period, k, fw.acc)
+        if inputs is None:
+            return False
+        self._sec_per_sample = max((time.perf_counter() - t0) / k, 1e-7)
+        fw.after_samples(inputs, period)
+        return True

@@ -401,10 +401,42 @@ class AnalogCore:
             if spec is None or eff.active == 0:
                 return 0.0
             a = eff.active
-            xstar = spec.center(eff.bias + self.offset[:a])
             hold = DRIFT_HOLD if self.profile.drift_rate > 0 else math.inf
             probe = min(hold, 1e6 / max(spec.slowest, 1e-300))
-            return hold if spec.safe(self.x[:a], xstar, probe, self.profile.vmax) else 0.0
+            b = eff.bias + self.offset[:a]
+            return hold if spec.safe(self.x[:a], b, probe, self.profile.vmax) else 0.0
+
+    def sample_run(self, period: float, k: int, acc: F64 | None = None) -> F64 | None:
+        """k stretches of ``period`` propagated exactly at once, returning the node voltages as
+        the ADC sees them at the end of each (k × n_cells, as ``read_adc_input``): the batched
+        form of k × (advance(period), read_adc_input()). None, with nothing changed, when the
+        stretch is not exact's (EM, rails within reach, or longer than a drift hold)."""
+        if not (k >= 1 and math.isfinite(period) and period > 0):
+            raise ValueError(f"need k >= 1 and period > 0, got {k}, {period}")
+        with self._lock:
+            spec, eff = self._spectrum, self._eff
+            a, vmax, total = eff.active, self.profile.vmax, k * period
+            if spec is None or a == 0 or (self.profile.drift_rate > 0
+                                          and total > DRIFT_HOLD * (1 + 1e-9)):
+                return None
+            b = eff.bias + self.offset[:a]
+            x = self.x[:a]
+            if not spec.safe(x, b, total, vmax):
+                return None
+            acc_a = acc[:a] if acc is not None else np.zeros(a)
+            x0, acc0 = x.copy(), acc_a.copy()
+            X = spec.sample_path(x, b, period, k, self._rng, acc_a, vmax)
+            if np.any(np.abs(X) >= vmax):  # an excursion the margin did not foresee
+                x[:], acc_a[:] = x0, acc0
+                return None
+            self.exact_time += total
+            self.time += total
+            self._drift(total)
+            out = np.zeros((k, self.n_cells))
+            out[:, :a] = X
+            if self.profile.adc_noise > 0:
+                out += self.profile.adc_noise * self._rng_adc.standard_normal((k, self.n_cells))
+            return out
 
     def _advance_exact(self, eff: EffectiveParams, spec: propagation.Spectrum, t: float,
                        acc: F64) -> int:
@@ -413,10 +445,10 @@ class AnalogCore:
         b = eff.bias + self.offset[:a]
         x = self.x[:a]
         vmax = self.profile.vmax
-        if spec.safe(x, spec.center(b), t, vmax):
+        if spec.safe(x, b, t, vmax):
             x0 = x.copy()
             acc0 = acc.copy()
-            spec.propagate(x, b, t, self._rng, acc)
+            spec.propagate(x, b, t, self._rng, acc, vmax)
             if np.all(np.abs(x) < vmax):
                 self.exact_time += t
                 self._drift(t)

@@ -51,6 +51,9 @@ CHECKPOINTS = 12
 """Points of the mean path checked against the rails per stretch, log-spaced down from its end:
 each cell's mean is a sum of decaying exponentials, so it cannot turn between close points."""
 
+THIN = 6
+"""Up to this many columns, a product is taken column by column (matrix-vector)."""
+
 POSITIVE_RTOL = 1e-9
 """Smallest eigenvalue, relative to the largest, for the coupling to count as positive definite."""
 
@@ -122,21 +125,24 @@ class Spectrum:
             sinv = np.full(self.active, 1.0 / lo)
         self.std = np.sqrt(self.kappa * sqrt_m**2 * sinv)
         self._stretches: dict[float, tuple[Stretch, Stretch | None]] = {}
+        self._target: Target | None = None
 
     # -- the basis as an operator ------------------------------------------------------------
+    # A few columns go through matrix-vector products: BLAS's matrix-matrix path costs 5x more
+    # for 2 columns (measured at N = 256).
     def coords(self, W: F64) -> F64:
         """Bᵀ W (W of shape (a, m))."""
         if self._basis is not None:
-            return self._basis.T @ W
+            return _product(self._basis.T, W)
         assert self._J is not None and self._coef is not None
-        return self._coef.T @ (self._J @ (self.sqrt_m[:, None] * W))
+        return _product(self._coef.T, _product(self._J, self.sqrt_m[:, None] * W))
 
     def expand(self, Z: F64) -> F64:
         """B Z (Z of shape (k, m))."""
         if self._basis is not None:
-            return self._basis @ Z
+            return _product(self._basis, Z)
         assert self._J is not None and self._coef is not None
-        return self.sqrt_m[:, None] * (self._J.T @ (self._coef @ Z))
+        return self.sqrt_m[:, None] * _product(self._J.T, _product(self._coef, Z))
 
     def stretch(self, t: float) -> tuple[Stretch, Stretch | None]:
         hit = self._stretches.get(t)
@@ -149,78 +155,168 @@ class Spectrum:
         return hit
 
     # -- one stretch -------------------------------------------------------------------------
-    def center(self, b: F64) -> F64:
-        """The equilibrium x* = A⁻¹b (through S: x* = M^½S⁻¹M^½b)."""
+    def target(self, b: F64, vmax: float) -> Target:
+        """The equilibrium of bias b (cached: a bias changes at COMMIT and when offsets drift)."""
+        tg = self._target
+        if tg is not None and tg.vmax == vmax and np.array_equal(tg.b, b):
+            return tg
         h = self.sqrt_m * b
         ch = self.coords(h[:, None])[:, 0]
-        y = self.expand((ch / self.rates)[:, None])[:, 0]
+        cstar = ch / self.rates
+        ystar = self.expand(cstar[:, None])[:, 0]
+        rest = np.zeros(0)
         if self.complement:
-            y += (h - self.expand(ch[:, None])[:, 0]) / self.rest
-        return self.sqrt_m * y
-
-    def safe(self, x0: F64, xstar: F64, t: float, vmax: float) -> bool:
-        """Whether the mean path from x0 towards x*, widened by RAIL_MARGIN stationary standard
-        deviations, stays inside the rails over [0, t] (checked at log-spaced points)."""
+            rest = (h - self.expand(ch[:, None])[:, 0]) / self.rest
+            ystar = ystar + rest
+        xstar = self.sqrt_m * ystar
         limit = vmax - RAIL_MARGIN * self.std
-        if np.any(np.abs(x0) >= vmax) or np.any(np.abs(xstar) >= limit):
+        self._target = Target(b.copy(), vmax, xstar, ystar, cstar, rest, limit,
+                              bool(np.all(np.abs(xstar) < limit)))
+        return self._target
+
+    def safe(self, x0: F64, b: F64, t: float, vmax: float) -> bool:
+        """Whether the mean path from x0 towards x*, widened by RAIL_MARGIN stationary standard
+        deviations, stays inside the rails over [0, t].
+
+        The mean's whitened deviation y − y* never grows in norm (S is positive definite), so
+        |x_i − x*_i| ≤ M_i^½‖y0 − y*‖ bounds the whole path at O(N) cost; only when that bound
+        is too loose is the path evaluated at log-spaced points.
+        """
+        tg = self.target(b, vmax)
+        if not tg.inside or np.any(np.abs(x0) >= vmax):
             return False
-        d = (x0 - xstar) / self.sqrt_m
+        d = x0 / self.sqrt_m - tg.ystar
+        radius = float(np.sqrt(d @ d))
+        if np.all(np.abs(tg.xstar) + self.sqrt_m * radius < tg.limit):
+            return True
         c = self.coords(d[:, None])[:, 0]
         p = d - self.expand(c[:, None])[:, 0] if self.complement else None
         # from t down to the fastest mode's time constant / 4: where the path can still turn
         stop = 0.25 / max(self.fastest, 1e-300)
         times = t * 0.5 ** np.arange(CHECKPOINTS)
         times = np.concatenate([times[times > stop], [min(stop, t)]])
-        Z = np.exp(-np.outer(self.rates, times)) * c[:, None]
-        D = self.expand(Z)
+        D = self.expand(np.exp(-np.outer(self.rates, times)) * c[:, None])
         if p is not None:
             D += np.exp(-self.rest * times)[None, :] * p[:, None]
-        return bool(np.all(np.abs(xstar[:, None] + self.sqrt_m[:, None] * D) < limit[:, None]))
+        path = tg.xstar[:, None] + self.sqrt_m[:, None] * D
+        return bool(np.all(np.abs(path) < tg.limit[:, None]))
 
     def propagate(self, x: F64, b: F64, t: float, rng: np.random.Generator,
-                  acc: F64 | None) -> None:
+                  acc: F64 | None, vmax: float) -> None:
         """Draw x(t) and ∫x over the stretch exactly, given x(0) = x; write x, add to acc.
 
         The complement's part p = (I − BBᵀ)(y − y*) evolves at the one rate ``rest``; its
         noise is an iid vector projected onto the complement.
         """
         a, k, sm = self.active, self.k, self.sqrt_m
-        h = sm * b
+        tg = self.target(b, vmax)
         y0 = x / sm
         noisy = self.kappa > 0
         sk = np.sqrt(self.kappa)
-        # one product for every projection: h, y0 and, with a complement, its two noises
-        cols = [h, y0]
+        # one product for every projection: y0 and, with a complement, its two noises
+        cols = [y0]
         if self.complement and noisy:
             cols += list(rng.standard_normal((2, a)))
         C = self.coords(np.stack(cols, 1))
-        ch, cy = C[:, 0], C[:, 1]
-        cstar = ch / self.rates
-        c0 = cy - cstar
+        cy = C[:, 0]
+        c0 = cy - tg.cstar
         s, sr = self.stretch(t)
         n = rng.standard_normal((2, k)) if noisy else np.zeros((2, k))
         ct = s.decay * c0 + sk * s.chol[:, 0] * n[0]
         ci = s.integral * c0 + sk * (s.chol[:, 1] * n[0] + s.chol[:, 2] * n[1])
-        out = [cstar + ct, cstar * t + ci]
+        out = [ct, ci]
         if self.complement:
-            out += [ch, cy] + ([C[:, 2], C[:, 3]] if noisy else [])
+            out += [cy] + ([C[:, 1], C[:, 2]] if noisy else [])
         Y = self.expand(np.stack(out, 1))
-        yt, yi = Y[:, 0], Y[:, 1]
+        yt, yi = tg.ystar + Y[:, 0], tg.ystar * t + Y[:, 1]
         if self.complement:
             assert sr is not None
-            rest_star = (h - Y[:, 2]) / self.rest           # y*'s complement part
-            p0 = y0 - Y[:, 3] - rest_star
+            p0 = y0 - Y[:, 2] - tg.rest
             pt, pi = sr.decay[0] * p0, sr.integral[0] * p0
             if noisy:
-                n1, n2 = cols[2] - Y[:, 4], cols[3] - Y[:, 5]
+                n1, n2 = cols[1] - Y[:, 3], cols[2] - Y[:, 4]
                 l11, l21, l22 = sr.chol[0]
                 pt = pt + sk * l11 * n1
                 pi = pi + sk * (l21 * n1 + l22 * n2)
-            yt = yt + rest_star + pt
-            yi = yi + rest_star * t + pi
+            yt, yi = yt + pt, yi + pi
         x[:] = sm * yt
         if acc is not None:
             acc += sm * yi
+
+
+    def sample_path(self, x: F64, b: F64, period: float, k: int, rng: np.random.Generator,
+                    acc: F64 | None, vmax: float) -> F64:
+        """k exact stretches of ``period`` in one go: returns x at the end of each (k×a), leaves
+        the last in x and adds ∫x to acc. The modes run their recursions in a kernel; the
+        basis is applied once to all k states (a matrix product instead of k vector ones)."""
+        from device.analog import kernels
+        a, m, sm = self.active, self.k, self.sqrt_m
+        tg = self.target(b, vmax)
+        y0 = x / sm
+        s, sr = self.stretch(period)
+        sk = np.sqrt(self.kappa)
+        noisy = self.kappa > 0
+        c = self.coords(y0[:, None])[:, 0] - tg.cstar
+        states = np.empty((k, m))
+        total = np.zeros(m)
+        noise = sk * rng.standard_normal((k, 2, m)) if noisy else np.zeros((k, 2, m))
+        kernels.ou_path(c, s.decay, s.integral, s.chol[:, 0], s.chol[:, 1], s.chol[:, 2], noise,
+                        states, total)
+        cols = np.concatenate([states.T, total[:, None]], 1)      # m × (k + 1)
+        if self.complement:
+            assert sr is not None
+            cols = np.concatenate([cols, self.coords(y0[:, None])], 1)
+        Y = self.expand(cols)
+        X = (tg.ystar[:, None] + Y[:, :k]).T                       # k × a (whitened)
+        yi = tg.ystar * (k * period) + Y[:, k]
+        if self.complement:
+            assert sr is not None
+            p = y0 - Y[:, k + 1] - tg.rest
+            ps = np.empty((k, a))
+            ptotal = np.zeros(a)
+            if noisy:
+                raw = sk * rng.standard_normal((k, 2, a)).reshape(2 * k, a).T  # a × 2k
+                proj = (raw - self.expand(self.coords(raw))).T.reshape(k, 2, a)
+            else:
+                proj = np.zeros((k, 2, a))
+            full = np.ones(a)
+            l11, l21, l22 = sr.chol[0]
+            kernels.ou_path(p, sr.decay[0] * full, sr.integral[0] * full, l11 * full,
+                            l21 * full, l22 * full, np.ascontiguousarray(proj), ps, ptotal)
+            X += ps
+            yi += ptotal
+        X *= sm[None, :]
+        x[:] = X[-1]
+        if acc is not None:
+            acc += sm * yi
+        return X
+
+
+def _product(M: F64, W: F64) -> F64:
+    if W.shape[1] > THIN:
+        return M @ W
+    out = np.empty((M.shape[0], W.shape[1]))
+    for j in range(W.shape[1]):
+        out[:, j] = M @ W[:, j]
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """The equilibrium of one bias: x* and its whitened forms."""
+
+    b: F64
+    vmax: float
+    xstar: F64
+    ystar: F64
+    cstar: F64
+    """Bᵀy*"""
+    rest: F64
+    """y*'s part in the complement of B (empty without one)"""
+    limit: F64
+    """vmax less RAIL_MARGIN stationary standard deviations, per cell"""
+    inside: bool
+    """x* is within ``limit`` everywhere"""
 
 
 def decompose(eff: EffectiveParams, kappa_uniform: float) -> Spectrum:

@@ -197,3 +197,72 @@ def test_exact_rate_matches_the_em_stiffness_estimate() -> None:
     assert core._spectrum is not None
     assert core._spectrum.fastest == pytest.approx(lmax, rel=1e-10)
     assert lmax <= core.stiffness() <= 1.03 * lmax
+
+
+# -- batched sampling ---------------------------------------------------------------------------
+
+
+def test_batched_samples_retrace_the_stretch_by_stretch_path_of_a_full_basis() -> None:
+    """For a full eigenbasis the batch draws the same numbers in the same order as k calls of
+    advance(period) + read_adc_input(): the same path, to rounding."""
+    A, params = system("dense")
+    b = A @ np.linspace(-1, 1, A.shape[0])
+    runs = []
+    for batched in (False, True):
+        core = core_with(params, b, seed=3)
+        acc = np.zeros(b.size)
+        if batched:
+            X = core.sample_run(0.4, 50, acc)
+        else:
+            X = np.array([(core.advance(0.4, acc), core.read_adc_input())[1] for _ in range(50)])
+        runs.append((X, acc, core.exact_time))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-9, atol=1e-12)
+    assert runs[1][2] == pytest.approx(runs[0][2])
+
+
+def test_batched_samples_of_a_low_rank_coupling_follow_the_analytic_law() -> None:
+    """Low rank on a uniform diagonal draws its complement's noise in its own order: checked
+    against the exact law at an intermediate sample and at the end (state and integral)."""
+    A, params = system("lowrank")
+    n = A.shape[0]
+    rng = np.random.default_rng(8)
+    b = A @ rng.uniform(-1, 1, n)
+    x0 = rng.uniform(-2, 2, n)
+    core = core_with(params, b)
+    period, k = 0.3, 4
+    draws = np.empty((R, 3 * n))
+    for j in range(R):
+        core.set_state(x0)
+        acc = np.zeros(n)
+        X = core.sample_run(period, k, acc)
+        draws[j] = np.concatenate([X[1], X[-1], acc])
+    sde = LinearSDE.from_core(A, b, KAPPA)
+    mid, mid_cov = sde.transition_with_integral(x0, 2 * period)
+    end, cov = sde.transition_with_integral(x0, k * period)
+    mean = np.concatenate([mid[:n], end])
+    se = np.sqrt(np.concatenate([np.diag(mid_cov)[:n], np.diag(cov)]) / R)
+    z = np.abs(draws.mean(0) - mean) / se
+    assert z.max() < Z, f"mean {z.max():.1f} standard errors off"
+    d = draws[:, n:] - end
+    sd = np.sqrt(np.diag(cov))
+    z = np.abs(d.T @ d / R - cov) / np.sqrt((np.outer(sd, sd) ** 2 + cov**2) / R)
+    assert z.max() < Z, f"covariance {z.max():.1f} standard errors off"
+
+
+def test_batched_samples_decline_what_they_cannot_do_and_change_nothing() -> None:
+    A, params = system("dense")
+    vmax = get_profile("ideal").vmax
+    core = core_with(params, A @ np.full(10, 1.5 * vmax))   # equilibrium beyond the rails
+    x = core.x.copy()
+    assert core.sample_run(1.0, 10) is None
+    np.testing.assert_array_equal(core.x, x)
+    assert core.exact_time == 0.0 and core.time == 0.0
+    core = core_with(params, np.zeros(10), integrator="em")
+    assert core.sample_run(1.0, 10) is None
+    drifting = core_with(params, np.zeros(10), profile="realistic")
+    assert drifting.exact
+    assert drifting.sample_run(0.25, 4) is not None           # within one drift hold
+    assert drifting.sample_run(0.25, 5) is None               # beyond it
+    with pytest.raises(ValueError):
+        core.sample_run(0.0, 3)
