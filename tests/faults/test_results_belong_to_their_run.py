@@ -26,7 +26,8 @@ import json, sys
 import numpy as np
 import host
 dev = host.connect(sys.argv[1], lease_ms=500, timeout=2.0, retries=0)
-dev.configure(temperature=1e-4, substep=1e-3)  # a run far longer than the test: ~10^9 substeps
+# a run far longer than the test: ~10^9 EM substeps (exact propagation would finish it at once)
+dev.configure(temperature=1e-4, substep=1e-3, integrator="em")
 dev.write("EMU_RUN_BUDGET", 86400.0)
 print("started", flush=True)
 try:
@@ -100,6 +101,7 @@ def test_a_parked_packet_whose_lease_lapses_reads_nothing(fw):
     _claim(fw, token, lease_ms=150)
     fw.regs.set_f32("EMU_SUBSTEP", 1e-3)
     fw.core.set_fidelity(substep=1e-3)
+    fw.core.set_integrator("em")  # a run that lasts: exact propagation would finish it at once
     start = _packet(2, token, [wr("RUN_TIME", [np.float32(1e5).view(np.uint32)]),
                                wr("CTRL", [REGMAP.CTRL.bit("RUN") | REGMAP.CTRL.bit("CLEAR_ACC")])])
     assert fw.execute(start).status == Status.OK
@@ -134,6 +136,7 @@ def test_releasing_stops_the_run_and_the_end_is_reported(fw):
     token = 0x3333
     _claim(fw, token, lease_ms=10_000)
     fw.core.set_fidelity(substep=1e-3)
+    fw.core.set_integrator("em")  # a run that lasts: exact propagation would finish it at once
     run = [wr("RUN_TIME", [np.float32(1e5).view(np.uint32)]), wr("CTRL", [REGMAP.CTRL.bit("RUN")])]
     assert fw.execute(_packet(2, token, run)).status == Status.OK
     assert fw.running
@@ -144,7 +147,7 @@ def test_releasing_stops_the_run_and_the_end_is_reported(fw):
 
 def test_a_stopped_run_is_an_error_not_a_partial_average():
     with host.connect("local://?cells=4") as dev:
-        dev.configure(substep=1e-3)
+        dev.configure(substep=1e-3, integrator="em")
         dev.load_coupling(np.eye(4))
         dev.load_bias(np.ones(4))
         dev.commit()
@@ -164,7 +167,7 @@ def test_results_after_a_lapsed_lease_are_refused_even_after_claiming_again():
     d = start_daemon("tcp://127.0.0.1:0", "--cells", "4")
     try:
         a = host.connect(d.endpoint, lease_ms=300, timeout=2.0, keepalive=False)
-        a.configure(substep=1e-3)
+        a.configure(substep=1e-3, integrator="em")
         a.load_coupling(np.eye(4))
         a.load_bias(np.full(4, 0.5))
         a.commit()
@@ -200,7 +203,7 @@ def test_results_after_a_lapsed_lease_are_refused_even_after_claiming_again():
 
 def test_waiting_without_ownership_is_refused_at_once():
     with host.connect("local://?cells=4") as owner:
-        owner.configure(substep=1e-3)
+        owner.configure(substep=1e-3, integrator="em")
         owner.run(1e5, wait=False)
         watcher = host.ThermoDevice(owner.driver, claim=False)
         sent = owner.stats.packets
