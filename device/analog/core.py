@@ -258,6 +258,7 @@ class AnalogCore:
         """Validate ``params``, apply this chip's mismatch and install them atomically (COMMIT)."""
         eff = self._effective(params)
         spectrum, reason = self._decompose(eff, self.integrator)
+        eff = replace(eff, rate=self._rate(eff, spectrum))
         with self._lock:
             self._eff = eff
             self._spectrum, self.exact_reason = spectrum, reason
@@ -288,6 +289,7 @@ class AnalogCore:
             raise ValueError(f"integrator must be one of {', '.join(INTEGRATORS)}, got {name!r}")
         with self._lock:
             spectrum, reason = self._decompose(self._eff, name)
+            self._eff = replace(self._eff, rate=self._rate(self._eff, spectrum))
             self.integrator, self._spectrum, self.exact_reason = name, spectrum, reason
 
     @property
@@ -599,5 +601,12 @@ class AnalogCore:
             active=a, coupling=p.coupling, underdamped=und[:a].astype(np.uint8),
             kappa=float(p.temperature) * vec["noise_gain"][:a], rate=0.0, **eff,
         )
-        rate, self._top_mode = stiffness.rate(out, self._top_mode)
-        return replace(out, rate=rate)
+        return out
+
+    def _rate(self, eff: EffectiveParams, spectrum: propagation.Spectrum | None) -> float:
+        """The stiffest rate for EM's substep: exact from the spectrum when there is one (its
+        cells are overdamped: λmax of M^½AM^½), else the stiffness estimate."""
+        if spectrum is not None:
+            return spectrum.fastest * (1.0 + 1e-9)  # never below λmax's other roundings
+        rate, self._top_mode = stiffness.rate(eff, self._top_mode)
+        return rate

@@ -346,15 +346,19 @@ def _lowrank(eff: EffectiveParams, sm: F64, kappa: float, mu: float) -> Spectrum
     if J.shape[0] == 0:
         _check_positive(np.array([mu]))
         return Spectrum(sm, kappa, np.zeros(0), mu, J=J, coef=np.zeros((0, 0)))
-    Jm = J * sm                                      # U = J M^½, r×a
+    Jm = J if np.all(sm == 1.0) else J * sm          # U = J M^½, r×a
     omega, P = np.linalg.eigh(Jm @ Jm.T)
     keep = omega > 1e-12 * max(float(omega[-1]), 1e-300)
     omega, P = omega[keep], P[:, keep]
     root = np.sqrt(omega)
-    sig, V = np.linalg.eigh(root[:, None] * (P.T @ H @ P) * root[None, :])
+    h = float(H[0, 0])
+    if np.array_equal(H, h * np.eye(H.shape[0])):    # H = hI (TNGD's factor upload): UᵀHU = hUᵀU
+        sig, coef = h * omega, P / root[None, :]
+    else:
+        sig, V = np.linalg.eigh(root[:, None] * (P.T @ H @ P) * root[None, :])
+        coef = (P / root[None, :]) @ V               # B = Uᵀ coef
     rates = mu + sig
     _check_positive(np.concatenate([rates, [mu]]))
-    coef = (P / root[None, :]) @ V                   # B = Uᵀ coef
     return Spectrum(sm, kappa, rates, mu, J=J, coef=np.ascontiguousarray(coef))
 
 

@@ -1,17 +1,19 @@
 """One TNGD iteration on the README's main job (digits MLP 64-32-10, batch 32: N = 2410 cells,
-rank r = 320, t = 50 τ0) through a ``spawn://`` daemon, its wall time split into
+rank r = 320, t = 50 τ0) through a ``spawn://`` daemon, with exact propagation (the emulator's
+default) against Euler–Maruyama (EMU_INTEGRATOR = 0, the reference) in the same run. The exact
+iteration's wall time is split into
 
-- **digital**: the host's gradient and GGN factors (J, H) of the batch;
-- **emulation**: the Euler–Maruyama integration of the run, re-timed in this process with the
-  daemon's kernel at the same N, r and substep (EMU_DT read back), noise draws included;
-- **protocol**: the rest of the device call — packing q31 codes, the msgpack codec, the
-  socket both ways, the daemon's checks and COMMIT (device call − emulation).
+- **digital**: the host's gradient and GGN factor U (G = UᵀU) of the batch;
+- **emulation**: what the daemon's analog core does, re-timed in this process on the same U:
+  its COMMIT work (the spectrum of the r-dimensional problem) and the run;
+- **protocol**: the rest of the device call — the q31 codes, the codec, the socket both ways,
+  the daemon's checks and converters (device call − emulation).
 
 Medians over the iterations after the first (which uploads the DIAG and warms caches).
+A second case runs a wider MLP the same way, for how the cost grows with N.
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
@@ -20,26 +22,19 @@ import numpy as np
 from host.bench.timing import per_call
 
 
-def run(quick: bool = False, iterations: int = 0) -> list[dict]:
+def _iterations(url: str, objective, ds, integrator: str, iterations: int) -> dict:
     import host
-    from device.analog import kernels
     from host.data.dataset import minibatches
     from host.optim import ALGORITHMS
-    from host.training import TrainConfig, build_problem, device_url
-    from threadpoolctl import threadpool_limits
 
-    iterations = iterations or (4 if quick else 8)
-    ds, objective = build_problem(TrainConfig(algo="tngd", dataset="digits"))
-    model, batch = objective.model, 32
-    rank = batch * ds.n_classes
+    spec = ALGORITHMS["tngd"]
     rng = np.random.default_rng(0)
-    theta = model.init(rng)
-    rows = {"digital": [], "device call": [], "iteration": []}
-    with threadpool_limits(1), host.connect(device_url("spawn://", model.n_params, rank, 0)) as dev:
-        spec = ALGORITHMS["tngd"]
+    rows: dict[str, list[float]] = {"digital": [], "device call": [], "iteration": []}
+    with host.connect(url) as dev:
+        dev.configure(integrator=integrator)
         opt = spec.build(dev, **{k: v[1] for k, v in spec.params.items()})
-        state = opt.init(theta, rng)
-        batches = minibatches(ds.X_train, ds.y_train, batch, np.random.default_rng(1))
+        state = opt.init(objective.model.init(rng), rng)
+        batches = minibatches(ds.X_train, ds.y_train, 32, np.random.default_rng(1))
         for i in range(iterations + 1):
             X, y = next(batches)
             t0 = time.perf_counter()
@@ -49,24 +44,53 @@ def run(quick: bool = False, iterations: int = 0) -> list[dict]:
                 rows["iteration"].append(wall)
                 rows["device call"].append(info["device_call_s"])
                 rows["digital"].append(wall - info["device_call_s"])
-        dt = float(dev.read("EMU_DT"))
+        exact = bool(dev.read("EMU_EXACT"))
         t_run = opt.direction.t
-    # the same integration, timed here with the daemon's kernel (one thread, as the daemon)
-    n, substeps = model.n_params, math.ceil(t_run / dt)
-    J, H = objective.ggn_factors(state.theta, X, y)
-    lam, b = np.full(n, 0.01), rng.standard_normal(n) * 0.01
-    x, v, acc, ones = np.zeros(n), np.zeros(n), np.zeros(n), np.ones(n)
-    und, sig, sat = np.zeros(n, np.bool_), np.zeros(n), np.zeros(n, np.uint8)
-    xi = np.empty((substeps, n))
+    out = {k: statistics.median(v) for k, v in rows.items()}
+    return out | {"exact": exact, "t": t_run, "theta": state.theta, "batch": (X, y)}
+
+
+def _emulation(objective, theta, batch, t_run: float) -> float:
+    """The daemon core's share, timed here on the same factor: COMMIT's spectrum and the run."""
+    from device.analog import AnalogCore, CoreParams, get_profile
+    U = objective.ggn_sqrt(theta, *batch)
+    r, n = U.shape
+    core = AnalogCore(n, r, get_profile("ideal"), serial=0, seed=0)
+    b = np.random.default_rng(2).standard_normal(n) * 0.01
+    params = CoreParams(active=n, coupling="lowrank", J=U, H=np.eye(r), lam=np.full(n, 0.01),
+                        bias=b, temperature=0.0)
+    acc = np.zeros(n)
+    return per_call(lambda: (core.program(params), core.advance(t_run, acc)), repeats=3)
+
+
+def _case(hidden: tuple[int, ...] | None, iterations: int, reference: bool) -> dict:
+    from host.training import TrainConfig, build_problem, device_url
+    from threadpoolctl import threadpool_limits
+
+    cfg = TrainConfig(algo="tngd", dataset="digits", **({"hidden": hidden} if hidden else {}))
+    ds, objective = build_problem(cfg)
+    n = objective.model.n_params
+    url = device_url("spawn://", n, 32 * ds.n_classes, 0)
     with threadpool_limits(1):
-        emulation = per_call(lambda: (xi.fill(0.0),
-                                      kernels.em_lowrank(x, v, J, H, lam, b, ones, ones, und, sig, xi, dt,
-                                                         10.0, sat, acc)), repeats=3)
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    protocol = med["device call"] - emulation
-    total = med["iteration"]
-    return [{"case": f"TNGD iteration, digits (N = {n}, r = {J.shape[0]}, t = {t_run:g} τ0, "
-                     f"{substeps} substeps)",
-             "iteration_s": total, "digital_s": med["digital"], "emulation_s": emulation,
-             "protocol_s": protocol, "digital_frac": med["digital"] / total,
-             "emulation_frac": emulation / total, "protocol_frac": protocol / total}]
+        ours = _iterations(url, objective, ds, "exact", iterations)
+        ref = _iterations(url, objective, ds, "em", max(2, iterations // 2)) if reference else None
+        emulation = _emulation(objective, ours["theta"], ours["batch"], ours["t"])
+    total = ours["iteration"]
+    protocol = ours["device call"] - emulation
+    row = {"case": f"TNGD iteration, digits MLP {cfg.hidden or 'default'} (N = {n}, "
+                   f"r = {32 * ds.n_classes}, t = {ours['t']:g} τ0), exact propagation"
+                   + ("" if ours["exact"] else " NOT IN USE"),
+           "n": n, "iteration_s": total, "digital_s": ours["digital"], "emulation_s": emulation,
+           "protocol_s": protocol, "digital_frac": ours["digital"] / total,
+           "emulation_frac": emulation / total, "protocol_frac": protocol / total}
+    if ref is not None:
+        row |= {"reference_iteration_s": ref["iteration"], "ratio": total / ref["iteration"]}
+    return row
+
+
+def run(quick: bool = False, iterations: int = 0) -> list[dict]:
+    iterations = iterations or (4 if quick else 8)
+    rows = [_case(None, iterations, reference=True)]
+    if not quick:
+        rows.append(_case((96, 48), iterations, reference=False))
+    return rows

@@ -50,6 +50,7 @@ def test_mixed_cell_modes_keep_the_generator_covered():
     assert core.stiffness() >= np.max(np.abs(np.linalg.eigvals(K)))
 
 
+@pytest.mark.em_only  # the Lanczos estimate; exact propagation has the spectrum
 def test_a_dense_coupling_gets_the_substep_of_its_spectrum_not_of_gershgorin():
     """Eigenvalues 1…10 in a random basis: Gershgorin says about 40; the substep now follows
     λmax = 10 (with the margin), four times fewer substeps per τ0."""
@@ -63,6 +64,7 @@ def test_a_dense_coupling_gets_the_substep_of_its_spectrum_not_of_gershgorin():
     assert core.dt == pytest.approx(0.02 / core.stiffness())
 
 
+@pytest.mark.em_only  # the Lanczos estimate; exact propagation has the spectrum
 def test_when_lanczos_fails_the_bound_is_used(monkeypatch):
     rng = np.random.default_rng(1)
     core, _ = _core(100, 4, "dense", rng)
