@@ -22,6 +22,18 @@ class SampleFifo:
         self.level += sample.size
         return True
 
+    def push_block(self, samples: np.ndarray) -> int:
+        """Push the rows of ``samples`` (k × words) as ``push`` would one by one: those that fit,
+        in one piece; the rest dropped, flagging overrun. Returns how many were kept."""
+        k, width = samples.shape
+        fits = min(k, (self.depth - self.level) // max(width, 1))
+        if fits:
+            self._chunks.append(np.ascontiguousarray(samples[:fits], dtype=np.int32).reshape(-1))
+            self.level += fits * width
+        if fits < k:
+            self.overrun = True
+        return fits
+
     def pop(self, n: int) -> np.ndarray:
         """Pop n words, oldest first (the caller has checked n <= level)."""
         out = np.empty(n, dtype=np.int32)

@@ -875,13 +875,25 @@ class Firmware:
 
     def after_samples(self, inputs: np.ndarray, period: float) -> None:
         """Bookkeeping after the scheduler advanced the core through len(inputs) sample periods
-        at once (``inputs``: the ADC inputs at each sample time, as ``read_adc_input``)."""
-        for row in inputs:
-            self.device_time += period
-            self.acc_time += period
-            self.run_elapsed += period
-            self.run_left -= period
-            self._take_sample(row, wake=False)
+        at once (``inputs``: the ADC inputs at each sample time, as ``read_adc_input``): the
+        same FIFO contents, flags and events as that many single samples, converted at once."""
+        k, n = len(inputs), self.active_cells
+        t = k * period
+        self.device_time += t
+        self.acc_time += t
+        self.run_elapsed += t
+        self.run_left -= t
+        codes = adc(inputs[:, :n], self.vmax, self.core.profile.adc_bits)
+        level, overrun = self.fifo.level, self.fifo.overrun
+        if self.fifo.push_block(codes) < k and not overrun:
+            self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
+        thr = self.regs.u32("FIFO_THRESHOLD")
+        if thr and level < thr <= self.fifo.level:
+            self._event("FIFO_THRESHOLD", "fifo_threshold", level=self.fifo.level)
+        self.next_sample += t
+        self.samples_left -= k
+        if self.samples_left == 0:
+            self.sampling = False
         self._wake()  # once per batch: a parked WAIT re-checks its predicate under the lock
         self._after_advance()
 
@@ -894,11 +906,9 @@ class Firmware:
         else:
             self._check_lease()
 
-    def _take_sample(self, inputs: np.ndarray | None = None, wake: bool = True) -> None:
+    def _take_sample(self) -> None:
         n = self.active_cells
-        if inputs is None:
-            inputs = self.core.read_adc_input()
-        codes = adc(inputs[:n], self.vmax, self.core.profile.adc_bits)
+        codes = adc(self.core.read_adc_input()[:n], self.vmax, self.core.profile.adc_bits)
         level, overrun = self.fifo.level, self.fifo.overrun
         if not self.fifo.push(codes) and not overrun:  # events fire on the edge, once
             self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
@@ -909,8 +919,7 @@ class Firmware:
         self.samples_left -= 1
         if self.samples_left == 0:
             self.sampling = False
-        if wake:
-            self._wake()
+        self._wake()
 
     # ================================================================ events, lease, faults
     def _wake(self) -> None:

@@ -173,17 +173,18 @@ def em_capacitive(x, v, Cinv, b, g, linv, sig, xi, dt, vmax, sat, acc) -> int:
 
 
 @njit(**_JIT)
-def ou_path(c, decay, integral, l11, l21, l22, noise, states, total) -> None:
+def ou_path(c, decay, integral, l11, l21, scale, noise, states, total) -> None:
     """Exact OU modes over ``states.shape[0]`` equal stretches: per mode q, the end value
-    q' = decay·q + l11·n₁ and the stretch's integral integral·q + l21·n₁ + l22·n₂ (noise[j, 0/1]
-    the two standard normals of stretch j, already scaled by sqrt(κ)). Writes each end value
-    to ``states[j]``, adds the integrals to ``total``, leaves the last value in ``c``."""
+    q' = decay·q + scale·l11·n and the part of the stretch's integral that is correlated with it,
+    integral·q + scale·l21·n (``noise[j]``: the standard normals of stretch j). Writes each end
+    value to ``states[j]``, adds the integrals to ``total``, leaves the last value in ``c``.
+    (The integrals' independent parts add up to one Gaussian the caller draws once.)"""
     m = c.shape[0]
     for j in range(states.shape[0]):
         for i in range(m):
             q = c[i]
-            n1 = noise[j, 0, i]
-            total[i] += integral[i] * q + l21[i] * n1 + l22[i] * noise[j, 1, i]
+            n1 = scale * noise[j, i]
+            total[i] += integral[i] * q + l21[i] * n1
             q = decay[i] * q + l11[i] * n1
             c[i] = q
             states[j, i] = q

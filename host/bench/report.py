@@ -37,10 +37,13 @@ def tngd_table(rows: list[dict]) -> str:
 
 
 def sampling_table(rows: list[dict]) -> str:
-    out = ["| case | ours | reference (the bound) | ours / reference |", "|---|---|---|---|"]
+    out = ["| case | ours | reference | ours / reference (time: lower is better; points/s: "
+           "higher) | Euler–Maruyama |", "|---|---|---|---|---|"]
     for r in rows:
         show = (lambda v: f"{v:.0f} points/s") if r["unit"] == "points/s" else fmt_time
-        out.append(f"| {r['case']} | {show(r['ours'])} | {show(r['reference'])} | {r['ratio']:.2f} |")
+        em = fmt_time(r["em"]) if r.get("em") == r.get("em") and "em" in r else "—"
+        out.append(f"| {r['case']} | {show(r['ours'])} | {show(r['reference'])} | "
+                   f"{r['ratio']:.3g} | {em} |")
     return "\n".join(out)
 
 
