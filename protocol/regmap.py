@@ -90,7 +90,9 @@ class Window:
     max: Value | None = None
 
     def depth_for(self, consts: Mapping[str, Value]) -> int:
-        return int(resolve(self.depth, consts))
+        """Words this instance implements: the map's product, never beyond the span (a dense
+        COUPLING of more than 16384 cells does not fit the address space)."""
+        return min(int(resolve(self.depth, consts)), self.span)
 
 
 def resolve(value: Value, consts: Mapping[str, Value]) -> int | float:

@@ -76,8 +76,8 @@ class Profile:
                 not set(modes) <= {"dense", "lowrank", "capacitive"}:
             raise ValueError(f"profile {self.name!r}: modes must be a non-empty subset of dense, "
                              f"lowrank, capacitive; got {list(modes)}")
-        if not (isinstance(self.cells, int) and 0 <= self.cells <= 16384):
-            raise ValueError(f"profile {self.name!r}: cells must be an integer in 0..16384")
+        if not (isinstance(self.cells, int) and 0 <= self.cells <= 262144):
+            raise ValueError(f"profile {self.name!r}: cells must be an integer in 0..262144")
         if not self.vmax > 0:
             raise ValueError(f"profile {self.name!r}: vmax must be > 0, got {self.vmax}")
         for name in ("dac_bits_coupling", "dac_bits_bias", "adc_bits", "link_word_bits"):
