@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from protocol.fixed_point import decode_q31
 from protocol.words import f32_to_word, f64_to_words, word_to_f32, words_to_f64  # noqa: F401
 
 _SCALE = 2.0**31
@@ -22,9 +23,11 @@ def keep_top_bits(codes: np.ndarray, bits: int) -> np.ndarray:
     return codes & mask
 
 
-def dac(codes: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
-    """Codes (int32) to physical values through a ``bits``-bit DAC."""
-    return keep_top_bits(codes, bits).astype(np.float64) * (full_scale / _SCALE)
+def dac(codes: np.ndarray, full_scale: float, bits: int, out: np.ndarray | None = None
+        ) -> np.ndarray:
+    """Codes (int32) to physical values through a ``bits``-bit DAC (in one pass; into ``out``
+    when given)."""
+    return decode_q31(codes, full_scale, min(bits, 32), out)
 
 
 def adc(values: np.ndarray, full_scale: float, bits: int) -> np.ndarray:

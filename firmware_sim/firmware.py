@@ -712,7 +712,11 @@ class Firmware:
             A = mem("COUPLING", active * active, bc).reshape(active, active)
         else:
             J = np.zeros((rank, n))
-            J[:, :active] = mem("LOWRANK_J", rank * active, bc).reshape(rank, active)
+            if active == n:  # decoded straight into place: the largest window of a big chip
+                w = REGMAP.windows["LOWRANK_J"]
+                dac(r.mem["LOWRANK_J"][:rank * n], r.f32(w.scale), bc, out=J.reshape(-1))
+            else:
+                J[:, :active] = mem("LOWRANK_J", rank * active, bc).reshape(rank, active)
             H = mem("LOWRANK_H", rank * rank, bc).reshape(rank, rank)
         mobility = mem("MOBILITY", n, bc)
         if np.any(mobility[:active] <= 0):

@@ -20,6 +20,7 @@ import numpy as np
 from host.drivers import Driver, open_driver
 from host.errors import DeviceError, DeviceSaturated, LeaseLost, NotOwner, RunAborted
 from host import packets
+from protocol.fixed_point import scan
 from protocol.limits import MAXIMUM_VALUES, MINIMUM_VALUES, Limits
 from protocol.codec import Transaction
 from protocol.words import f32_to_word, word_to_f32, words_to_f64
@@ -572,13 +573,13 @@ class ThermoDevice:
         flat = np.asarray(values, dtype=np.float64).reshape(-1)
         if w.format == "u32":
             return [wr(name, flat.astype(np.int64))]
-        if not np.all(np.isfinite(flat)):
+        top, low, finite = scan(flat)  # one pass for the checks and the full scale
+        if not finite:
             raise ValueError(f"{name}: values must be finite")
-        if w.format == "q31u" and np.any(flat < 0):
+        if w.format == "q31u" and low < 0:
             raise ValueError(f"{name}: values must be >= 0")
         assert w.scale is not None
         bits = self._dac_bits(name)
-        top = float(np.max(np.abs(flat), initial=0.0))
         if name == "DIAG" and self.calibration_capable:
             top *= 1 + DIAG_TRIM_HEADROOM  # room for the firmware's gain trims (they multiply)
         fs = q31_full_scale_for(top, bits=bits)

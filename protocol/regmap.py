@@ -213,6 +213,9 @@ def float_to_q31(values, full_scale: float, bits: int = 32, rng=None):
     equal to the fraction of a step, so the programmed value is unbiased (error within ±1 step,
     mean 0) — averaging over several such programmings cancels the quantisation error."""
     import numpy as np
+    if rng is None:
+        from protocol.fixed_point import encode_q31  # one pass (Numba), the same codes
+        return encode_q31(np.asarray(values, dtype=np.float64), full_scale, bits)
     v = np.array(values, dtype=np.float64)           # a copy: scaled, rounded, clipped in place
     step = 2.0 ** (32 - min(max(int(bits), 1), 32))
     v *= 2.0**31 / (full_scale * step)

@@ -26,13 +26,14 @@ def transport_table(rows: list[dict]) -> str:
 
 def tngd_table(rows: list[dict]) -> str:
     out = ["| case | iteration | digital | protocol | emulation | Euler–Maruyama iteration | "
-           "exact / EM |", "|---|---|---|---|---|---|---|"]
+           "exact / EM | daemon peak memory |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = (f"{fmt_time(r['reference_iteration_s'])} | {r['ratio']:.2f}"
                if "reference_iteration_s" in r else "— | —")
         out.append(f"| {r['case']} | {fmt_time(r['iteration_s'])} | {r['digital_frac']:.0%} "
                    f"({fmt_time(r['digital_s'])}) | {r['protocol_frac']:.0%} ({fmt_time(r['protocol_s'])}) | "
-                   f"{r['emulation_frac']:.0%} ({fmt_time(r['emulation_s'])}) | {ref} |")
+                   f"{r['emulation_frac']:.0%} ({fmt_time(r['emulation_s'])}) | {ref} | "
+                   f"{r.get('daemon_peak_rss_mib', float('nan')):.0f} MiB |")
     return "\n".join(out)
 
 

@@ -46,8 +46,22 @@ def _iterations(url: str, objective, ds, integrator: str, iterations: int) -> di
                 rows["digital"].append(wall - info["device_call_s"])
         exact = bool(dev.read("EMU_EXACT"))
         t_run = opt.direction.t
+        proc = getattr(dev.driver, "proc", None)
+        rss = _peak_rss_mib(proc.pid) if proc is not None else float("nan")
     out = {k: statistics.median(v) for k, v in rows.items()}
-    return out | {"exact": exact, "t": t_run, "theta": state.theta, "batch": (X, y)}
+    return out | {"exact": exact, "t": t_run, "theta": state.theta, "batch": (X, y), "rss": rss}
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The daemon's peak resident memory (VmHWM), MiB; NaN where /proc is not there."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _emulation(objective, theta, batch, t_run: float) -> float:
@@ -80,7 +94,7 @@ def _case(hidden: tuple[int, ...] | None, iterations: int, reference: bool) -> d
     row = {"case": f"TNGD iteration, digits MLP {cfg.hidden or 'default'} (N = {n}, "
                    f"r = {32 * ds.n_classes}, t = {ours['t']:g} τ0), exact propagation"
                    + ("" if ours["exact"] else " NOT IN USE"),
-           "n": n, "iteration_s": total, "digital_s": ours["digital"], "emulation_s": emulation,
+           "n": n, "daemon_peak_rss_mib": ours["rss"], "iteration_s": total, "digital_s": ours["digital"], "emulation_s": emulation,
            "protocol_s": protocol, "digital_frac": ours["digital"] / total,
            "emulation_frac": emulation / total, "protocol_frac": protocol / total}
     if ref is not None:
@@ -91,6 +105,7 @@ def _case(hidden: tuple[int, ...] | None, iterations: int, reference: bool) -> d
 def run(quick: bool = False, iterations: int = 0) -> list[dict]:
     iterations = iterations or (4 if quick else 8)
     rows = [_case(None, iterations, reference=True)]
-    if not quick:
+    if not quick:  # N ≈ 10⁴ and 10⁵ (the 10⁵-cell emulator is low rank only)
         rows.append(_case((96, 48), iterations, reference=False))
+        rows.append(_case((512, 128), max(2, iterations // 4), reference=False))
     return rows
