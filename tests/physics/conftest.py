@@ -24,10 +24,16 @@ def _compiled_kernels() -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every physics test runs against both integrators, except those about EM itself."""
-    if "integrator" in metafunc.fixturenames:
-        em_only = metafunc.definition.get_closest_marker("em_only") is not None
-        metafunc.parametrize("integrator", ["em"] if em_only else ["em", "exact"], indirect=True)
+    """Every physics test runs against both integrators, except those about one of them."""
+    if "integrator" in metafunc.fixturenames and _only(metafunc.definition) is None:
+        metafunc.parametrize("integrator", ["em", "exact"], indirect=True)
+
+
+def _only(item: pytest.Item) -> str | None:
+    for name in ("em_only", "exact_only"):
+        if item.get_closest_marker(name) is not None:
+            return name.split("_")[0]
+    return None
 
 
 @pytest.fixture(autouse=True)
@@ -35,5 +41,6 @@ def integrator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """The integrator every core built in the test starts with."""
     from device.analog import AnalogCore
 
-    monkeypatch.setattr(AnalogCore, "default_integrator", request.param)
-    return request.param
+    name = getattr(request, "param", None) or _only(request.node) or "exact"
+    monkeypatch.setattr(AnalogCore, "default_integrator", name)
+    return name

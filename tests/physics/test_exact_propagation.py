@@ -18,7 +18,7 @@ Z = 5.0
 R = 3000
 KAPPA = 0.02
 
-pytestmark = pytest.mark.em_only  # about the exact path itself: the integrator is set here
+pytestmark = pytest.mark.exact_only
 
 
 def spd(n: int, rng: np.random.Generator) -> np.ndarray:
