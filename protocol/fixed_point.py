@@ -4,14 +4,41 @@ An upload of a coupling is the protocol's biggest cost next to the socket: the n
 these conversions make four to six passes over the data with a temporary each (scale, round,
 clip, cast; checks before), which for a 10⁵ × 320 low-rank factor is most of a second. These
 Numba kernels make one pass each, with the same results to the bit (tests/unit checks them
-against the numpy forms in protocol.regmap and firmware_sim.converters).
+against the numpy forms in protocol.regmap and firmware_sim.converters). A host installed
+without Numba (a board's, without the emulator) gets the numpy forms, same results.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised by the example driver's test (no emulator)
+    def njit(**_kw):  # type: ignore[no-redef]
+        return lambda f: _NUMPY[f.__name__]
 
 _JIT = dict(cache=True, nogil=True)
+
+
+def _scan_numpy(flat):
+    finite = flat[np.isfinite(flat)]
+    ok = finite.size == flat.size
+    if not finite.size:
+        return 0.0, np.inf, ok
+    return float(max(finite.max(), -finite.min())), float(finite.min()), ok
+
+
+def _encode_numpy(flat, factor, step, out):
+    v = np.rint(flat * factor) * step
+    np.clip(v, -(2.0**31), 2.0**31 - step, out=v)
+    out[:] = v.astype(np.int32)
+
+
+def _decode_numpy(codes, mask, scale, out):
+    np.multiply(codes & mask, scale, out=out)
+
+
+_NUMPY = {"_scan": _scan_numpy, "_encode": _encode_numpy, "_decode": _decode_numpy}
 
 
 @njit(**_JIT)

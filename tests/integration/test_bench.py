@@ -31,7 +31,10 @@ def test_bench_sampling_part_runs_and_reports_ratios(tmp_path):
                         "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert p.returncode == 0, p.stderr
     rows = json.loads(out.read_text())["sampling"]
-    assert len(rows) == 2 and all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+    # thermox is an optional peer: without it its row says so and has no ratio
+    measured = [r for r in rows if not r["case"].startswith("thermox not installed")]
+    assert len(rows) == 3 and len(measured) >= 2
+    assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in measured)
     assert "### sampling" in p.stdout
 
 

@@ -42,3 +42,23 @@ def test_scan_finds_the_range_and_non_finite_values() -> None:
     assert (top, low, finite) == (2.0, -2.0, False)
     assert scan(np.array([np.inf]))[2] is False
     assert scan(np.zeros(0)) == (0.0, 0.0, True)
+
+
+def test_the_numpy_fallbacks_match_the_kernels() -> None:
+    """A host without Numba (no emulator installed) converts with the numpy forms: the same."""
+    from protocol import fixed_point as fp
+    rng = np.random.default_rng(7)
+    flat = np.concatenate([rng.uniform(-5, 5, 5000), [np.nan, np.inf, -np.inf, 2.5, -2.5]])
+    assert fp._scan_numpy(flat) == fp._scan(flat)
+    for bits in (32, 12):
+        step = 2.0 ** (32 - bits)
+        a, b = np.empty(flat.size, np.int32), np.empty(flat.size, np.int32)
+        finite = np.nan_to_num(flat, posinf=1e30, neginf=-1e30)
+        fp._encode_numpy(finite, 2.0**31 / (4.0 * step), step, a)
+        fp._encode(finite, 2.0**31 / (4.0 * step), step, b)
+        np.testing.assert_array_equal(a, b)
+        x, y = np.empty(flat.size), np.empty(flat.size)
+        mask = np.int32(-(1 << (32 - bits))) if bits < 32 else np.int32(-1)
+        fp._decode_numpy(a, mask, 4.0 / 2**31, x)
+        fp._decode(a, mask, 4.0 / 2**31, y)
+        np.testing.assert_array_equal(x, y)
