@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from firmware_sim.firmware import Firmware
 
-#: Wall time one chunk may hold the firmware lock.
+#: Wall time one chunk of Euler–Maruyama substeps may hold the firmware lock.
 CHUNK_WALL_S = 0.004
+#: Samples of an exact batch × active cells, at most (bounds its memory, 2 MiB per copy).
+SAMPLE_BATCH_WORDS = 1 << 18
 
 
 class RunScheduler(threading.Thread):
@@ -25,7 +27,6 @@ class RunScheduler(threading.Thread):
         self._quit = False
         self._sec_per_step = 1e-6  # sizes chunks to CHUNK_WALL_S: the firmware's measured cost
         # of the committed configuration, or the last one known (right after a COMMIT)
-        self._sec_per_sample = 1e-5  # the same for exact sample batches
 
     def shutdown(self) -> None:
         with self.fw.cond:
@@ -51,42 +52,41 @@ class RunScheduler(threading.Thread):
 
     def _chunk(self, fw: "Firmware") -> None:
         core = fw.core
-        # an exact stretch costs the same whatever its length: as long as the core allows
+        # an exact stretch costs the same whatever its length: as long as the core allows and
+        # the rails are out of reach; every choice here is a function of the run, not of wall
+        # time, so a run is reproducible from EMU_SEED
         horizon = core.exact_horizon() if hasattr(core, "exact_horizon") else 0.0
+        gap = fw.next_sample - fw.run_elapsed if fw.sample_period > 0 and fw.sampling else math.inf
         if horizon > 0 and fw.sampling and fw.sample_period > 0 and self._samples(fw, horizon):
             return
-        if horizon > 0:
-            t = min(fw.run_left, horizon)
-        else:
+        t = min(fw.run_left, horizon, max(gap, 0.0))
+        exact = horizon > 0 and t > 0 and core.exact_safe(t)
+        if not exact:
             steps = max(1, int(CHUNK_WALL_S / self._sec_per_step))
-            t = min(fw.run_left, steps * core.dt)
-        if fw.sample_period > 0 and fw.sampling:
-            t = min(t, max(fw.next_sample - fw.run_elapsed, 0.0))
-        before = getattr(core, "exact_time", 0.0)
+            t = min(fw.run_left, steps * core.dt, max(gap, 0.0))
         t0 = time.perf_counter()
         clamps = core.advance(t, fw.acc) if t > 0 else 0
         took = time.perf_counter() - t0
-        fw.after_chunk(t, clamps, took, exact=getattr(core, "exact_time", 0.0) > before)
+        fw.after_chunk(t, clamps, took, exact=exact)
         self._sec_per_step = fw.step_cost or self._sec_per_step
 
     def _samples(self, fw: "Firmware", horizon: float) -> bool:
         """Several sample periods in one exact batch (the core applies its basis once to all of
         them). False, with nothing done, where a batch does not fit: a first sample off the
-        period grid, fewer than two samples, or a core that cannot propagate it exactly."""
-        period = fw.sample_period
+        period grid, room for fewer than two samples (in the run, the FIFO, a drift hold or
+        SAMPLE_BATCH_WORDS), or a stretch the rails forbid."""
+        period, n = fw.sample_period, fw.active_cells
         if abs(fw.next_sample - fw.run_elapsed - period) > 1e-9 * period:
             return False
         k = fw.samples_left if fw.samples_left > 0 else 1 << 30
-        k = min(k, int(fw.run_left / period * (1 + 1e-12)),
-                max(2, int(CHUNK_WALL_S / self._sec_per_sample)))
+        k = min(k, int(fw.run_left / period * (1 + 1e-12)), SAMPLE_BATCH_WORDS // max(n, 1),
+                (fw.fifo.depth - fw.fifo.level) // max(n, 1))
         if math.isfinite(horizon):
             k = min(k, int(horizon / period * (1 + 1e-12)))
         if k < 2 or not hasattr(fw.core, "sample_run"):
             return False
-        t0 = time.perf_counter()
         inputs = fw.core.sample_run(period, k, fw.acc)
         if inputs is None:
             return False
-        self._sec_per_sample = max((time.perf_counter() - t0) / k, 1e-7)
         fw.after_samples(inputs, period)
         return True

@@ -401,23 +401,31 @@ class AnalogCore:
             return clamps
 
     def exact_horizon(self) -> float:
-        """How much device time the next ``advance`` call may cover in one exact stretch
-        (τ0): 0 when the next stretch is EM's (a scheduler then sizes it in substeps)."""
+        """The longest stretch ``advance`` propagates exactly in one piece (τ0): a drift hold,
+        unbounded without drift, 0 when the installed dynamics are EM's. Whether a given
+        stretch is exact also depends on the rails: :meth:`exact_safe`."""
+        with self._lock:
+            if self._spectrum is None or self._eff.active == 0:
+                return 0.0
+            return DRIFT_HOLD if self.profile.drift_rate > 0 else math.inf
+
+    def exact_safe(self, t: float) -> bool:
+        """Whether ``advance(t)`` (t within :meth:`exact_horizon`) will be one exact stretch:
+        its mean path keeps clear of the rails (see propagation.Spectrum.safe)."""
         with self._lock:
             spec, eff = self._spectrum, self._eff
             if spec is None or eff.active == 0:
-                return 0.0
+                return False
             a = eff.active
-            hold = DRIFT_HOLD if self.profile.drift_rate > 0 else math.inf
-            probe = min(hold, 1e6 / max(spec.slowest, 1e-300))
-            b = eff.bias + self.offset[:a]
-            return hold if spec.safe(self.x[:a], b, probe, self.profile.vmax) else 0.0
+            return spec.safe(self.x[:a], eff.bias + self.offset[:a], t, self.profile.vmax)
 
     def sample_run(self, period: float, k: int, acc: F64 | None = None) -> F64 | None:
         """k stretches of ``period`` propagated exactly at once, returning the node voltages as
         the ADC sees them at the end of each (k × n_cells, as ``read_adc_input``): the batched
         form of k × (advance(period), read_adc_input()). None, with nothing changed, when the
-        stretch is not exact's (EM, rails within reach, or longer than a drift hold)."""
+        stretch is not exact's (EM, rails within reach, or longer than a drift hold). A drawn
+        path that crosses a rail all the same (beyond the margin's odds) is thrown away and the
+        k periods integrated by EM, which clamps."""
         if not (k >= 1 and math.isfinite(period) and period > 0):
             raise ValueError(f"need k >= 1 and period > 0, got {k}, {period}")
         with self._lock:
@@ -432,15 +440,18 @@ class AnalogCore:
                 return None
             acc_a = acc[:a] if acc is not None else np.zeros(a)
             x0, acc0 = x.copy(), acc_a.copy()
-            X = spec.sample_path(x, b, period, k, self._rng, acc_a, vmax)
-            if np.any(np.abs(X) >= vmax):  # an excursion the margin did not foresee
-                x[:], acc_a[:] = x0, acc0
-                return None
-            self.exact_time += total
-            self.time += total
-            self._drift(total)
+            X = spec.sample_path(x, b, period, k, self._rng, acc_a)
             out = np.zeros((k, self.n_cells))
-            out[:, :a] = X
+            if np.all(np.abs(X) < vmax):
+                self.exact_time += total
+                self._drift(total)
+                out[:, :a] = X
+            else:
+                x[:], acc_a[:] = x0, acc0
+                for j in range(k):
+                    self._advance_em(eff, period, acc_a)
+                    out[j, :a] = x
+            self.time += total
             if self.profile.adc_noise > 0:
                 out += self.profile.adc_noise * self._rng_adc.standard_normal((k, self.n_cells))
             return out
@@ -455,7 +466,7 @@ class AnalogCore:
         if spec.safe(x, b, t, vmax):
             x0 = x.copy()
             acc0 = acc.copy()
-            spec.propagate(x, b, t, self._rng, acc, vmax)
+            spec.propagate(x, b, t, self._rng, acc)
             if np.all(np.abs(x) < vmax):
                 self.exact_time += t
                 self._drift(t)

@@ -44,19 +44,27 @@ firmware lock (0.16 s at 1024 on 2 cores, 1.2 s at 2048); beyond it only low-ran
 uniform diagonal propagate exactly."""
 
 RAIL_MARGIN = 7.0
-"""A stretch is propagated exactly only if every cell's mean path stays this many stationary
-standard deviations inside the rails (two-sided tail 3e-12 per independent look): otherwise
-EM integrates it and clamps at the rails as the chip would."""
+"""A stretch is propagated exactly only if every cell's mean path stays at least this many
+stationary standard deviations inside the rails (more for long stretches of many cells, see
+:func:`margin`): otherwise EM integrates it and clamps at the rails as the chip would."""
 
-CHECKPOINTS = 12
-"""Points of the mean path checked against the rails per stretch, log-spaced down from its end:
-each cell's mean is a sum of decaying exponentials, so it cannot turn between close points."""
+UNSEEN_CROSSINGS = 1e-4
+"""The expected number of rail crossings an exact stretch may step over, in the worst case of
+every cell's mean path at the margin all along (Rice's rate of crossings of a level z standard
+deviations out, ≈ rate/(2π)·e^{−z²/2} per cell and τ0, with the fastest rate)."""
 
 THIN = 6
 """Up to this many columns, a product is taken column by column (matrix-vector)."""
 
 POSITIVE_RTOL = 1e-9
 """Smallest eigenvalue, relative to the largest, for the coupling to count as positive definite."""
+
+
+def margin(cells: int, t: float, fastest: float) -> float:
+    """Standard deviations a stretch of length t keeps from the rails: RAIL_MARGIN, or more
+    where cells·t·fastest/(2π)·e^{−z²/2} would exceed UNSEEN_CROSSINGS."""
+    looks = cells * t * fastest / (2 * np.pi) / UNSEEN_CROSSINGS
+    return max(RAIL_MARGIN, float(np.sqrt(2 * np.log(looks))) if looks > 1 else 0.0)
 
 
 def _g(u: F64) -> F64:
@@ -156,10 +164,10 @@ class Spectrum:
         return hit
 
     # -- one stretch -------------------------------------------------------------------------
-    def target(self, b: F64, vmax: float) -> Target:
+    def target(self, b: F64) -> Target:
         """The equilibrium of bias b (cached: a bias changes at COMMIT and when offsets drift)."""
         tg = self._target
-        if tg is not None and tg.vmax == vmax and np.array_equal(tg.b, b):
+        if tg is not None and np.array_equal(tg.b, b):
             return tg
         h = self.sqrt_m * b
         ch = self.coords(h[:, None])[:, 0]
@@ -169,48 +177,52 @@ class Spectrum:
         if self.complement:
             rest = (h - self.expand(ch[:, None])[:, 0]) / self.rest
             ystar = ystar + rest
-        xstar = self.sqrt_m * ystar
-        limit = vmax - RAIL_MARGIN * self.std
-        self._target = Target(b.copy(), vmax, xstar, ystar, cstar, rest, limit,
-                              bool(np.all(np.abs(xstar) < limit)))
+        self._target = Target(b.copy(), self.sqrt_m * ystar, ystar, cstar, rest)
         return self._target
 
     def safe(self, x0: F64, b: F64, t: float, vmax: float) -> bool:
-        """Whether the mean path from x0 towards x*, widened by RAIL_MARGIN stationary standard
-        deviations, stays inside the rails over [0, t].
+        """Whether the mean path from x0 towards x* over [0, t], widened by :func:`margin`
+        stationary standard deviations, stays inside the rails.
 
-        The mean's whitened deviation y − y* never grows in norm (S is positive definite), so
-        |x_i − x*_i| ≤ M_i^½‖y0 − y*‖ bounds the whole path at O(N) cost; only when that bound
-        is too loose is the path evaluated at log-spaced points.
+        The whitened deviation d(s) = y(s) − y* never grows in norm (S is positive definite),
+        so |x_i(s) − x*_i| ≤ M_i^½‖d(0)‖ bounds the whole path at O(N) cost. Where that is too
+        loose, the path is checked on the grid 0, s0·2^j, t (s0 a quarter of the fastest time
+        constant), and between grid points by the same argument: each mode's move within
+        [s_j, s] is at most its move over [s_j, s_j+1] (1 − e^{−λh} grows with h), so
+        |x_i(s) − x_i(s_j)| ≤ M_i^½‖d(s_j) − d(s_j+1)‖. The grid does not depend on t, so a
+        stretch that is safe is safe when shortened.
         """
-        tg = self.target(b, vmax)
-        if not tg.inside or np.any(np.abs(x0) >= vmax):
+        tg = self.target(b)
+        limit = vmax - margin(self.active, t, self.fastest) * self.std
+        if np.any(np.abs(x0) >= limit) or np.any(np.abs(tg.xstar) >= limit):
             return False
         d = x0 / self.sqrt_m - tg.ystar
         radius = float(np.sqrt(d @ d))
-        if np.all(np.abs(tg.xstar) + self.sqrt_m * radius < tg.limit):
+        if np.all(np.abs(tg.xstar) + self.sqrt_m * radius < limit):
             return True
         c = self.coords(d[:, None])[:, 0]
         p = d - self.expand(c[:, None])[:, 0] if self.complement else None
-        # from t down to the fastest mode's time constant / 4: where the path can still turn
-        stop = 0.25 / max(self.fastest, 1e-300)
-        times = t * 0.5 ** np.arange(CHECKPOINTS)
-        times = np.concatenate([times[times > stop], [min(stop, t)]])
+        s0 = 0.25 / max(self.fastest, 1e-300)
+        steps = int(np.ceil(np.log2(max(t / s0, 1.0)))) if t > s0 else 0
+        times = np.concatenate([[0.0], s0 * 2.0 ** np.arange(steps), [t]])
+        times = times[times <= t]
         D = self.expand(np.exp(-np.outer(self.rates, times)) * c[:, None])
         if p is not None:
             D += np.exp(-self.rest * times)[None, :] * p[:, None]
-        path = tg.xstar[:, None] + self.sqrt_m[:, None] * D
-        return bool(np.all(np.abs(path) < tg.limit[:, None]))
+        between = np.sqrt(np.sum(np.diff(D, axis=1) ** 2, axis=0))      # ‖d(s_j) − d(s_j+1)‖
+        path = np.abs(tg.xstar[:, None] + self.sqrt_m[:, None] * D)
+        reach = path[:, :-1] + self.sqrt_m[:, None] * between[None, :]
+        return bool(np.all(path < limit[:, None]) and np.all(reach < limit[:, None]))
 
     def propagate(self, x: F64, b: F64, t: float, rng: np.random.Generator,
-                  acc: F64 | None, vmax: float) -> None:
+                  acc: F64 | None) -> None:
         """Draw x(t) and ∫x over the stretch exactly, given x(0) = x; write x, add to acc.
 
         The complement's part p = (I − BBᵀ)(y − y*) evolves at the one rate ``rest``; its
         noise is an iid vector projected onto the complement.
         """
         a, k, sm = self.active, self.k, self.sqrt_m
-        tg = self.target(b, vmax)
+        tg = self.target(b)
         y0 = x / sm
         noisy = self.kappa > 0
         sk = np.sqrt(self.kappa)
@@ -246,7 +258,7 @@ class Spectrum:
 
 
     def sample_path(self, x: F64, b: F64, period: float, k: int, rng: np.random.Generator,
-                    acc: F64 | None, vmax: float) -> F64:
+                    acc: F64 | None) -> F64:
         """k exact stretches of ``period`` in one go: returns x at the end of each (k×a), leaves
         the last in x and adds ∫x to acc. The modes run their recursions in a kernel; the
         basis is applied once to all k states (a matrix product instead of k vector ones). Of
@@ -254,7 +266,7 @@ class Spectrum:
         times the variance: one draw per mode instead of k."""
         from device.analog import kernels
         a, m, sm = self.active, self.k, self.sqrt_m
-        tg = self.target(b, vmax)
+        tg = self.target(b)
         y0 = x / sm
         s, sr = self.stretch(period)
         sk = float(np.sqrt(self.kappa))
@@ -307,17 +319,12 @@ class Target:
     """The equilibrium of one bias: x* and its whitened forms."""
 
     b: F64
-    vmax: float
     xstar: F64
     ystar: F64
     cstar: F64
     """Bᵀy*"""
     rest: F64
     """y*'s part in the complement of B (empty without one)"""
-    limit: F64
-    """vmax less RAIL_MARGIN stationary standard deviations, per cell"""
-    inside: bool
-    """x* is within ``limit`` everywhere"""
 
 
 def decompose(eff: EffectiveParams, kappa_uniform: float) -> Spectrum:
@@ -359,7 +366,8 @@ def _lowrank(eff: EffectiveParams, sm: F64, kappa: float, mu: float) -> Spectrum
         sig, V = np.linalg.eigh(root[:, None] * (P.T @ H @ P) * root[None, :])
         coef = (P / root[None, :]) @ V               # B = Uᵀ coef
     rates = mu + sig
-    _check_positive(np.concatenate([rates, [mu]]))
+    # the complement's rate μ counts only if there is a complement (U of rank < N)
+    _check_positive(np.concatenate([rates, [mu]]) if rates.size < J.shape[1] else rates)
     return Spectrum(sm, kappa, rates, mu, J=J, coef=np.ascontiguousarray(coef))
 
 

@@ -248,3 +248,173 @@ def test_batched_samples_decline_what_they_cannot_do_and_change_nothing() -> Non
     assert drifting.sample_run(0.25, 5) is None               # beyond it
     with pytest.raises(ValueError):
         core.sample_run(0.0, 3)
+
+
+# -- the whole law, without statistics ----------------------------------------------------------
+
+
+class _Normals:
+    """An RNG whose standard normals are the entries of a fixed vector, in order of use."""
+
+    def __init__(self, z: np.ndarray | None = None) -> None:
+        self.z, self.used = z, 0
+
+    def standard_normal(self, shape=None):
+        n = int(np.prod(shape)) if shape is not None else 1
+        out = np.zeros(n) if self.z is None else self.z[self.used:self.used + n]
+        self.used += n
+        return out.reshape(shape) if shape is not None else float(out[0])
+
+
+def _affine(draw) -> tuple[np.ndarray, np.ndarray]:
+    """The propagators are affine in the normals they draw: out = mean + L z. Recover both by
+    feeding zeros and then each unit vector; the law is N(mean, L Lᵀ), exactly."""
+    counter = _Normals()
+    mean = draw(counter)
+    L = np.empty((mean.size, counter.used))
+    for j in range(counter.used):
+        e = np.zeros(counter.used)
+        e[j] = 1.0
+        L[:, j] = draw(_Normals(e)) - mean
+    return mean, L
+
+
+def _reference(A, b, mob, x0, period, k) -> tuple[np.ndarray, np.ndarray]:
+    """Exact joint law of (x(period), …, x(k·period), ∫x over all of it): Van Loan transitions
+    of z = (x, ∫x) over substeps short enough for its accuracy (λh ≤ 0.5), chained."""
+    n = b.size
+    m = np.ones(n) if mob is None else mob
+    lmax = np.linalg.eigvalsh(np.sqrt(m)[:, None] * A * np.sqrt(m)[None, :])[-1]
+    sub = max(1, int(np.ceil(period * lmax / 0.5)))
+    sde = LinearSDE.from_core(A, b, KAPPA, mob)
+    m0, C = sde.transition_with_integral(np.zeros(n), period / sub)
+    G = np.eye(2 * n)                     # z' = G z + m0 + noise of covariance C
+    G[:, :n] = np.column_stack([sde.transition_with_integral(e, period / sub)[0] - m0
+                                for e in np.eye(n)])
+    mu, S = np.concatenate([x0, np.zeros(n)]), np.zeros((2 * n, 2 * n))
+    with_earlier: list[np.ndarray] = []   # Cov(z now, x at sample i)
+    cov = np.zeros((n * (k + 1), n * (k + 1)))
+    means = []
+    for j in range(k):
+        for _ in range(sub):
+            mu, S = G @ mu + m0, G @ S @ G.T + C
+            with_earlier = [G @ X for X in with_earlier]
+        for i, X in enumerate(with_earlier):
+            cov[n * j:n * (j + 1), n * i:n * (i + 1)] = X[:n]
+            cov[n * i:n * (i + 1), n * j:n * (j + 1)] = X[:n].T
+        cov[n * j:n * (j + 1), n * j:n * (j + 1)] = S[:n, :n]
+        with_earlier.append(S[:, :n].copy())
+        means.append(mu[:n].copy())
+    for i, X in enumerate(with_earlier):
+        cov[n * k:, n * i:n * (i + 1)] = X[n:]
+        cov[n * i:n * (i + 1), n * k:] = X[n:].T
+    cov[n * k:, n * k:] = S[n:, n:]
+    return np.concatenate(means + [mu[n:]]), cov
+
+
+def _law_cases():
+    rng = np.random.default_rng(31)
+    n, r = 7, 3
+    J = rng.standard_normal((r, n))
+    mob = rng.uniform(0.5, 2.0, n)
+    Hg = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 1.5]])
+    Jdef = np.vstack([J[:2], J[0] + J[1]])                         # rank 2 of 3
+    A = spd(n, rng)
+    cases = {
+        "dense, M ≠ I": (A, dict(A=A, mobility=mob)),
+        "low rank, general H, M ≠ I": (None, dict(coupling="lowrank", J=J, H=Hg,
+                                                  lam=0.8 / mob, mobility=mob)),
+        "low rank, H = 2I": (None, dict(coupling="lowrank", J=J, H=2 * np.eye(r),
+                                        lam=np.full(n, 0.8))),
+        "low rank, rank-deficient J": (None, dict(coupling="lowrank", J=Jdef, H=np.eye(r),
+                                                  lam=np.full(n, 0.8))),
+        "low rank, no complement": (None, dict(coupling="lowrank", J=rng.standard_normal((n, n)),
+                                               H=np.eye(n), lam=np.zeros(n))),
+    }
+    for name, (A, params) in cases.items():
+        if A is None:
+            m = params.get("mobility", np.ones(n))
+            A = params["J"].T @ params["H"] @ params["J"] + np.diag(params["lam"])
+            params = {**params, "mobility": m}
+        yield name, A, params
+
+
+@pytest.mark.parametrize("case", [c[0] for c in _law_cases()])
+def test_the_joint_law_of_samples_and_integral_is_exact(case: str) -> None:
+    """One stretch (propagate) and four at once (sample_path): mean and full covariance of every
+    sample and the integral, to rounding, against the chained Van Loan law."""
+    _, A, params = next(c for c in _law_cases() if c[0] == case)
+    n = A.shape[0]
+    b = A @ np.linspace(-1, 1, n)
+    x0 = np.linspace(1.5, -0.5, n)
+    core = core_with(params, b)
+    spec = core._spectrum
+    assert spec is not None, core.exact_reason
+    mob = params.get("mobility")
+    for k in (1, 4):
+        def draw(rng, k=k):
+            x, acc = x0.copy(), np.zeros(n)
+            if k == 1:
+                spec.propagate(x, b, 0.6, rng, acc)
+                return np.concatenate([x, acc])
+            X = spec.sample_path(x, b, 0.6, k, rng, acc)
+            return np.concatenate([X.reshape(-1), acc])
+        mean, L = _affine(draw)
+        ref_mean, ref_cov = _reference(A, b, mob, x0, 0.6, k)
+        np.testing.assert_allclose(mean, ref_mean, atol=1e-9 * np.abs(ref_mean).max())
+        np.testing.assert_allclose(L @ L.T, ref_cov, atol=1e-9 * np.abs(ref_cov).max())
+
+
+def test_a_transient_that_peaks_between_grid_points_is_left_to_em() -> None:
+    """Rates 0.01, 1, 2: cell 0's mean 9.1 + 4.5(e^{−t} − e^{−2t}) peaks at 10.2 > VMAX near
+    t = 0.7 while both ends are inside: no stretch length may step over it."""
+    V = np.column_stack([np.ones(3) / np.sqrt(3), np.array([1, -1, 0]) / np.sqrt(2),
+                         np.array([1, 1, -2]) / np.sqrt(6)])
+    A = (V * np.array([0.01, 1.0, 2.0])) @ V.T
+    xstar = np.array([9.1, 0.0, 0.0])
+    core = AnalogCore(3, 1, get_profile("ideal"), serial=1, seed=0)
+    core.set_integrator("exact")
+    core.program(CoreParams(active=3, A=A, bias=A @ xstar, temperature=1e-4))
+    core.set_state(xstar + 4.5 * np.array([0.0, -2.0, 2.0]))
+    for t in (0.1, 1.0, 10.0, 1e4):
+        assert not core.exact_safe(t)
+    core.advance(1e3, np.zeros(3))
+    assert core.exact_time == 0.0 and core.sat[0] == 1
+
+
+def test_a_state_within_the_margin_of_a_rail_is_left_to_em() -> None:
+    core = AnalogCore(1, 1, get_profile("ideal"), serial=1, seed=0)
+    core.set_integrator("exact")
+    core.program(CoreParams(active=1, A=np.eye(1), temperature=0.01))   # σ = 0.1
+    core.set_state(np.array([core.profile.vmax - 0.5]))                 # 5σ from the rail
+    assert not core.exact_safe(1.0)
+    core.advance(1.0)
+    assert core.exact_time == 0.0 and core.em_time == 1.0
+
+
+def test_a_safe_stretch_stays_safe_when_shortened() -> None:
+    """The scheduler asks exact_safe(t) for the stretch it will run: the answer must not flip
+    for shorter ones (the check's grid does not depend on t; its margin grows with t)."""
+    A, params = system("dense")
+    b = A @ np.full(10, 3.0)
+    core = core_with(params, b)
+    core.set_state(np.full(10, -4.0))
+    lengths = np.geomspace(1e-3, 1e5, 40)
+    safe = [core.exact_safe(t) for t in lengths]
+    assert safe[0] and all(s1 >= s2 for s1, s2 in zip(safe, safe[1:]))
+
+
+def test_a_sampling_run_is_reproducible_from_its_seed() -> None:
+    """Batches are sized by the run, the FIFO and a word budget, never by wall time."""
+    import host
+    A, _ = system("dense")
+    runs = []
+    for _ in range(2):
+        with host.connect("local://?cells=10&seed=5") as dev:
+            dev.configure(temperature=1e-3)
+            dev.load_coupling(A)
+            dev.load_bias(A @ np.linspace(-1, 1, 10))
+            dev.commit()
+            runs.append(dev.samples(700, period=0.5))
+            assert dev.read("EMU_EXACT_TIME") > 300
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -35,7 +35,9 @@ def test_sc_and_w1c_and_status_flags(dev):
 def test_writes_to_state_while_running_are_busy(dev):
     dev.load_coupling(np.eye(8) * 1e-3)
     dev.commit()
-    dev.configure(substep=1e-4)  # slow enough that the run is still going when we write
+    # slow enough that the run is still going when we write (Euler–Maruyama: exact propagation
+    # would finish it at once)
+    dev.configure(substep=1e-4, integrator="em")
     try:
         dev.run(50.0, wait=False)
         with pytest.raises(host.DeviceError) as e:
@@ -45,12 +47,13 @@ def test_writes_to_state_while_running_are_busy(dev):
         assert x.shape == (8,)
     finally:
         dev.stop()
-        dev.configure(substep=0.0)
+        dev.configure(substep=0.0, integrator="exact")
 
 
 def test_commit_while_running_changes_the_dynamics_in_flight(dev):
-    """The TNGD overlap: new curvature/bias committed while the device keeps running."""
-    dev.configure(temperature=0.0)
+    """The TNGD overlap: new curvature/bias committed while the device keeps running (a run
+    that lasts: Euler–Maruyama)."""
+    dev.configure(temperature=0.0, integrator="em")
     dev.load_coupling(np.eye(8) * 2.0)
     dev.load_bias(np.full(8, 2.0))
     dev.commit()
@@ -63,7 +66,7 @@ def test_commit_while_running_changes_the_dynamics_in_flight(dev):
     time.sleep(0.3)
     dev.stop()
     np.testing.assert_allclose(dev.state(), -1.0, atol=1e-3)
-    dev.configure(temperature=1e-3)
+    dev.configure(temperature=1e-3, integrator="exact")
 
 
 def test_fifo_overrun_flag():
