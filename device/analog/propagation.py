@@ -118,6 +118,8 @@ class Spectrum:
         self.sqrt_m, self.kappa = sqrt_m, float(kappa)
         self.rates, self.rest = rates, float(rest)
         self._basis, self._J, self._coef = basis, J, coef
+        self._abs_basis: F64 | None = None      # |B| (full basis), made on first need
+        self._rows: F64 | None = None           # ‖B_i·‖ (low rank), made on first need
         self.active = sqrt_m.size
         self.k = rates.size
         self.complement = self.active - self.k
@@ -187,10 +189,10 @@ class Spectrum:
         The whitened deviation d(s) = y(s) − y* never grows in norm (S is positive definite),
         so |x_i(s) − x*_i| ≤ M_i^½‖d(0)‖ bounds the whole path at O(N) cost. Where that is too
         loose, the path is checked on the grid 0, s0·2^j, t (s0 a quarter of the fastest time
-        constant), and between grid points by the same argument: each mode's move within
-        [s_j, s] is at most its move over [s_j, s_j+1] (1 − e^{−λh} grows with h), so
-        |x_i(s) − x_i(s_j)| ≤ M_i^½‖d(s_j) − d(s_j+1)‖. The grid does not depend on t, so a
-        stretch that is safe is safe when shortened.
+        constant), and between grid points by each mode's move over the interval: within
+        [s_j, s] it is at most that (1 − e^{−λh} grows with h), and per cell at most
+        :meth:`_row_bound` of it. The grid does not depend on t, so a stretch that is safe is
+        safe when shortened.
         """
         tg = self.target(b)
         limit = vmax - margin(self.active, t, self.fastest) * self.std
@@ -209,10 +211,32 @@ class Spectrum:
         D = self.expand(np.exp(-np.outer(self.rates, times)) * c[:, None])
         if p is not None:
             D += np.exp(-self.rest * times)[None, :] * p[:, None]
-        between = np.sqrt(np.sum(np.diff(D, axis=1) ** 2, axis=0))      # ‖d(s_j) − d(s_j+1)‖
         path = np.abs(tg.xstar[:, None] + self.sqrt_m[:, None] * D)
-        reach = path[:, :-1] + self.sqrt_m[:, None] * between[None, :]
-        return bool(np.all(path < limit[:, None]) and np.all(reach < limit[:, None]))
+        # between grid points (a mode's move within [s_j, s] is at most its move over
+        # [s_j, s_j+1]): the explicit modes move cell i by at most Σ_m |B_im||Δ_m| (a full
+        # basis) or ‖B_i·‖·‖Δ‖ (low rank: the row norms of B), the complement by |p_i| times
+        # its own decay
+        E = np.exp(-np.outer(self.rates, times))
+        move = self._row_bound(-np.diff(E, axis=1) * np.abs(c)[:, None])
+        if p is not None:
+            move = move + np.abs(p)[:, None] * -np.diff(np.exp(-self.rest * times))[None, :]
+        return bool(np.all(path[:, :-1] + self.sqrt_m[:, None] * move < limit[:, None]))
+
+    def _row_bound(self, V: F64) -> F64:
+        """An entrywise bound on |B V| for V ≥ 0 (k × m): |B| V for a full basis, else
+        ‖B_i·‖ times the columns' norms (Cauchy–Schwarz on B's rows, whose norms, the leverage
+        of U's row space, are made once per spectrum, O(r²N), on first need)."""
+        if self._basis is not None:
+            if self._abs_basis is None:
+                self._abs_basis = np.abs(self._basis)
+            return _product(self._abs_basis, V)
+        if self._rows is None:
+            assert self._J is not None and self._coef is not None
+            K = self._coef @ self._coef.T                   # Σ_m coef_lm coef_l'm
+            self._rows = np.sqrt(np.maximum(
+                self.sqrt_m**2 * np.einsum("li,li->i", self._J, K @ self._J), 0.0))
+            self._rows = np.minimum(self._rows * (1 + 1e-9), 1.0) if self.k else self._rows
+        return self._rows[:, None] * np.sqrt(np.sum(V * V, axis=0))[None, :]
 
     def propagate(self, x: F64, b: F64, t: float, rng: np.random.Generator,
                   acc: F64 | None) -> None:
