@@ -48,17 +48,24 @@ def core_with(params: dict, b: np.ndarray, integrator: str = "exact", seed: int 
     return core
 
 
+def from_a_start(kind: str, seed: int) -> tuple[np.ndarray, dict, np.ndarray, np.ndarray,
+                                                AnalogCore]:
+    """A system, a bias with its equilibrium inside ±1, a start in ±2, and its core."""
+    A, params = system(kind)
+    rng = np.random.default_rng(seed)
+    b = A @ rng.uniform(-1, 1, A.shape[0])
+    x0 = rng.uniform(-2, 2, A.shape[0])
+    core = core_with(params, b)
+    assert core.exact, core.exact_reason
+    return A, params, b, x0, core
+
+
 @pytest.mark.parametrize("kind", ["dense", "lowrank"])
 @pytest.mark.parametrize("t", [0.05, 0.5, 2.0])
 def test_transient_of_state_and_integral_is_the_analytic_law(kind: str, t: float) -> None:
     """Mean and covariance of (x(t), ∫x) from a fixed start, against the exact law."""
-    A, params = system(kind)
+    A, params, b, x0, core = from_a_start(kind, seed=5)
     n = A.shape[0]
-    rng = np.random.default_rng(5)
-    b = A @ rng.uniform(-1, 1, n)
-    x0 = rng.uniform(-2, 2, n)
-    core = core_with(params, b)
-    assert core.exact, core.exact_reason
     draws = np.empty((R, 2 * n))
     for k in range(R):
         core.set_state(x0)
@@ -206,12 +213,8 @@ def test_exact_rate_matches_the_em_stiffness_estimate() -> None:
 def test_batched_samples_follow_the_analytic_law(kind: str) -> None:
     """k stretches at once (the integral's independent parts drawn as one sum) against the
     exact law at an intermediate sample and at the end (state and integral)."""
-    A, params = system(kind)
+    A, params, b, x0, core = from_a_start(kind, seed=8)
     n = A.shape[0]
-    rng = np.random.default_rng(8)
-    b = A @ rng.uniform(-1, 1, n)
-    x0 = rng.uniform(-2, 2, n)
-    core = core_with(params, b)
     period, k = 0.3, 4
     draws = np.empty((R, 3 * n))
     for j in range(R):
