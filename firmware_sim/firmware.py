@@ -869,10 +869,8 @@ class Firmware:
         self.acc_time += t
         self.run_elapsed += t
         self.run_left -= t
-        if clamps and not self.saturated:
-            self.saturated = True
-            cells = np.flatnonzero(self.core.sat)[:16].tolist()
-            self._event("SATURATED", "saturated", cells=cells, device_time=self.device_time)
+        if clamps:
+            self._saturation()
         if self.sampling and self.run_elapsed >= self.next_sample - 1e-9 * max(1.0, self.next_sample):
             self._take_sample()
         self._after_advance()
@@ -894,12 +892,21 @@ class Firmware:
         thr = self.regs.u32("FIFO_THRESHOLD")
         if thr and level < thr <= self.fifo.level:
             self._event("FIFO_THRESHOLD", "fifo_threshold", level=self.fifo.level)
+        if self.core.sat.any():  # a batch the core redid by EM clamped
+            self._saturation()
         self.next_sample += t
         self.samples_left -= k
         if self.samples_left == 0:
             self.sampling = False
         self._wake()  # once per batch: a parked WAIT re-checks its predicate under the lock
         self._after_advance()
+
+    def _saturation(self) -> None:
+        """A cell reached a rail: the sticky flag, and the event on its edge."""
+        if not self.saturated:
+            self.saturated = True
+            cells = np.flatnonzero(self.core.sat)[:16].tolist()
+            self._event("SATURATED", "saturated", cells=cells, device_time=self.device_time)
 
     def _after_advance(self) -> None:
         if self.run_left <= 1e-12 * max(1.0, self.run_elapsed):

@@ -421,3 +421,25 @@ def test_a_sampling_run_is_reproducible_from_its_seed() -> None:
             runs.append(dev.samples(700, period=0.5))
             assert dev.read("EMU_EXACT_TIME") > 300
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_a_batch_redone_by_em_reports_its_clamps_to_the_firmware(monkeypatch) -> None:
+    """A drawn path beyond the rails (forced here) is redone by EM, which clamps; the firmware
+    raises STATUS.SATURATED for it as for any other run."""
+    from device.analog import propagation
+    from device.emulator import build_firmware
+    from protocol.regmap import REGMAP
+    fw = build_firmware(4)
+    core = fw.core
+    core.program(CoreParams(active=4, A=np.eye(4), bias=np.full(4, 9.0), temperature=1.0))
+    core.set_state(np.zeros(4))
+    monkeypatch.setattr(propagation.Spectrum, "safe", lambda *a: True)   # a margin that failed
+    inputs = core.sample_run(1.0, 50, fw.acc)
+    assert inputs is not None and core.exact_time == 0.0 and core.sat.any()
+    with fw.cond:   # as the run thread would be, after a RUN of 50 samples
+        fw.running, fw.sampling, fw.samples_left, fw.run_left = True, True, 50, 50.0
+        fw.sample_period, fw.next_sample = 1.0, 1.0
+        fw.after_samples(inputs, 1.0)
+        assert fw.status_word() & REGMAP.STATUS.bit("SATURATED")
+        assert fw.fifo.level == 50 * 4 and not fw.running
+    fw.shutdown()
