@@ -21,9 +21,12 @@ PROFILE_FILE_ID = 255
 
 def warm_up_kernels() -> None:
     """Compile (or load from the on-disk cache) every kernel before the device answers, so the
-    first RUN of a fresh install is not stalled behind Numba's compiler."""
+    first RUN of a fresh install is not stalled behind Numba's compiler (a run thread stuck in a
+    compile for seconds lets leases lapse): the EM kernels under "em" (exact propagation would
+    skip them), then exact propagation's."""
     import numpy as np
     core = AnalogCore(2, 1, get_profile("ideal"), serial=0, seed=0)
+    core.set_integrator("em")
     core.program(CoreParams(active=2, coupling="dense", A=np.eye(2), temperature=1e-3))
     core.advance(core.dt)
     core.program(CoreParams(active=2, coupling="lowrank", J=np.ones((1, 2)), H=np.eye(1),
@@ -32,6 +35,7 @@ def warm_up_kernels() -> None:
     core.program(CoreParams(active=2, coupling="capacitive", A=np.eye(2), lam=np.ones(2),
                             temperature=1e-3))
     core.advance(core.dt)
+    core.set_integrator("exact")
     core.program(CoreParams(active=2, coupling="dense", A=np.eye(2), temperature=1e-3))
     core.sample_run(1.0, 2)  # exact propagation's mode kernel
 
