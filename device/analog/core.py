@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from device.analog import kernels, propagation, stiffness
+from device.analog import kernels, propagation, stiffness, underdamped
 from device.analog.profiles import Profile
 
 F64 = NDArray[np.float64]
@@ -311,14 +311,20 @@ class AnalogCore:
         a = eff.active
         if eff.coupling == "capacitive":
             return None, "capacitive coupling (RLC cells)"
-        if eff.underdamped.any():
-            return None, "underdamped cells"
+        und = eff.underdamped == 1
+        if und.any() and not und.all():
+            return None, "underdamped cells mixed with overdamped ones"
+        gamma = float(eff.friction[0]) if a and und.all() else None
+        if gamma is not None and np.ptp(eff.friction) > 1e-12 * max(abs(gamma), 1e-300):
+            return None, "underdamped cells of different frictions (FRICTION)"
         if a and np.ptp(eff.kappa) > 1e-12 * float(np.max(eff.kappa)):
             return None, "the cells' noise temperatures differ (NOISE_GAIN)"
         if a and float(np.min(eff.mobility)) <= 0:
             return None, "a cell with zero mobility"
         try:
-            return propagation.decompose(eff, float(eff.kappa[0]) if a else 0.0), ""
+            spectrum = propagation.decompose(eff, float(eff.kappa[0]) if a else 0.0)
+            spectrum.friction = gamma
+            return spectrum, ""
         except ValueError as e:
             return None, str(e)
         except np.linalg.LinAlgError as e:
@@ -417,7 +423,10 @@ class AnalogCore:
             if spec is None or eff.active == 0:
                 return False
             a = eff.active
-            return spec.safe(self.x[:a], eff.bias + self.offset[:a], t, self.profile.vmax)
+            b = eff.bias + self.offset[:a]
+            if spec.friction is not None:
+                return underdamped.safe(spec, self.x[:a], self.v[:a], b, t, self.profile.vmax)
+            return spec.safe(self.x[:a], b, t, self.profile.vmax)
 
     def sample_run(self, period: float, k: int, acc: F64 | None = None) -> F64 | None:
         """k stretches of ``period`` propagated exactly at once, returning the node voltages as
@@ -431,9 +440,9 @@ class AnalogCore:
         with self._lock:
             spec, eff = self._spectrum, self._eff
             a, vmax, total = eff.active, self.profile.vmax, k * period
-            if spec is None or a == 0 or (self.profile.drift_rate > 0
-                                          and total > DRIFT_HOLD * (1 + 1e-9)):
-                return None
+            if spec is None or a == 0 or spec.friction is not None or (
+                    self.profile.drift_rate > 0 and total > DRIFT_HOLD * (1 + 1e-9)):
+                return None   # (underdamped cells: one stretch per sample)
             b = eff.bias + self.offset[:a]
             x = self.x[:a]
             if not spec.safe(x, b, total, vmax):
@@ -461,18 +470,21 @@ class AnalogCore:
         """One stretch: exact if its mean path stays clear of the rails, else EM."""
         a = eff.active
         b = eff.bias + self.offset[:a]
-        x = self.x[:a]
+        x, v = self.x[:a], self.v[:a]
         vmax = self.profile.vmax
-        if spec.safe(x, b, t, vmax):
-            x0 = x.copy()
-            acc0 = acc.copy()
-            spec.propagate(x, b, t, self._rng, acc)
+        resonant = spec.friction is not None
+        if underdamped.safe(spec, x, v, b, t, vmax) if resonant else spec.safe(x, b, t, vmax):
+            x0, v0, acc0 = x.copy(), v.copy(), acc.copy()
+            if resonant:
+                underdamped.propagate(spec, x, v, b, t, self._rng, acc)
+            else:
+                spec.propagate(x, b, t, self._rng, acc)
             if np.all(np.abs(x) < vmax):
                 self.exact_time += t
                 self._drift(t)
                 return 0
-            x[:] = x0   # an excursion the margin did not foresee: the rails decide, so EM
-            acc[:] = acc0
+            # an excursion the margin did not foresee: the rails decide, so EM
+            x[:], v[:], acc[:] = x0, v0, acc0
         return self._advance_em(eff, t, acc)
 
     def _advance_em(self, eff: EffectiveParams, t: float, acc_a: F64) -> int:
@@ -623,6 +635,9 @@ class AnalogCore:
         """The stiffest rate for EM's substep: exact from the spectrum when there is one (its
         cells are overdamped: λmax of M^½AM^½), else the stiffness estimate."""
         if spectrum is not None:
-            return spectrum.fastest * (1.0 + 1e-9)  # never below λmax's other roundings
+            rate = spectrum.fastest * (1.0 + 1e-9)  # never below λmax's other roundings
+            if spectrum.friction is not None:       # oscillators: √λmax + Γ, as stiffness.bound
+                rate = math.sqrt(rate) + spectrum.friction
+            return rate
         rate, self._top_mode = stiffness.rate(eff, self._top_mode)
         return rate

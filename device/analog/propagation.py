@@ -118,6 +118,9 @@ class Spectrum:
         self.sqrt_m, self.kappa = sqrt_m, float(kappa)
         self.rates, self.rest = rates, float(rest)
         self._basis, self._J, self._coef = basis, J, coef
+        self.friction: float | None = None
+        """The cells' one friction γ when they are underdamped (device/analog/underdamped.py),
+        None when they are overdamped."""
         self._abs_basis: F64 | None = None      # |B| (full basis), made on first need
         self._rows: F64 | None = None           # ‖B_i·‖ (low rank), made on first need
         self.active = sqrt_m.size

@@ -443,3 +443,58 @@ def test_a_batch_redone_by_em_reports_its_clamps_to_the_firmware(monkeypatch) ->
         assert fw.status_word() & REGMAP.STATUS.bit("SATURATED")
         assert fw.fifo.level == 50 * 4 and not fw.running
     fw.shutdown()
+
+
+# -- underdamped cells of one friction ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["dense, M ≠ I", "low rank, general H, M ≠ I",
+                                  "low rank, rank-deficient J", "undamped"])
+def test_an_underdamped_stretch_has_the_exact_law(case: str) -> None:
+    """Oscillator modes (q, p, ∫q) from Van Loan and doubling: mean and full covariance of
+    (x, v, ∫x) after one stretch, to rounding, against the 2N-dimensional linear SDE."""
+    base = "dense, M ≠ I" if case == "undamped" else case
+    _, A, params = next(c for c in _law_cases() if c[0] == base)
+    n = A.shape[0]
+    gamma = 0.0 if case == "undamped" else 0.7
+    params = {**params, "underdamped": np.ones(n, bool), "friction": np.full(n, gamma)}
+    b = A @ np.linspace(-1, 1, n)
+    x0, v0 = np.linspace(1.5, -0.5, n), np.linspace(-0.3, 0.4, n)
+    core = core_with(params, b)
+    spec = core._spectrum
+    assert spec is not None and spec.friction == gamma, core.exact_reason
+    from device.analog import underdamped
+
+    def draw(rng):
+        x, v, acc = x0.copy(), v0.copy(), np.zeros(n)
+        underdamped.propagate(spec, x, v, b, 1.3, rng, acc)
+        return np.concatenate([x, v, acc])
+    mean, L = _affine(draw)
+    sde = LinearSDE.from_core(A, b, KAPPA, params.get("mobility"), params["friction"],
+                              params["underdamped"])
+    ref_mean, ref_cov = sde.transition_with_integral(np.concatenate([x0, v0]), 1.3)
+    np.testing.assert_allclose(mean, ref_mean, atol=1e-9 * np.abs(ref_mean).max())
+    np.testing.assert_allclose(L @ L.T, ref_cov, atol=1e-8 * np.abs(ref_cov).max())
+
+
+def test_underdamped_cells_that_do_not_decouple_are_left_to_em() -> None:
+    A, params = system("dense")
+    und = np.ones(10, bool)
+    core = core_with({**params, "underdamped": und, "friction": np.linspace(0.5, 1, 10)},
+                     np.zeros(10))
+    assert not core.exact and "frictions" in core.exact_reason
+    core = core_with({**params, "underdamped": np.arange(10) < 5}, np.zeros(10))
+    assert not core.exact and "mixed" in core.exact_reason
+
+
+def test_an_underdamped_core_rings_towards_the_rails_under_em() -> None:
+    """A fast start towards a rail: the energy bound cannot clear it, EM integrates, clamps."""
+    n = 4
+    core = AnalogCore(n, 1, get_profile("ideal"), serial=1, seed=0)
+    core.set_integrator("exact")
+    core.program(CoreParams(active=n, A=np.eye(n), temperature=1e-4, friction=np.full(n, 0.05),
+                            underdamped=np.ones(n, bool)))
+    assert core.exact
+    core.set_state(np.zeros(n), np.full(n, 15.0))     # amplitude 15 > VMAX
+    assert not core.exact_safe(1.0)
+    assert core.advance(5.0) > 0 and core.sat.all() and core.exact_time == 0.0
