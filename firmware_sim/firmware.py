@@ -35,7 +35,7 @@ from firmware_sim.scheduler import RunScheduler
 from protocol.limits import DEFAULT as DEFAULT_LIMITS, Limits
 from protocol.codec import Packet, ProtocolError, Reply, Transaction, decode_request
 from protocol.ops import MUTATING, Op
-from protocol.regmap import REGMAP, Register, Window, float_to_q31
+from protocol.regmap import REGMAP, Register, Window, float_to_q31, resolve
 from protocol.status import DESCRIPTIONS, RunEnd, Status
 
 log = logging.getLogger("thermohil.firmware")
@@ -48,6 +48,8 @@ _DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER",
             "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT", "CAL_TIME", "EMU_EXACT",
             "EMU_EXACT_TIME"}
 _CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
+INTEGRATORS = ("em", "exact")
+"""EMU_INTEGRATOR's values, in order (the core's names for them)."""
 #: Cheapest a substep can be on any machine this runs on (s): with the per-word cost below, a
 #: floor for the run-budget estimate before a configuration has been measured (it refuses only
 #: runs that cannot possibly fit; the measured cost takes over after the first chunk).
@@ -117,6 +119,10 @@ class Firmware:
                       CAPS=sum(CAPS.bit(c) for c in set(caps)),
                       BOOT_STATUS=STATUS.bit("CAL_VALID") if calibrated else 0,
                       BOOT_SUBSTEP=0.0)  # the reset configuration's substep: known after COMMIT
+        for w in REGMAP.windows.values():  # only the dense COUPLING may outgrow its span
+            if w.name != "COUPLING" and resolve(w.depth, consts) > w.span:
+                raise ValueError(f"{w.name} needs {resolve(w.depth, consts)} words, more than its "
+                                 f"span of {w.span}: too many cells or too high a rank")
         self.regs = RegisterFile(REGMAP, consts)
         self.emulator = emulator
         self.vmax = consts["VMAX"]
@@ -613,7 +619,7 @@ class Firmware:
     def _set_integrator(self, quiet: bool = False) -> None:
         set_integrator = getattr(self.core, "set_integrator", None)
         if set_integrator is not None:
-            set_integrator(("em", "exact")[self.regs.u32("EMU_INTEGRATOR")])
+            set_integrator(INTEGRATORS[self.regs.u32("EMU_INTEGRATOR")])
             if not self.core.exact and not quiet:
                 log.info("Euler-Maruyama integrates the committed configuration: %s",
                          self.core.exact_reason)
@@ -820,9 +826,10 @@ class Firmware:
     def _start_run(self, token: int) -> None:
         run_time = float(self.regs.f32("RUN_TIME"))
         substeps = run_time / self.core.dt
-        # an exact run costs a few products per stretch; should the rails send a stretch to EM,
-        # the budget still stops it (RUN_END = BUDGET)
-        exact = getattr(self.core, "exact", False)
+        # an exact run costs a few products per stretch, whatever its length: no estimate when
+        # its first stretch is exact's (away from the rails); otherwise EM's substeps
+        exact = getattr(self.core, "exact", False) and self.core.exact_safe(
+            min(run_time, self.core.exact_horizon()))
         wall = substeps * self.step_cost_estimate() if self.emulator and not exact else 0.0
         if wall > self.run_budget():
             raise TxError(Status.RANGE, f"RUN of {run_time:g} tau0 needs {substeps:.3g} substeps of "

@@ -65,7 +65,8 @@ class RunScheduler(threading.Thread):
             steps = max(1, int(CHUNK_WALL_S / self._sec_per_step))
             t = min(fw.run_left, steps * core.dt, max(gap, 0.0))
         t0 = time.perf_counter()
-        clamps = core.advance(t, fw.acc) if t > 0 else 0
+        clamps = (core.advance(t, fw.acc, exact=exact) if horizon > 0 else core.advance(t, fw.acc)) \
+            if t > 0 else 0
         took = time.perf_counter() - t0
         fw.after_chunk(t, clamps, took, exact=exact)
         self._sec_per_step = fw.step_cost or self._sec_per_step
@@ -79,8 +80,9 @@ class RunScheduler(threading.Thread):
         if abs(fw.next_sample - fw.run_elapsed - period) > 1e-9 * period:
             return False
         k = fw.samples_left if fw.samples_left > 0 else 1 << 30
+        # the FIFO's depth, not its level: a host draining it meanwhile must not change the draws
         k = min(k, int(fw.run_left / period * (1 + 1e-12)), SAMPLE_BATCH_WORDS // max(n, 1),
-                (fw.fifo.depth - fw.fifo.level) // max(n, 1))
+                fw.fifo.depth // max(n, 1))
         if math.isfinite(horizon):
             k = min(k, int(horizon / period * (1 + 1e-12)))
         if k < 2 or not hasattr(fw.core, "sample_run"):

@@ -377,7 +377,9 @@ class ThermoDevice:
                 else "file" if v["EMU_PROFILE"] == 255 else v["EMU_PROFILE"],
                 "seed": v["EMU_SEED"], "substep": v["EMU_SUBSTEP"] or "auto",
                 "stability": v["EMU_STABILITY"], "dt": v["EMU_DT"],
-                "integrator": INTEGRATORS[v["EMU_INTEGRATOR"]], "exact": bool(v["EMU_EXACT"])}
+                "integrator": INTEGRATORS[v["EMU_INTEGRATOR"]]
+                if v["EMU_INTEGRATOR"] < len(INTEGRATORS) else v["EMU_INTEGRATOR"],
+                "exact": bool(v["EMU_EXACT"])}
         return info
 
     def _read_limits(self) -> Limits:
@@ -563,10 +565,10 @@ class ThermoDevice:
     def _window_len(self, w: Window) -> int:
         if w.fifo:
             raise ValueError(f"reading {w.name} needs n (words to pop)")
-        depth = REGMAP.windows[w.name].depth
-        if depth == "N_CELLS":
-            return self.n_cells
-        return int(eval_depth(depth, self._static))
+        # the map's own rule (a product of the instance constants, never beyond the span), as
+        # the device computes it
+        return REGMAP.windows[w.name].depth_for({"N_CELLS": self.n_cells,
+                                                 "MAX_RANK": self._static["max_rank"]})
 
     def _window_tx(self, name: str, values: np.ndarray) -> list[Transaction]:
         w = _win(name)
@@ -618,6 +620,13 @@ class ThermoDevice:
         propagates the dynamics exactly where they allow it, "em" always integrates them by
         Euler–Maruyama at the substep."""
         n = self.n_cells
+        if integrator is not None:  # checked before anything is staged
+            if integrator not in INTEGRATORS:
+                raise ValueError(f"integrator must be one of {', '.join(INTEGRATORS)}, "
+                                 f"got {integrator!r}")
+            if "emulator" not in self._static["caps"]:
+                raise ValueError("integrator: this device is not an emulator (CAPS.EMULATOR is "
+                                 "clear); a board's dynamics are its own")
         tx: list[Transaction] = []
         if mode is not None:
             modes = [mode] * n if isinstance(mode, str) else list(mode)
@@ -640,9 +649,6 @@ class ThermoDevice:
             tx.append(wr("ACTIVE_CELLS", [active]))
             self._staged_active = active
         if integrator is not None:
-            if integrator not in INTEGRATORS:
-                raise ValueError(f"integrator must be one of {', '.join(INTEGRATORS)}, "
-                                 f"got {integrator!r}")
             tx.append(wr("EMU_INTEGRATOR", [INTEGRATORS.index(integrator)]))
         if substep is not None:
             tx.append(wr_f32("EMU_SUBSTEP", substep))
@@ -1015,16 +1021,6 @@ class ThermoDevice:
 
 def _writes_owner(tx: list[Transaction]) -> bool:
     return any(t.op == Op.WRITE and t.addr == _reg("OWNER").address for t in tx)
-
-
-def eval_depth(depth: str | int, static: dict) -> int:
-    if isinstance(depth, int):
-        return depth
-    consts = {"N_CELLS": static["n_cells"], "MAX_RANK": static["max_rank"]}
-    out = 1
-    for term in depth.split("*"):
-        out *= int(term) if term.strip().isdigit() else consts[term.strip()]
-    return out
 
 
 def connect(url: str = "spawn://", *, timeout: float | None = None, retries: int | None = None,

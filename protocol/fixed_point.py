@@ -3,9 +3,10 @@
 An upload of a coupling is the protocol's biggest cost next to the socket: the numpy forms of
 these conversions make four to six passes over the data with a temporary each (scale, round,
 clip, cast; checks before), which for a 10⁵ × 320 low-rank factor is most of a second. These
-Numba kernels make one pass each, with the same results to the bit (tests/unit checks them
-against the numpy forms in protocol.regmap and firmware_sim.converters). A host installed
-without Numba (a board's, without the emulator) gets the numpy forms, same results.
+Numba kernels make one pass each. protocol.regmap.float_to_q31 and firmware_sim.converters.dac
+call them; a host installed without Numba (a board's, without the emulator) gets the numpy forms
+below instead, with the same results to the bit (tests/unit/test_fixed_point.py checks the
+kernels against independent numpy references and against these fallbacks).
 """
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ def decode_q31(codes: np.ndarray, full_scale: float, bits: int = 32,
     """Codes through a ``bits``-bit DAC (the low 32 − bits bits dropped) to physical values:
     firmware_sim.converters.dac in one pass, optionally into ``out`` (float64, same size)."""
     flat = np.ascontiguousarray(codes, dtype=np.int32).reshape(-1)
+    bits = min(max(int(bits), 1), 32)
     mask = np.int32(-(1 << (32 - bits))) if bits < 32 else np.int32(-1)
     if out is not None:
         if not (out.flags.c_contiguous and out.dtype == np.float64 and out.size == flat.size):

@@ -30,6 +30,7 @@ per-cell vectors are always full length n_cells (the firmware's memory windows).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from dataclasses import dataclass, replace
 
@@ -331,8 +332,9 @@ class AnalogCore:
             return None, f"the eigensolver failed ({e})"
 
     def stiffness(self) -> float:
-        """The fastest rate of the installed dynamics (1/τ0) as the substep sees it: a Lanczos
-        estimate with a safety margin, capped by the guaranteed bound."""
+        """The fastest rate of the installed dynamics (1/τ0) as the substep sees it: exact from
+        the spectrum when one is installed, else a Lanczos estimate with a safety margin,
+        capped by the guaranteed bound."""
         return self._eff.rate
 
     @property
@@ -375,26 +377,26 @@ class AnalogCore:
 
     # -- dynamics --------------------------------------------------------------------------------
 
-    def advance(self, t: float, acc: F64 | None = None) -> int:
+    def advance(self, t: float, acc: F64 | None = None, exact: bool = True) -> int:
         """Integrate exactly ``t`` τ0 of device time; add ∫x dt to ``acc``; return clamp events.
 
         With a spectrum installed (:attr:`integrator` "exact") each stretch the rails cannot
         reach is drawn from the exact transition law; anything else (and every stretch under
-        "em") is integrated by Euler–Maruyama. Offsets drift once per stretch (exact) or per
-        noise block (EM).
+        "em") is integrated by Euler–Maruyama. ``exact=False`` integrates this call by EM
+        whatever the spectrum (a scheduler's EM chunks: whether a chunk is exact must not depend
+        on its wall-time-sized length, or runs would not be reproducible). Offsets drift once
+        per stretch (exact) or per noise block (EM).
         """
         if not (math.isfinite(t) and t >= 0.0):
             raise ValueError(f"advance time must be finite and >= 0, got {t}")
-        if acc is not None and (acc.shape != (self.n_cells,) or acc.dtype != np.float64
-                                or not acc.flags.c_contiguous):
-            raise ValueError(f"acc must be a contiguous float64 array of shape ({self.n_cells},)")
+        self._check_acc(acc)
         with self._lock:
             eff = self._eff
             if t == 0.0:
                 return 0
             acc_a = acc[: eff.active] if acc is not None else np.zeros(eff.active)
             spec = self._spectrum
-            if spec is None or eff.active == 0:
+            if spec is None or eff.active == 0 or not exact:
                 clamps = self._advance_em(eff, t, acc_a)
             else:
                 clamps, left = 0, t
@@ -405,6 +407,11 @@ class AnalogCore:
                     left -= seg
             self.time += t
             return clamps
+
+    def _check_acc(self, acc: F64 | None) -> None:
+        if acc is not None and (acc.shape != (self.n_cells,) or acc.dtype != np.float64
+                                or not acc.flags.c_contiguous):
+            raise ValueError(f"acc must be a contiguous float64 array of shape ({self.n_cells},)")
 
     def exact_horizon(self) -> float:
         """The longest stretch ``advance`` propagates exactly in one piece (τ0): a drift hold,
@@ -435,8 +442,10 @@ class AnalogCore:
         stretch is not exact's (EM, rails within reach, or longer than a drift hold). A drawn
         path that crosses a rail all the same (beyond the margin's odds) is thrown away and the
         k periods integrated by EM, which clamps."""
+        k = operator.index(k)
         if not (k >= 1 and math.isfinite(period) and period > 0):
             raise ValueError(f"need k >= 1 and period > 0, got {k}, {period}")
+        self._check_acc(acc)
         with self._lock:
             spec, eff = self._spectrum, self._eff
             a, vmax, total = eff.active, self.profile.vmax, k * period

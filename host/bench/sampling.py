@@ -3,8 +3,8 @@
 - **sampling**: points per second of ``dev.samples(n, period=1 τ0)`` on ``local://`` (the
   emulator in this process, through the whole protocol), N = 256 cells, a dense SPD coupling with
   eigenvalues 1…10 in a random basis, κ = 10⁻³ — exact propagation (the emulator's default)
-  against thermox.sample (exact OU sampling in JAX, float32 as it comes, the reference the issue
-  of speed is posed against) and against Euler–Maruyama (EMU_INTEGRATOR = 0), same run. thermox
+  against thermox.sample (exact OU sampling in JAX, float32 as it comes: the reference a user
+  would reach for instead) and against Euler–Maruyama (EMU_INTEGRATOR = 0), same run. thermox
   is an optional peer: without it the row says so and the ratio is to EM.
 - **commit**: a dense N = 1024 COMMIT (the same spectrum) with exact propagation (its eigen-
   decomposition) against EM's (the Lanczos estimate of the stiffest rate), warm-started as on

@@ -47,6 +47,7 @@ def test_a_hundred_thousand_cells_solve_a_low_rank_system(big_daemon) -> None:
         assert dev.read("EMU_EXACT") == 1                 # the r-dimensional problem, exactly
         dev.run(60.0)
         x = dev.state()
+        assert dev.read("EMU_EXACT_TIME") >= 60.0          # not EM's: that would take minutes
         rss = _rss_mib(big_daemon.proc.pid)
     # Woodbury: (λI + JᵀJ)⁻¹b = b/λ − Jᵀ(λI + JJᵀ)⁻¹Jb/λ
     exact = b / lam - J.T @ np.linalg.solve(lam * np.eye(RANK) + J @ J.T, J @ b) / lam

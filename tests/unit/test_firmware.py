@@ -198,3 +198,25 @@ def test_emulator_block_is_absent_on_hardware_builds():
         assert not int(reply.data[0][0]) & REGMAP.CAPS.bit("EMULATOR")
     finally:
         fw.shutdown()
+
+
+def test_integrator_selection_is_checked_before_anything_is_staged(dev):
+    active = dev.read("ACTIVE_CELLS")
+    with pytest.raises(ValueError, match="integrator must be one of em, exact"):
+        dev.configure(active=5, temperature=0.5, integrator="rk4")
+    assert dev.read("ACTIVE_CELLS") == active and dev._staged_active != 5
+    assert dev.read("TEMPERATURE") != pytest.approx(0.5)
+    dev.configure(integrator="em")
+    assert dev.info()["emulator"]["integrator"] == "em" and dev.read("EMU_EXACT") == 0
+    with pytest.raises(host.DeviceError) as e:       # the register's own range, on the wire
+        dev.write("EMU_INTEGRATOR", 2)
+    assert e.value.status == Status.RANGE and dev.read("EMU_INTEGRATOR") == 0
+    dev.configure(integrator="exact")
+    assert dev.info()["emulator"]["integrator"] == "exact"
+
+
+def test_a_board_has_no_integrator_to_select(monkeypatch):
+    with host.connect("local://?cells=4") as d:
+        monkeypatch.setitem(d._static, "caps", [c for c in d._static["caps"] if c != "emulator"])
+        with pytest.raises(ValueError, match="not an emulator"):
+            d.configure(integrator="em")

@@ -23,11 +23,11 @@ def _reference_decode(codes: np.ndarray, full_scale: float, bits: int) -> np.nda
 def test_encode_and_decode_match_the_numpy_forms(bits: int) -> None:
     rng = np.random.default_rng(bits)
     fs = 3.0
+    lsb = fs / 2.0 ** (bits - 1)                     # one step of a bits-bit DAC
     values = np.concatenate([rng.uniform(-1.2 * fs, 1.2 * fs, 20_000),
-                             # ties, the ends, and beyond them
-                             np.array([0.5, -0.5, 1.5, 2.5]) * fs * 2.0 ** (bits - 32) / 2**31
-                             * 2**31 / 2 ** (bits - 1),
-                             [fs, -fs, fs * (1 - 2.0**-31), 1e30, -1e30, 0.0, -0.0]])
+                             # exact ties (half steps, to even), the ends, and beyond them
+                             np.array([0.5, -0.5, 1.5, 2.5, -2.5]) * lsb,
+                             [fs, -fs, fs - 0.5 * lsb, 1e30, -1e30, 0.0, -0.0]])
     codes = encode_q31(values, fs, bits)
     np.testing.assert_array_equal(codes, _reference_encode(values, fs, bits))
     np.testing.assert_array_equal(decode_q31(codes, fs, bits), _reference_decode(codes, fs, bits))
