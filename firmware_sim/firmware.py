@@ -48,7 +48,7 @@ _DYNAMIC = {"UPTIME_MS", "DEVICE_TIME", "STATUS", "CTRL", "IRQ_STATUS", "OWNER",
             "FIFO_LEVEL", "ACC_TIME", "EMU_DT", "RUN_COUNT", "CAL_TIME", "EMU_EXACT",
             "EMU_EXACT_TIME"}
 _CORE_FIDELITY = ("EMU_SUBSTEP", "EMU_STABILITY")
-INTEGRATORS = ("em", "exact")
+INTEGRATORS = tuple(REGMAP.meta["emu_integrators"])
 """EMU_INTEGRATOR's values, in order (the core's names for them)."""
 #: Cheapest a substep can be on any machine this runs on (s): with the per-word cost below, a
 #: floor for the run-budget estimate before a configuration has been measured (it refuses only

@@ -43,7 +43,7 @@ DIAG_TRIM_HEADROOM = 1 / 16
 
 _Decode = Callable[[list], Any]
 MODES = {"overdamped": 0, "underdamped": 1}
-INTEGRATORS = ("em", "exact")
+INTEGRATORS = tuple(REGMAP.meta["emu_integrators"])
 """EMU_INTEGRATOR values, in register order."""
 
 

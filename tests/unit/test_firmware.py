@@ -220,3 +220,10 @@ def test_a_board_has_no_integrator_to_select(monkeypatch):
         monkeypatch.setitem(d._static, "caps", [c for c in d._static["caps"] if c != "emulator"])
         with pytest.raises(ValueError, match="not an emulator"):
             d.configure(integrator="em")
+
+
+def test_the_register_map_names_the_cores_integrators():
+    """EMU_INTEGRATOR's values are listed once, in the map; the core must know each by name."""
+    from device.analog.core import INTEGRATORS
+    assert tuple(REGMAP.meta["emu_integrators"]) == INTEGRATORS
+    assert REGMAP.EMU_INTEGRATOR.max == len(INTEGRATORS) - 1
