@@ -20,10 +20,12 @@ The eigenbasis comes from one of two decompositions, paid once per COMMIT:
   Ω^½PᵀHPΩ^½, eigenvalues σ) carry the rates μ + σ and their complement the rate μ; B is never
   formed, only applied through J, so memory stays O(rN) and a stretch costs O(rN).
 
-What it cannot do it says (:attr:`Spectrum.reason`), and the core integrates with EM instead:
-underdamped or capacitive cells, per-cell noise temperatures that differ, a coupling that is not
-positive definite (it saturates: a matter for the rails), a size beyond the eigensolver's budget.
-Rails are the other limit: :meth:`Spectrum.safe` says whether a stretch can come near them.
+The same spectrum serves underdamped cells of one friction (device/analog/underdamped.py).
+What neither covers, the core integrates with EM and says why (``AnalogCore.exact_reason``):
+capacitive cells, mixed or differently damped cells, per-cell noise temperatures that differ, a
+coupling that is not positive definite (it saturates: a matter for the rails), a size beyond the
+eigensolver's budget. Rails are the other limit: :meth:`Spectrum.safe` says whether a stretch
+can come near them.
 """
 from __future__ import annotations
 
