@@ -872,41 +872,28 @@ class Firmware:
         if t > 0 and wall > 0 and not exact:
             per_step = wall / max(1.0, t / self.core.dt)
             self.step_cost = per_step if self.step_cost is None else 0.7 * self.step_cost + 0.3 * per_step
-        self.device_time += t
-        self.acc_time += t
-        self.run_elapsed += t
-        self.run_left -= t
+        self._elapse(t)
         if clamps:
             self._saturation()
         if self.sampling and self.run_elapsed >= self.next_sample - 1e-9 * max(1.0, self.next_sample):
-            self._take_sample()
+            self._take_samples(self.core.read_adc_input()[None, :], self.sample_period)
         self._after_advance()
 
     def after_samples(self, inputs: np.ndarray, period: float) -> None:
         """Bookkeeping after the scheduler advanced the core through len(inputs) sample periods
         at once (``inputs``: the ADC inputs at each sample time, as ``read_adc_input``): the
         same FIFO contents, flags and events as that many single samples, converted at once."""
-        k, n = len(inputs), self.active_cells
-        t = k * period
+        self._elapse(len(inputs) * period)
+        if self.core.sat.any():  # a batch the core redid by EM clamped
+            self._saturation()
+        self._take_samples(inputs, period)
+        self._after_advance()
+
+    def _elapse(self, t: float) -> None:
         self.device_time += t
         self.acc_time += t
         self.run_elapsed += t
         self.run_left -= t
-        codes = adc(inputs[:, :n], self.vmax, self.core.profile.adc_bits)
-        level, overrun = self.fifo.level, self.fifo.overrun
-        if self.fifo.push_block(codes) < k and not overrun:
-            self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
-        thr = self.regs.u32("FIFO_THRESHOLD")
-        if thr and level < thr <= self.fifo.level:
-            self._event("FIFO_THRESHOLD", "fifo_threshold", level=self.fifo.level)
-        if self.core.sat.any():  # a batch the core redid by EM clamped
-            self._saturation()
-        self.next_sample += t
-        self.samples_left -= k
-        if self.samples_left == 0:
-            self.sampling = False
-        self._wake()  # once per batch: a parked WAIT re-checks its predicate under the lock
-        self._after_advance()
 
     def _saturation(self) -> None:
         """A cell reached a rail: the sticky flag, and the event on its edge."""
@@ -924,17 +911,19 @@ class Firmware:
         else:
             self._check_lease()
 
-    def _take_sample(self) -> None:
-        n = self.active_cells
-        codes = adc(self.core.read_adc_input()[:n], self.vmax, self.core.profile.adc_bits)
+    def _take_samples(self, inputs: np.ndarray, period: float) -> None:
+        """Samples (k × cells of ADC inputs, one period apart) into the FIFO: those that fit,
+        overrun and threshold events on their edges, one wake for a parked WAIT."""
+        k, n = len(inputs), self.active_cells
+        codes = adc(inputs[:, :n], self.vmax, self.core.profile.adc_bits)
         level, overrun = self.fifo.level, self.fifo.overrun
-        if not self.fifo.push(codes) and not overrun:  # events fire on the edge, once
+        if self.fifo.push_block(codes) < k and not overrun:  # events fire on the edge, once
             self._event("FIFO_OVERRUN", "fifo_overrun", level=self.fifo.level)
         thr = self.regs.u32("FIFO_THRESHOLD")
         if thr and level < thr <= self.fifo.level:
             self._event("FIFO_THRESHOLD", "fifo_threshold", level=self.fifo.level)
-        self.next_sample += self.sample_period
-        self.samples_left -= 1
+        self.next_sample += k * period
+        self.samples_left -= k
         if self.samples_left == 0:
             self.sampling = False
         self._wake()

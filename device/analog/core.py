@@ -243,6 +243,7 @@ class AnalogCore:
         self._spectrum: propagation.Spectrum | None = None
         self.exact_reason = ""
         """Why the installed dynamics are integrated by EM ("" when they propagate exactly)."""
+        self._rails_memo: tuple | None = None
         self.exact_time = 0.0
         self.em_time = 0.0
         """Device time advanced by each integrator since construction (τ0)."""
@@ -426,14 +427,25 @@ class AnalogCore:
         """Whether ``advance(t)`` (t within :meth:`exact_horizon`) will be one exact stretch:
         its mean path keeps clear of the rails (see propagation.Spectrum.safe)."""
         with self._lock:
-            spec, eff = self._spectrum, self._eff
-            if spec is None or eff.active == 0:
-                return False
-            a = eff.active
-            b = eff.bias + self.offset[:a]
-            if spec.friction is not None:
-                return underdamped.safe(spec, self.x[:a], self.v[:a], b, t, self.profile.vmax)
-            return spec.safe(self.x[:a], b, t, self.profile.vmax)
+            spec = self._spectrum
+            return spec is not None and self._eff.active > 0 and self._clear_of_rails(spec, t)
+
+    def _clear_of_rails(self, spec: propagation.Spectrum, t: float) -> bool:
+        """The rails check of a stretch of t from the current state, remembered for that state:
+        the run thread asks before a stretch (to size it) and ``advance`` again inside it, and
+        for 10⁵ cells the check is tens of milliseconds."""
+        a = self._eff.active
+        b = self._eff.bias + self.offset[:a]
+        x, v = self.x[:a], self.v[:a]
+        memo = self._rails_memo
+        if (memo is not None and memo[0] is spec and memo[1] == t and np.array_equal(memo[2], x)
+                and np.array_equal(memo[3], v) and np.array_equal(memo[4], b)):
+            return memo[5]
+        vmax = self.profile.vmax
+        ok = (underdamped.safe(spec, x, v, b, t, vmax) if spec.friction is not None
+              else spec.safe(x, b, t, vmax))
+        self._rails_memo = (spec, t, x.copy(), v.copy(), b.copy(), ok)
+        return ok
 
     def sample_run(self, period: float, k: int, acc: F64 | None = None) -> F64 | None:
         """k stretches of ``period`` propagated exactly at once, returning the node voltages as
@@ -454,7 +466,7 @@ class AnalogCore:
                 return None   # (underdamped cells: one stretch per sample)
             b = eff.bias + self.offset[:a]
             x = self.x[:a]
-            if not spec.safe(x, b, total, vmax):
+            if not self._clear_of_rails(spec, total):
                 return None
             acc_a = acc[:a] if acc is not None else np.zeros(a)
             x0, acc0 = x.copy(), acc_a.copy()
@@ -482,7 +494,7 @@ class AnalogCore:
         x, v = self.x[:a], self.v[:a]
         vmax = self.profile.vmax
         resonant = spec.friction is not None
-        if underdamped.safe(spec, x, v, b, t, vmax) if resonant else spec.safe(x, b, t, vmax):
+        if self._clear_of_rails(spec, t):
             x0, v0, acc0 = x.copy(), v.copy(), acc.copy()
             if resonant:
                 underdamped.propagate(spec, x, v, b, t, self._rng, acc)

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from device.analog import kernels
+
 if TYPE_CHECKING:
     from device.analog.core import EffectiveParams
 
@@ -123,6 +125,8 @@ class Spectrum:
         self.friction: float | None = None
         """The cells' one friction γ when they are underdamped (device/analog/underdamped.py),
         None when they are overdamped."""
+        self.oscillator_stretches: dict[float, tuple] = {}
+        """underdamped.py's per-t transitions (its cache, as ``stretch`` is this class's)."""
         self._abs_basis: F64 | None = None      # |B| (full basis), made on first need
         self._rows: F64 | None = None           # ‖B_i·‖ (low rank), made on first need
         self.active = sqrt_m.size
@@ -293,7 +297,6 @@ class Spectrum:
         basis is applied once to all k states (a matrix product instead of k vector ones). Of
         each stretch's integral, the part independent of the states sums to one Gaussian of k
         times the variance: one draw per mode instead of k."""
-        from device.analog import kernels
         a, m, sm = self.active, self.k, self.sqrt_m
         tg = self.target(b)
         y0 = x / sm

@@ -60,7 +60,7 @@ def transition(rates: F64, gamma: float, t: float) -> tuple[F64, F64]:
 
 
 def _stretch(spec: Spectrum, t: float) -> tuple[F64, F64, F64 | None, F64 | None]:
-    cache = spec.__dict__.setdefault("_underdamped_stretches", {})
+    cache = spec.oscillator_stretches
     hit = cache.get(t)
     if hit is None:
         assert spec.friction is not None

@@ -19,10 +19,11 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+from host.device import decode_register
 from host.drivers import Driver, open_driver
 from protocol import REGMAP, Op, Register, Status, Transaction, Window
 from protocol.regmap import resolve
-from protocol.words import f32_to_word, f64_to_words, word_to_f32, words_to_f64
+from protocol.words import f32_to_word, f64_to_words
 
 #: Registers that count by themselves from boot on: their reset value holds only at the instant
 #: of boot (LEASE_LEFT_MS also counts down, but on a device nobody claimed it reads 0).
@@ -56,14 +57,6 @@ def _read(driver: Driver, tx: list[Transaction], words: int = MIN_REPLY_WORDS
     return out
 
 
-def _value(reg: Register, words: np.ndarray) -> int | float:
-    if reg.format == "f32":
-        return word_to_f32(int(words[0]))
-    if reg.format == "f64":
-        return words_to_f64(int(words[0]), int(words[1]))
-    return int(words[0])
-
-
 def _words(reg: Register, value: int | float) -> list[int]:
     """The words a register holding ``value`` reads."""
     if reg.format == "f32":
@@ -85,7 +78,7 @@ class FreshDevice:
         data = _read(driver, [Transaction(Op.READ, r.address, (r.words,))
                               for r in self.registers.values()])
         self.words = dict(zip(self.registers, data))
-        self.values = {n: _value(r, self.words[n]) for n, r in self.registers.items()}
+        self.values = {n: decode_register(r, self.words[n]) for n, r in self.registers.items()}
 
     def used(self) -> str | None:
         """Why the device is not fresh, or None."""
@@ -136,7 +129,7 @@ def test_every_register_reads_its_reset_value_after_boot(fresh: FreshDevice):
         got = [int(w) for w in fresh.words[name]]
         if got != want:
             wrong.append(f"{name}: the map's reset {reg.reset!r} is "
-                         f"{_value(reg, np.array(want, dtype=np.uint32))!r}, the device reads "
+                         f"{decode_register(reg, np.array(want, dtype=np.uint32))!r}, the device reads "
                          f"{fresh.values[name]!r} ({' '.join(f'{w:#010x}' for w in got)})")
     assert not wrong, "registers not at their reset value after boot:\n" + "\n".join(wrong)
 
