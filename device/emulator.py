@@ -11,6 +11,7 @@ from protocol.regmap import REGMAP
 DEFAULT_SERIAL = 0x7E000001
 MAX_CELLS = 262144
 """The per-cell windows span 2^18 words."""
+MAX_EMULATED_RANK = REGMAP.meta["emu_max_rank"]
 MAX_DENSE_CELLS = 16384
 """The COUPLING window spans 2^28 words: a dense N × N matrix fits for N ≤ 16384. A larger
 emulator implements the low-rank mode only (memory O(rN): the MAX_RANK × N_CELLS J window)."""
@@ -55,8 +56,8 @@ def build_firmware(cells: int | None = None, *, profile: str = "ideal", seed: in
     if prof.cells and cells != prof.cells:
         raise ValueError(f"profile {prof.name!r} is a chip of {prof.cells} cells, not {cells}")
     rank = min(cells, 256) if max_rank is None else max_rank
-    if not 0 <= rank <= 1024:
-        raise ValueError(f"max_rank must be in 0..1024, got {rank}")
+    if not 0 <= rank <= MAX_EMULATED_RANK:
+        raise ValueError(f"max_rank must be in 0..{MAX_EMULATED_RANK}, got {rank}")
     if rank * cells > REGMAP.LOWRANK_J.span:
         raise ValueError(f"max_rank x cells = {rank * cells} exceeds the LOWRANK_J window "
                          f"({REGMAP.LOWRANK_J.span} words): lower max_rank to at most "

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from host.device import Deferred, ThermoDevice, connect
+from host.thermo_device import Deferred, ThermoDevice, connect
 from host.errors import (DeviceDied, DeviceError, DeviceReset, DeviceSaturated, DeviceTimeout,
                          DeviceUnplugged, LeaseLost, NotOwner, RunAborted)
 

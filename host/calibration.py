@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from host.device import CalibrationReport
+from host.thermo_device import CalibrationReport
 
 FORMAT = 1
 

@@ -326,7 +326,7 @@ def run_arm(arm: Arm, seed: int, *, root: Path, dataset: str, epochs: int, batch
         from host.optim import ALGORITHMS
         cfg = TrainConfig(algo=arm.algo, dataset=dataset, epochs=epochs, batch_size=batch, seed=seed,
                           out=str(out), hyper=dict(arm.hyper), progress=False, eval_every=eval_every,
-                          device=arm_device(arm, device, root) if ALGORITHMS[arm.algo].uses_device
+                          device=arm_device(arm, device, root) if ALGORITHMS[arm.algo].needs_device(arm.hyper)
                           else None, calibrate=arm.calibrate)
         t0 = time.perf_counter()
         try:

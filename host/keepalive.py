@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from host.errors import DeviceError, NotOwner
 
 if TYPE_CHECKING:
-    from host.device import ThermoDevice
+    from host.thermo_device import ThermoDevice
 
 
 class KeepAlive(threading.Thread):

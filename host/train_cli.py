@@ -33,21 +33,29 @@ def _epilog() -> str:
     width = max(len(name) for name in ALGORITHMS)
     lines = ["algorithms and their hyperparameters (default):"]
     for spec in ALGORITHMS.values():
-        where = "device" if spec.uses_device else "digital"
-        opts = ", ".join(f"{_option(k)} ({d})" for k, (_t, d, _h) in spec.params.items())
+        where = _where(spec)
+        opts = ", ".join(f"{_option(k)} ({'entry' if d is None else d})" for k, (_t, d, _h) in spec.params.items())
         lines.append(f"  {spec.name:<{width}} [{where:<7}] {opts}")
     return "\n".join(lines)
+
+
+def _where(spec: Any) -> str:
+    if spec.uses_device:
+        return "device"
+    return "entries" if "partition" in spec.params else "digital"
 
 
 def algorithm_help(name: str) -> str:
     """`thermohil train --algo NAME --help`: that algorithm's options only, with defaults."""
     spec = ALGORITHMS[name]
-    where = "runs on a device (--device URL, default spawn://)" if spec.uses_device else "digital"
+    where = {"device": "runs on a device (--device URL, default spawn://)", "digital": "digital",
+             "entries": "on a device where an entry asks for one (NAME-device, tngd)"}[_where(spec)]
     lines = [f"thermohil train --algo {name}: {spec.doc or name} — {where}", "",
              "its hyperparameters (default):"]
     width = max((len(_option(k)) for k in spec.params), default=0)
     for k, (typ, default, text) in spec.params.items():
-        lines.append(f"  {_option(k):<{width}} {typ.__name__.upper():<5} {text} (default {default})")
+        shown = "each entry's own" if default is None else default
+        lines.append(f"  {_option(k):<{width}} {typ.__name__.upper():<5} {text} (default {shown})")
     lines += ["", "common options: --dataset, --epochs, --batch-size, --seed, --out, --resume, --json "
               "(thermohil train --help); the algorithms: docs/algorithms.md"]
     return "\n".join(lines)
@@ -133,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if wrong:
         raise ValueError(f"--algo {args.algo} takes no {', '.join(_option(w) for w in wrong)}; "
                          f"it takes: {', '.join(_option(k) for k in spec.params)}")
-    if spec.uses_device:
+    if spec.needs_device(hyper):
         if args.device == "none":
             raise ValueError(f"--algo {args.algo} runs on a device: give --device URL or leave it "
                              "out for the embedded spawn:// emulator")

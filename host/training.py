@@ -28,9 +28,11 @@ from host import nn
 from host.errors import DeviceError
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
+from host.optim.state_io import flatten, restore
+from protocol.regmap import REGMAP
 
 LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
-MAX_EMULATED_RANK = 1024  # device/emulator.py: the largest MAX_RANK an emulated device offers
+MAX_EMULATED_RANK = REGMAP.meta["emu_max_rank"]  # the largest MAX_RANK an emulated device offers
 #: Timing of the projected hardware when the device publishes none (a protocol 2.0 device):
 #: the TNGD paper's hardware model.
 DEFAULT_TIMING = {"tau0_s": 1e-6, "link_bits_per_s": 50e9, "link_word_bits": 16,
@@ -114,36 +116,26 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
     if unknown:
         raise ValueError(f"{cfg.algo} takes no hyperparameter(s) {', '.join(sorted(unknown))}; "
                          f"it takes: {', '.join(sorted(spec.params))}")
-    kwargs = {k: v for k, v in {**{k: p[1] for k, p in spec.params.items()}, **cfg.hyper}.items()
-              if v is not None}
-    if not spec.uses_device:
-        return spec.build(**kwargs), None
+    if not spec.needs_device(cfg.hyper):
+        return spec.build(**cfg.hyper), None
     import host
-    rank = min(cfg.batch_size, n_train) * out_dim * _natural_groups(cfg.algo, kwargs, objective.model)
-    if kwargs.get("form", "lowrank") == "lowrank" and rank > MAX_EMULATED_RANK and \
-            "lam" in spec.params and urlparse(cfg.device or "spawn://").scheme == "spawn":
+    model = objective.model
+    rank = min(cfg.batch_size, n_train) * out_dim * \
+        spec.curvature_groups(cfg.hyper, [g.layer for g in model.groups])
+    form = cfg.hyper.get("form", spec.params.get("form", (str, "lowrank"))[1])
+    if form == "lowrank" and rank > MAX_EMULATED_RANK and "lam" in spec.params and \
+            urlparse(cfg.device or "spawn://").scheme == "spawn":
         raise ValueError(f"the low-rank curvature of a batch has rank batch × outputs = {rank}, "
                          f"above the emulator's limit {MAX_EMULATED_RANK}: use --batch-size <= "
                          f"{MAX_EMULATED_RANK // out_dim} or --form dense")
-    url = device_url(cfg.device, objective.model.n_params, rank, cfg.seed)
+    url = device_url(cfg.device, model.n_params, rank, cfg.seed)
     dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries, lease_ms=cfg.lease_ms,
                        wait_for_lease=LEASE_WAIT_S, on_wait=say_waiting)
     try:
-        return spec.build(dev, **kwargs), dev
+        return spec.build(dev, **cfg.hyper), dev
     except BaseException:
         dev.close()  # a refused hyperparameter must not leave a spawned daemon behind
         raise
-
-
-def _natural_groups(algo: str, kwargs: dict, model: Any) -> int:
-    """How many natural groups a partitioned device run stacks into its low-rank coupling (each
-    one batch × outputs rows), so a spawned device gets MAX_RANK for all of them; at least 1."""
-    if "partition" not in kwargs or not ALGORITHMS[algo].uses_device:
-        return 1
-    from host.optim.langevin.partition import Partition
-    from host.optim.langevin.schemes import NaturalScheme
-    schemes = Partition.of(kwargs["partition"]).assign([g.layer for g in model.groups], where=f"{algo}: ")
-    return max(1, sum(isinstance(sc, NaturalScheme) for sc in schemes))
 
 
 def _group_info(info: dict) -> dict:
@@ -171,23 +163,24 @@ def projected_hw_time(digital_s: float, info: dict, uses_device: bool,
 
 # ------------------------------------------------------------------------------ checkpoints
 def _save_checkpoint(path: Path, state: Any, epoch: int, totals: dict) -> None:
-    arrays = {"theta": state.theta, **{f"slot_{k}": v for k, v in state.slots.items()
-                                       if isinstance(v, np.ndarray)}}
+    arrays = {"theta": state.theta, "rng": state.rng, **flatten(state.opt)}
     meta = json.dumps({"step": state.step, "epoch": epoch, "totals": totals})
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, meta=np.array(meta), **arrays)
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path, state: Any) -> tuple[int, dict]:
+def _load_checkpoint(path: Path, state: Any) -> tuple[Any, int, dict]:
+    """The state saved in ``path``, restored into the structure of a fresh ``state``."""
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
-        state.theta = z["theta"].copy()
-        for k in z.files:
-            if k.startswith("slot_"):
-                state.slots[k[5:]] = z[k].copy()
-    state.step = meta["step"]
-    return meta["epoch"], meta["totals"]
+        arrays = {k: z[k] for k in z.files}
+    theta = arrays["theta"].copy()
+    if theta.shape != state.theta.shape:
+        raise ValueError(f"{path} holds {theta.size} parameters, the model has {state.theta.size}")
+    state = replace(state, theta=theta, step=meta["step"], rng=arrays["rng"].copy(),
+                    opt=restore(state.opt, arrays))
+    return state, meta["epoch"], meta["totals"]
 
 
 def _plot(out: Path, rows: list[dict]) -> bool:
@@ -253,8 +246,7 @@ def train(cfg: TrainConfig) -> dict:
     # directory is touched, so a rejected command never damages an earlier run
     optimizer, dev = _build_optimizer(cfg, objective, out_dim, len(ds.X_train))
     try:
-        if hasattr(optimizer, "check_model"):     # e.g. a partition naming a layer the model lacks
-            optimizer.check_model(objective.model)
+        optimizer.check_model(objective.model)   # e.g. a partition naming a layer the model lacks
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             if not cfg.resume:
@@ -316,11 +308,11 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
           ckpt: Path | None, timing: dict | None = None, calibration_time: float = 0.0,
           link: Callable[[], dict[str, int]] | None = None) -> dict:
     rng = np.random.default_rng(cfg.seed)
-    state = optimizer.init(objective.model.init(rng), rng)
+    state = optimizer.init(objective.model.init(rng), rng, groups=objective.model.groups)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
                               "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
     if cfg.resume and ckpt is not None:
-        start_epoch, saved = _load_checkpoint(ckpt, state)
+        state, start_epoch, saved = _load_checkpoint(ckpt, state)
         totals.update(saved)
         start_epoch += 1
     totals["device_time"] += calibration_time      # this session's start-up calibration
@@ -364,7 +356,6 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                 t0 = time.perf_counter()
                 state, info = optimizer.step(state, X, y, objective)
                 wall = time.perf_counter() - t0
-                info.setdefault("t_delay", getattr(getattr(optimizer, "direction", None), "t_delay", 0.0))
                 digital = wall - info.get("device_call_s", 0.0)
                 hw = projected_hw_time(digital, info, optimizer.uses_device, timing)
                 totals["wall_time_s"] += wall

@@ -35,7 +35,7 @@ from protocol.codec import decode_reply, encode_request
 from protocol.regmap import REGMAP
 from protocol.status import Status
 from protocol.stream import INTER_BYTE_TIMEOUT_S
-from host.device import rd
+from host.thermo_device import rd
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "thermohil_uart"

@@ -62,7 +62,7 @@ class LinearSDE:
     def from_core(cls, A: ArrayLike, b: ArrayLike, kappa: float | ArrayLike,
                   mob: ArrayLike | None = None, fric: ArrayLike | None = None,
                   und: ArrayLike | None = None) -> LinearSDE:
-        """The core's equations of motion (DESIGN.md §2) written as one linear system."""
+        """The core's equations of motion (docs/physics.md) written as one linear system."""
         A = np.asarray(A, dtype=np.float64)
         n = A.shape[0]
         m = _mob(A, mob)

@@ -32,8 +32,8 @@ def _iterations(url: str, objective, ds, integrator: str, iterations: int) -> di
     rows: dict[str, list[float]] = {"digital": [], "device call": [], "iteration": []}
     with host.connect(url) as dev:
         dev.configure(integrator=integrator)
-        opt = spec.build(dev, **{k: v[1] for k, v in spec.params.items()})
-        state = opt.init(objective.model.init(rng), rng)
+        opt = spec.build(dev)
+        state = opt.init(objective.model.init(rng), rng, groups=objective.model.groups)
         batches = minibatches(ds.X_train, ds.y_train, 32, np.random.default_rng(1))
         for i in range(iterations + 1):
             X, y = next(batches)

@@ -1,4 +1,4 @@
-"""The experiments' data sets (DESIGN §7) and seeded minibatching.
+"""The experiments' data sets (docs/experiments.md) and seeded minibatching.
 
     ds = data.load("spiral")                       # or data.spiral(seed=3), data.digits()
     for Xb, yb in data.minibatches(ds.X_train, ds.y_train, 25, rng): ...

@@ -1,4 +1,4 @@
-"""scikit-learn's bundled 8×8 handwritten digits (1797 images, no download) — DESIGN §7, the
+"""scikit-learn's bundled 8×8 handwritten digits (1797 images, no download) — the
 small stand-in for the TNGD paper's MNIST. scikit-learn is an optional extra (``[data]``)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The two-arm spiral of Leimkuhler, Matthews & Vlaar (2019) — DESIGN §7, seed 1.
+"""The two-arm spiral of Leimkuhler, Matthews & Vlaar (2019), the seed paper's task.
 
 As in the authors' generator: per arm draw t ~ U[0, 1) independently for each point; class 0
 sits at r(t)·(cos φ(t), sin φ(t)) with r = a·√t and φ = 2π·turns·√t, and class 1 is its point

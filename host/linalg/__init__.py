@@ -1,4 +1,4 @@
-"""Thermodynamic linear algebra on a connected device (DESIGN §5; docs/linalg.md).
+"""Thermodynamic linear algebra on a connected device (docs/linalg.md).
 
     import host
     from host import linalg

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from host.device import decode_register
+from host.thermo_device import decode_register
 from host.drivers import Driver, open_driver
 from protocol import REGMAP, Op, Register, Status, Transaction, Window
 from protocol.regmap import resolve

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import host
-from host.device import rd, wr, wr_f32
+from host.thermo_device import rd, wr, wr_f32
 from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import encode_request
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import host
-from host.device import decode_register, rd, wr, wr_f32
+from host.thermo_device import decode_register, rd, wr, wr_f32
 from protocol import REGMAP, Op, Reply, RunEnd, Status, Transaction
 from protocol.regmap import float_to_q31
 from protocol.words import words_to_f64

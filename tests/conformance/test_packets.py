@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 import host
-from host.device import rd, wr, wr_f32
+from host.thermo_device import rd, wr, wr_f32
 from host.drivers.base import PacketDriver
 from host.drivers.zmq_driver import ZmqDriver
 from protocol import REGMAP, Op, Status, Transaction

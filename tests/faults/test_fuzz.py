@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import host
-from host.device import rd
+from host.thermo_device import rd
 from protocol.codec import PROTOCOL_VERSION
 from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import decode_reply, encode_request

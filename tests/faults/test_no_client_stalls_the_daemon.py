@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import host
-from host.device import rd, wr
+from host.thermo_device import rd, wr
 from protocol import REGMAP, Op, Status, Transaction, limits
 from protocol.codec import decode_reply, encode_request
 from support import REPO, RawClient, rss_mb, start_daemon

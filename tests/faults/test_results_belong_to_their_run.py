@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import host
-from host.device import rd, wr
+from host.thermo_device import rd, wr
 from protocol import REGMAP, Op, Status, Transaction
 from protocol.codec import encode_request
 from support import REPO, start_daemon, wait_for

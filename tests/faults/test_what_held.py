@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 import host
-from host.device import wr
+from host.thermo_device import wr
 from protocol import Status
 from support import REPO, RawClient, children, start_daemon, wait_for
 

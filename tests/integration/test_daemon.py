@@ -1,4 +1,4 @@
-"""The real daemon as a subprocess, over real tcp and ipc sockets (DESIGN §4, §9)."""
+"""The real daemon as a subprocess, over real tcp and ipc sockets (docs/protocol.md)."""
 from __future__ import annotations
 
 import signal
@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 import host
-from host.device import rd, wr
+from host.thermo_device import rd, wr
 from protocol.codec import PROTOCOL_VERSION
 from protocol import REGMAP, Op, Status, Transaction, limits
 from protocol.codec import decode_reply, encode_request

@@ -26,10 +26,9 @@ import scipy.linalg
 
 from host.nn import MLP, SigmoidBCE
 from host.objective import Objective
-from host.optim import ALGORITHMS
-from host.optim.langevin import (AdLScheme, LangevinScheme, OverdampedScheme, PartitionedLangevin, adl,
-                                 adlala, lala, langevin, lol, overdamped, partitioned)
-from host.optim.langevin.integrator import decode_rng
+from host.optim import (ALGORITHMS, Optimizer, adl, adlala, decode_rng, every_layer, lala, langevin, lol,
+                        overdamped, partition, partitioned)
+from host.optim.state_io import flatten, restore
 
 Z = 4.0            # tolerance in standard errors
 
@@ -91,10 +90,17 @@ def assert_temperature(series, target: float, label: str) -> None:
                                          f"({abs(mean - target) / se:.1f} standard errors)")
 
 
-def sample(opt, obj: Quadratic, groups: dict[str, slice], steps: int, burn: int, seed: int = 0):
+def trainable(opt, name: str = "test") -> Optimizer:
+    return opt if isinstance(opt, Optimizer) else Optimizer(name, opt)
+
+
+def sample(opt, obj: Quadratic, groups: dict[str, slice], steps: int, burn: int, seed: int = 0,
+           layout: list | None = None):
     """Per-step, per-group series: configurational temperature mean(θ·∇L) over the group, and the
-    kinetic temperature and ξ that the optimizer reports."""
-    state = opt.init(np.zeros(obj.k.size), np.random.default_rng(seed))
+    kinetic temperature and ξ that the optimizer reports. ``layout``: the parameter groups the
+    optimizer is given (None: one group, 'all')."""
+    opt = trainable(opt)
+    state = opt.init(np.zeros(obj.k.size), np.random.default_rng(seed), groups=layout)
     conf = {g: np.empty(steps - burn) for g in groups}
     infos: dict[str, list] = {}
     for n in range(steps):
@@ -130,7 +136,7 @@ def test_langevin_baoab_samples_tau_on_a_harmonic_potential():
     a harmonic potential, at a step (hω up to 1.5) where a first-order scheme would be far off."""
     tau, h, gamma = 0.7, 0.5, 1.0
     k = stiffnesses([0.25, 1.0, 4.0, 9.0], 250)
-    opt = langevin(h=h, gamma=gamma, tau=tau)
+    opt = every_layer(langevin(h=h, gamma=gamma, tau=tau))
     for kk in (0.25, 9.0):   # the exact discrete answer (sanity check of the claim above)
         assert np.allclose(langevin_stationary(kk, h, gamma, tau, 0.0), (tau, tau), rtol=1e-10)
     _, conf, info = sample(opt, Quadratic(k), {"all": slice(0, k.size)}, 6000, 500)
@@ -142,16 +148,16 @@ def test_overdamped_samples_tau_on_a_harmonic_potential():
     """The BAOAB limit θ ← θ − (h²/2)∇L + (h/2)√τ(R_n + R_{n+1}) is exact for Gaussians too."""
     tau, h = 0.7, 0.5
     k = stiffnesses([0.5, 1.0, 2.0, 4.0], 250)          # h²k/2 from 1/16 to 1/2
-    state, conf, info = sample(overdamped(h=h, tau=tau), Quadratic(k), {"all": slice(0, k.size)}, 8000, 500)
+    state, conf, info = sample(every_layer(overdamped(h=h, tau=tau)), Quadratic(k), {"all": slice(0, k.size)}, 8000, 500)
     assert_temperature(conf["all"], tau, "overdamped configurational")
     assert not any("kinetic" in key for key in info)    # no momentum, nothing reported
-    assert not state.slots["p"].any()
+    assert all("p" not in group for group in state.opt)    # no momenta kept at all
 
 
 def test_adl_samples_tau_and_its_thermostat_holds_the_kinetic_temperature():
     tau, h = 0.7, 0.1
     k = stiffnesses([0.5, 1.0, 2.0, 4.0], 250)
-    opt = adl(h=h, tau=tau, sigma_a=0.5, eps=1.0 / k.size, xi0=0.5)
+    opt = every_layer(adl(h=h, tau=tau, sigma_a=0.5, eps=1.0 / k.size, xi0=0.5))
     _, conf, info = sample(opt, Quadratic(k), {"all": slice(0, k.size)}, 8000, 1000)
     assert_temperature(conf["all"], tau, "adl configurational")
     assert_temperature(info["all.kinetic_temperature"], tau, "adl kinetic (where the thermostat measures it)")
@@ -169,7 +175,7 @@ def test_adl_thermostat_absorbs_unknown_gradient_noise_and_langevin_does_not():
     k = stiffnesses([0.5, 1.0, 2.0, 4.0], 250)
     groups = {"all": slice(0, k.size)}
 
-    _, conf, info = sample(adl(h=h, tau=tau, sigma_a=0.5, eps=1.0 / k.size, xi0=0.5),
+    _, conf, info = sample(every_layer(adl(h=h, tau=tau, sigma_a=0.5, eps=1.0 / k.size, xi0=0.5)),
                            Quadratic(k, sigma_g, seed=3), groups, 10000, 1000)
     assert_temperature(conf["all"], tau, "adl + gradient noise, configurational")
     assert_temperature(info["all.kinetic_temperature"], tau, "adl + gradient noise, kinetic")
@@ -178,7 +184,7 @@ def test_adl_thermostat_absorbs_unknown_gradient_noise_and_langevin_does_not():
     print(f"  adl ξ with gradient noise: {xi:.4f} (FD prediction (σ_A² + hσ_g²)/2τ = {xi_star:.4f})")
     assert abs(xi - xi_star) < 0.05 * xi_star
 
-    _, conf, info = sample(langevin(h=h, gamma=gamma, tau=tau), Quadratic(k, sigma_g, seed=3), groups,
+    _, conf, info = sample(every_layer(langevin(h=h, gamma=gamma, tau=tau)), Quadratic(k, sigma_g, seed=3), groups,
                            10000, 1000)
     pred = np.mean([langevin_stationary(kk, h, gamma, tau, sigma_g) for kk in (0.5, 1.0, 2.0, 4.0)], axis=0)
     assert_temperature(conf["all"], pred[0], "langevin + gradient noise, configurational (predicted)")
@@ -194,18 +200,18 @@ def _three(n):
 
 
 PARTITIONED = {
-    # name: (optimizer given the groups, per group (τ, has momentum), per-group stiffness scale).
+    # name: (optimizer, per group (τ, has momentum), per-group stiffness scale).
     # h is 0.15 where a group runs AdL (its only discretisation bias, see the module docstring),
     # and the overdamped group there is stiffer so that it still decorrelates in a few steps.
-    "adlala": (lambda g: adlala(h=0.15, tau1=0.5, tau2=2.0, gamma=1.0, sigma_a=0.5, eps=1 / 400, xi0=0.3,
-                                groups=g), [(0.5, True), (2.0, True), (2.0, True)], (1, 1, 1)),
-    "lol": (lambda g: lol(h=0.4, tau1=0.5, tau2=2.0, gamma=1.0, groups=g),
+    "adlala": (lambda: adlala(h=0.15, tau1=0.5, tau2=2.0, gamma=1.0, sigma_a=0.5, eps=1 / 400, xi0=0.3),
+               [(0.5, True), (2.0, True), (2.0, True)], (1, 1, 1)),
+    "lol": (lambda: lol(h=0.4, tau1=0.5, tau2=2.0, gamma=1.0),
             [(0.5, True), (2.0, False), (2.0, False)], (1, 1, 1)),
-    "lala": (lambda g: lala(h=0.4, gammas="0.5, 1, 2", taus=[0.3, 1.0, 3.0], groups=g),
+    "lala": (lambda: lala(h=0.4, gammas="0.5, 1, 2", taus=[0.3, 1.0, 3.0]),
              [(0.3, True), (1.0, True), (3.0, True)], (1, 1, 1)),
-    "partitioned": (lambda g: partitioned(h=0.15, partition="0:adl(tau=0.5, eps=0.0025), 1:langevin(tau=1.5), "
-                                                            "2:overdamped(tau=3)",
-                                          gamma=1.0, sigma_a=0.5, xi0=0.3, groups=g),
+    "partitioned": (lambda: partitioned(h=0.15, partition="0:adl(tau=0.5, eps=0.0025), 1:langevin(tau=1.5), "
+                                                          "2:overdamped(tau=3)",
+                                        gamma=1.0, sigma_a=0.5, xi0=0.3),
                     [(0.5, True), (1.5, True), (3.0, False)], (1, 1, 16)),
 }
 
@@ -220,7 +226,8 @@ def test_partitioned_schemes_hold_each_group_at_its_own_temperature(name):
     slices = _three(n)
     obj = Quadratic(k)
     steps = 12000
-    _, conf, info = sample(make(slices), obj, {f"group{i}": s for i, s in enumerate(slices)}, steps, 1000)
+    _, conf, info = sample(make(), obj, {f"group{i}": s for i, s in enumerate(slices)}, steps, 1000,
+                           layout=slices)
     assert obj.calls == steps                                    # one gradient per step
     for i, (tau, momentum) in enumerate(expected):
         assert_temperature(conf[f"group{i}"], tau, f"{name} group{i} configurational")
@@ -231,8 +238,8 @@ def test_partitioned_schemes_hold_each_group_at_its_own_temperature(name):
 
 
 # ------------------------------------------------------------------------------ the update rules
-def test_trajectories_follow_the_update_rules_of_design_section_6():
-    """Run literal transcriptions of DESIGN §6 with the optimizer's own random stream; the
+def test_trajectories_follow_the_update_rules():
+    """Run literal transcriptions of the update rules with the optimizer's own random stream; the
     optimizer's θ must be the same to rounding. BAOAB with a varying h per step: each step is
     B_{h/2} A_{h/2} O_h A_{h/2} B_{h/2} with its own h."""
     N, tau, gamma = 50, 0.3, 0.7
@@ -242,9 +249,9 @@ def test_trajectories_follow_the_update_rules_of_design_section_6():
     hs = lambda n: 0.2 + 0.05 * math.sin(n)          # a schedule
 
     # Langevin (BAOAB), step-dependent h
-    opt = langevin(h=hs, gamma=gamma, tau=tau, groups=[slice(0, N)])
+    opt = trainable(langevin(h=hs, gamma=gamma, tau=tau))
     st = opt.init(theta0, np.random.default_rng(1))
-    gen = decode_rng(st.slots["rng"])
+    gen = decode_rng(st.rng)
     th, p = theta0.copy(), np.zeros(N)
     for n in range(40):
         h = hs(n)
@@ -259,10 +266,11 @@ def test_trajectories_follow_the_update_rules_of_design_section_6():
 
     # Overdamped: R_{n+1} of one step is R_n of the next
     h = 0.3
-    opt = overdamped(h=h, tau=tau, groups=[slice(0, N)])
+    opt = trainable(overdamped(h=h, tau=tau))
     st = opt.init(theta0, np.random.default_rng(2))
-    gen = decode_rng(st.slots["rng"])
-    th, r = theta0.copy(), st.slots["noise"].copy()           # R_0 is drawn at init
+    gen = decode_rng(st.rng)
+    th = theta0.copy()
+    r = gen.standard_normal(N)                                # R_0 is drawn at the first step
     for n in range(40):
         r_next = gen.standard_normal(N)
         th = th - h * h / 2 * k * th + h / 2 * math.sqrt(tau) * (r + r_next)
@@ -272,9 +280,9 @@ def test_trajectories_follow_the_update_rules_of_design_section_6():
 
     # AdL: initial B_{h/2}, then A C D E D C A B_h per step
     sig, eps, xi = 0.4, 0.05, 0.2
-    opt = adl(h=h, tau=tau, sigma_a=sig, eps=eps, xi0=xi, groups=[slice(0, N)])
-    st = opt.init(theta0, np.random.default_rng(3))
-    gen = decode_rng(st.slots["rng"])
+    opt = trainable(every_layer(adl(h=h, tau=tau, sigma_a=sig, eps=eps, xi0=xi)))
+    st = opt.init(theta0, np.random.default_rng(3), groups=[slice(0, N)])
+    gen = decode_rng(st.rng)
     th, p = theta0.copy(), -h / 2 * k * theta0
     for n in range(40):
         th = th + h / 2 * p
@@ -296,17 +304,18 @@ def test_constant_schedules_equal_constants_and_runs_reproduce_from_the_seed():
     theta0 = np.ones(k.size)
 
     def run(opt, seed, steps=20):
-        st = opt.init(theta0, np.random.default_rng(seed))
+        opt = trainable(opt)
+        st = opt.init(theta0, np.random.default_rng(seed), groups=g)
         for _ in range(steps):
             st, _ = opt.step(st, None, None, obj)
         return st.theta
 
     g = [slice(0, 10), slice(10, 20)]
-    a = run(adlala(h=0.2, tau1=0.1, tau2=0.2, groups=g), 5)
-    b = run(adlala(h=lambda n: 0.2, tau1=lambda n: 0.1, tau2=lambda n: 0.2, groups=g), 5)
+    a = run(adlala(h=0.2, tau1=0.1, tau2=0.2), 5)
+    b = run(adlala(h=lambda n: 0.2, tau1=lambda n: 0.1, tau2=lambda n: 0.2), 5)
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(a, run(adlala(h=0.2, tau1=0.1, tau2=0.2, groups=g), 5))
-    assert not np.array_equal(a, run(adlala(h=0.2, tau1=0.1, tau2=0.2, groups=g), 6))
+    np.testing.assert_array_equal(a, run(adlala(h=0.2, tau1=0.1, tau2=0.2), 5))
+    assert not np.array_equal(a, run(adlala(h=0.2, tau1=0.1, tau2=0.2), 6))
 
 
 def test_partition_forms_agree_and_presets_are_partitions():
@@ -316,52 +325,52 @@ def test_partition_forms_agree_and_presets_are_partitions():
     obj = Quadratic(k)
 
     def run(opt):
-        st = opt.init(np.ones(k.size), np.random.default_rng(4))
+        opt = trainable(opt)
+        st = opt.init(np.ones(k.size), np.random.default_rng(4), groups=g)
         for _ in range(15):
             st, _ = opt.step(st, None, None, obj)
         return st.theta
 
-    by_string = run(PartitionedLangevin(0.2, "0:adl(tau=0.1, sigma_a=0.3, eps=0.01, xi0=0.2); "
-                                             "1:langevin(gamma=2, tau=0.2), 2:overdamped(tau=0.3)", g))
-    by_mapping = run(PartitionedLangevin(0.2, {0: AdLScheme(0.1, 0.3, 0.01, 0.2), (1,): LangevinScheme(2.0, 0.2),
-                                               "*": OverdampedScheme(0.3)}, g))
+    by_string = run(partitioned(h=0.2, partition="0:adl(tau=0.1, sigma_a=0.3, eps=0.01, xi0=0.2); "
+                                                 "1:langevin(gamma=2, tau=0.2), 2:overdamped(tau=0.3)"))
+    by_mapping = run(partition({"a": adl(0.2, 0.1, 0.3, 0.01, 0.2), "l": langevin(0.2, 2.0, 0.2),
+                                "o": overdamped(0.2, 0.3)}, {0: "a", (1,): "l", "*": "o"}))
     np.testing.assert_array_equal(by_string, by_mapping)
     np.testing.assert_array_equal(
-        run(adlala(h=0.2, tau1=0.1, tau2=0.2, gamma=2.0, sigma_a=0.3, eps=0.01, xi0=0.2, groups=g)),
+        run(adlala(h=0.2, tau1=0.1, tau2=0.2, gamma=2.0, sigma_a=0.3, eps=0.01, xi0=0.2)),
         run(partitioned(h=0.2, partition="0:adl(tau=0.1), *:langevin(tau=0.2)", gamma=2.0, sigma_a=0.3,
-                        eps=0.01, xi0=0.2, groups=g)))
-    np.testing.assert_array_equal(run(lala(h=0.2, gammas=2.0, taus=0.2, groups=g)),
-                                  run(langevin(h=0.2, gamma=2.0, tau=0.2, groups=g)))
+                        eps=0.01, xi0=0.2)))
+    np.testing.assert_array_equal(run(lala(h=0.2, gammas=2.0, taus=0.2)),
+                                  run(every_layer(langevin(h=0.2, gamma=2.0, tau=0.2))))
 
 
-def test_checkpointed_slots_continue_the_same_chain():
-    """Only the ndarray slots survive a checkpoint (host.training saves exactly those); a fresh
-    optimizer, initialised and then given them, continues bit for bit."""
+def test_checkpointed_state_continues_the_same_chain():
+    """What host.training checkpoints (θ, the step, the generator and the transform's state as
+    flat named arrays) continues bit for bit in a fresh optimizer initialised and given it."""
     k = stiffnesses([1.0, 3.0], 12)
     g = [slice(0, 12), slice(12, 24)]
     obj = Quadratic(k)
     theta0 = np.full(k.size, 0.5)
 
     def make():
-        return partitioned(h=0.2, partition="0:adl, 1:overdamped", tau=0.1, groups=g)
+        return trainable(partitioned(h=0.2, partition="0:adl, 1:overdamped", tau=0.1))
 
     opt = make()
-    st = opt.init(theta0, np.random.default_rng(7))
+    st = opt.init(theta0, np.random.default_rng(7), groups=g)
     for _ in range(30):
         st, _ = opt.step(st, None, None, obj)
     straight = st.theta.copy()
 
     opt = make()
-    st = opt.init(theta0, np.random.default_rng(7))
+    st = opt.init(theta0, np.random.default_rng(7), groups=g)
     for _ in range(12):
         st, _ = opt.step(st, None, None, obj)
-    saved = {key: v.copy() for key, v in st.slots.items() if isinstance(v, np.ndarray)}
-    saved_theta, saved_step = st.theta.copy(), st.step
-    assert set(saved) == {"p", "xi", "noise", "rng"}
+    saved = {key: v.copy() for key, v in flatten(st.opt).items()}
+    saved_theta, saved_step, saved_rng = st.theta.copy(), st.step, st.rng.copy()
+    assert {"opt/0/p", "opt/0/xi", "opt/1/noise"} <= set(saved)
     opt = make()
-    st = opt.init(np.zeros(k.size), np.random.default_rng(123))   # as on resume: then overwritten
-    st.theta, st.step = saved_theta, saved_step
-    st.slots.update(saved)
+    st = opt.init(np.zeros(k.size), np.random.default_rng(123), groups=g)   # as on resume: then overwritten
+    st.theta, st.step, st.rng, st.opt = saved_theta, saved_step, saved_rng, restore(st.opt, saved)
     for _ in range(18):
         st, _ = opt.step(st, None, None, obj)
     np.testing.assert_array_equal(st.theta, straight)
@@ -373,22 +382,21 @@ def test_groups_come_from_the_model_and_info_reports_each_group():
     obj = Objective(model, SigmoidBCE())
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((16, 2)), rng.integers(0, 2, 16)
-    opt = adlala()
-    st = opt.init(model.init(rng), rng)
+    opt = trainable(adlala())
+    st = opt.init(model.init(rng), rng, groups=model.groups)
     st, info = opt.step(st, X, y, obj)
-    layout = opt.layout(model.n_params, model.groups)
-    assert [(g.name, s.name) for g, s in layout] == [("layer0", "adl"), ("layer1", "langevin"),
-                                                     ("layer2", "langevin")]
+    assert [g.name for g in st.groups] == ["layer0", "layer1", "layer2"]
+    assert [("xi" in s) for s in st.opt] == [True, False, False]            # AdL, Langevin, Langevin
     assert set(info) == {"batch_loss", "layer0.kinetic_temperature", "layer0.xi",
                          "layer1.kinetic_temperature", "layer2.kinetic_temperature"}
-    assert st.slots["xi"].shape == (3,) and st.slots["xi"][0] != 0 and not st.slots["xi"][1:].any()
+    assert st.opt[0]["xi"] != 0
     # lol with split=2: two Langevin layers, the last overdamped
-    opt = lol(split=2)
-    st = opt.init(model.init(rng), rng)
-    opt.step(st, X, y, obj)
-    assert [s.name for _, s in opt.layout(model.n_params, model.groups)] == ["langevin", "langevin", "overdamped"]
+    opt = trainable(lol(split=2))
+    st = opt.init(model.init(rng), rng, groups=model.groups)
+    st, _ = opt.step(st, X, y, obj)
+    assert [("p" in s, "noise" in s) for s in st.opt] == [(True, False), (True, False), (False, True)]
     # no model: one group with every parameter
-    opt = langevin()
+    opt = trainable(every_layer(langevin()))
     st = opt.init(np.zeros(5), rng)
     _, info = opt.step(st, None, None, Quadratic(np.ones(5)))
     assert set(info) == {"batch_loss", "all.kinetic_temperature"}
@@ -402,7 +410,7 @@ def test_groups_come_from_the_model_and_info_reports_each_group():
     (lambda: langevin(gamma=-1.0), "friction γ must be finite and >= 0"),
     (lambda: adl(sigma_a=float("nan")), "σ_A must be finite"),
     (lambda: partitioned(partition="0:adl, *:sgld"), "unknown scheme 'sgld' in the partition"),
-    (lambda: PartitionedLangevin(0.1, {0: "nope"}), "unknown scheme 'nope'"),
+    (lambda: partitioned(partition="0:nope"), "unknown scheme 'nope'"),
     (lambda: partitioned(partition="0:adl(gamma=1), *:langevin"), "scheme 'adl' takes no parameter"),
     (lambda: partitioned(partition="0:adl, 0:langevin"), "layer 0 appears twice"),
     (lambda: partitioned(partition="zero:adl"), "bad layer selector"),
@@ -421,24 +429,26 @@ def test_bad_layers_and_schedules_are_refused_when_the_groups_are_known():
     obj = Objective(model, SigmoidBCE())
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((4, 2)), rng.integers(0, 2, 4)
+    layers = model.groups
     cases = [
-        (adlala(split=3), "partition names layer 2, which does not exist: the model has 2 parameter group"),
-        (partitioned(partition="0:adl, 5:langevin"), "names layer 5, which does not exist"),
-        (partitioned(partition="0:adl"), "gives no scheme to layer"),
-        (lala(taus="1e-4,1e-4,1e-4"), "names layer 2, which does not exist"),
-        (lala(taus="1e-4,1e-4", groups=[slice(0, 10), slice(10, model.n_params - 1)]), "cover .0, 20. but θ has 21"),
-        (lala(taus="1e-4,1e-4", groups=[slice(0, 12), slice(10, model.n_params)]), "without gaps or overlaps"),
-        (langevin(h=lambda n: 0.1 if n < 1 else -0.1), r"step size h must be finite and > 0 \(step 1\)"),
-        (overdamped(tau=lambda n: -1.0), r"temperature τ must be finite and >= 0 \(step 0\)"),
+        (adlala(split=3), layers, "partition names layer 2, which does not exist: the model has 2 parameter group"),
+        (partitioned(partition="0:adl, 5:langevin"), layers, "names layer 5, which does not exist"),
+        (partitioned(partition="0:adl"), layers, "gives no scheme to layer"),
+        (lala(taus="1e-4,1e-4,1e-4"), layers, "names layer 2, which does not exist"),
+        (lala(taus="1e-4,1e-4"), [slice(0, 10), slice(10, model.n_params - 1)], "cover .0, 20. but θ has 21"),
+        (lala(taus="1e-4,1e-4"), [slice(0, 12), slice(10, model.n_params)], "without gaps or overlaps"),
+        (langevin(h=lambda n: 0.1 if n < 1 else -0.1), None, r"step size h must be finite and > 0 \(step 1\)"),
+        (overdamped(tau=lambda n: -1.0), None, r"temperature τ must be finite and >= 0 \(step 0\)"),
     ]
-    for opt, match in cases:
+    for opt, groups, match in cases:
         with pytest.raises(ValueError, match=match):
-            st = opt.init(model.init(rng), rng)
+            opt = trainable(opt)
+            st = opt.init(model.init(rng), rng, groups=groups)
             for _ in range(3):
                 st, _ = opt.step(st, X, y, obj)
     # known groups: a missing layer is refused already at init
     with pytest.raises(ValueError, match="names layer 1, which does not exist"):
-        adlala(split=2, groups=[slice(0, 4)]).init(np.zeros(4), rng)
+        trainable(adlala(split=2)).init(np.zeros(4), rng, groups=[slice(0, 4)])
 
 
 def test_a_non_finite_gradient_stops_without_touching_the_state():
@@ -449,15 +459,15 @@ def test_a_non_finite_gradient_stops_without_touching_the_state():
             loss, g = super().value_and_grad(theta, X, y)
             return loss, g * (np.inf if self.calls > 3 else 1.0)
 
-    opt = langevin()
+    opt = trainable(every_layer(langevin()))
     st = opt.init(np.ones(4), np.random.default_rng(0))
     obj = Bad(np.ones(4))
     for _ in range(3):
         st, _ = opt.step(st, None, None, obj)
-    before = (st.theta.copy(), st.slots["p"].copy(), st.step)
+    before = (st.theta.copy(), st.opt[0]["p"].copy(), st.step)
     with pytest.raises(NonFiniteError):
         opt.step(st, None, None, obj)
-    assert np.array_equal(st.theta, before[0]) and np.array_equal(st.slots["p"], before[1])
+    assert np.array_equal(st.theta, before[0]) and np.array_equal(st.opt[0]["p"], before[1])
     assert st.step == before[2]
 
 

@@ -21,13 +21,10 @@ import pytest
 import scipy.linalg
 
 import host
-from host.optim import ALGORITHMS
-from host.optim.langevin import adl, langevin, partitioned
-from host.optim.langevin.device import (DevicePartitionedLangevin, adl_device, exact_ou, langevin_device,
-                                        partitioned_device)
-from host.optim.langevin.natural import natural_langevin
+from host.optim import ALGORITHMS, adl, every_layer, langevin, natural_langevin, partitioned
+from host.optim.splitting import exact_ou
 
-from test_langevin import Quadratic, Z, assert_temperature, mean_and_error, sample, stiffnesses
+from test_langevin import Quadratic, Z, assert_temperature, mean_and_error, sample, stiffnesses, trainable
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -88,22 +85,24 @@ def test_two_packets_do_every_groups_o_step_with_the_ou_law(local):
     dev = local(4 * n)
     part = {0: "langevin(gamma=1.0, tau=0.5)", 1: "adl(tau=0.5, sigma_a=0.6, eps=0, xi0=0.8)",
             2: "adl(tau=0.5, sigma_a=0.6, eps=0, xi0=-0.3)", 3: "overdamped(tau=0.5)"}
-    opt = DevicePartitionedLangevin(dev, 0.5, ", ".join(f"{k}:{v}" for k, v in part.items()),
-                                    groups=[slice(i * n, (i + 1) * n) for i in range(4)])
+    opt = trainable(partitioned(h=0.5, partition=", ".join(f"{k}:{v}" for k, v in part.items()), device=dev,
+                                everywhere=True))
     obj = Quadratic(np.zeros(4 * n))
-    st = opt.init(np.zeros(4 * n), np.random.default_rng(0))
+    st = opt.init(np.zeros(4 * n), np.random.default_rng(0), groups=[slice(i * n, (i + 1) * n) for i in range(4)])
     p0 = np.array([0.8, -1.5, 0.4, 0.0])
     out = {i: [] for i in range(3)}
     for rep in range(20):
-        st.slots["p"] = np.repeat(p0, n)
-        st.step = 1                         # past the initial half kick (∇L = 0 anyway)
+        # every group's momenta p0, past the initial half kick (∇L = 0 anyway)
+        st.opt = tuple({**g, "count": 1, **({"p": np.full(n, p0[i])} if "p" in g else {})}
+                       for i, g in enumerate(st.opt))
+        st.step = 1
         packets = dev.stats.packets
         st, info = opt.step(st, None, None, obj)
         assert dev.stats.packets - packets == 2
         for i in range(3):
-            out[i].append(st.slots["p"][i * n:(i + 1) * n].copy())
+            out[i].append(st.opt[i]["p"].copy())
         assert info["group2.on_host"] == 1.0 and info["group1.on_host"] == 0.0
-        assert not st.slots["p"][3 * n:].any()
+        assert "p" not in st.opt[3]                 # the overdamped group keeps no momenta
     dt = dev.read("EMU_DT")
     h = 0.5
     for i, (gamma, q) in enumerate([(1.0, 2 * 1.0 * 0.5), (0.8, 0.36), (-0.3, 0.36)]):
@@ -134,10 +133,10 @@ def test_noise_free_trajectories_follow_the_device_splitting(local):
     dev = local(N)
     for scheme in ("langevin", "adl"):
         if scheme == "langevin":
-            opt = langevin_device(dev, h=h, gamma=gamma, tau=0.0, groups=[slice(0, N)])
+            opt = trainable(every_layer(langevin(h=h, gamma=gamma, tau=0.0, device=dev)))
         else:
-            opt = adl_device(dev, h=h, tau=0.01, sigma_a=0.0, eps=eps, xi0=xi, groups=[slice(0, N)])
-        st = opt.init(theta0, np.random.default_rng(1))
+            opt = trainable(every_layer(adl(h=h, tau=0.01, sigma_a=0.0, eps=eps, xi0=xi, device=dev)))
+        st = opt.init(theta0, np.random.default_rng(1), groups=[slice(0, N)])
         th, p, x = theta0.copy(), -h / 2 * k * theta0, xi
         for n in range(30):
             th = th + h / 2 * p
@@ -166,9 +165,10 @@ def test_langevin_device_and_digital_agree_on_a_harmonic_potential(local):
     k = stiffnesses([0.25, 1.0, 4.0, 9.0], 50)
     dev = local(k.size)
     groups = {"all": slice(0, k.size)}
-    _, conf, info = sample(langevin_device(dev, h=h, gamma=gamma, tau=tau, stability=0.005), Quadratic(k), groups,
-                           2200, 200)
-    _, conf_d, info_d = sample(langevin(h=h, gamma=gamma, tau=tau), Quadratic(k), groups, 2200, 200, seed=1)
+    _, conf, info = sample(every_layer(langevin(h=h, gamma=gamma, tau=tau, device=dev, stability=0.005)),
+                           Quadratic(k), groups, 2200, 200)
+    _, conf_d, info_d = sample(every_layer(langevin(h=h, gamma=gamma, tau=tau)), Quadratic(k), groups, 2200, 200,
+                               seed=1)
     c, var = em_ou(gamma, tau, h, dev.read("EMU_DT"))
     target = np.mean([baoab_stationary(kk, h, c, var) for kk in (0.25, 1.0, 4.0, 9.0)], axis=0)
     se = [mean_and_error(conf["all"])[1], mean_and_error(info["all.kinetic_temperature"])[1]]
@@ -192,8 +192,8 @@ def test_adl_device_absorbs_unknown_gradient_noise_like_its_digital_twin(local):
     dev = local(k.size)
     groups = {"all": slice(0, k.size)}
     kw = dict(h=h, tau=tau, sigma_a=0.5, eps=1.0 / k.size, xi0=0.5)
-    _, conf, info = sample(adl_device(dev, **kw), Quadratic(k, sigma_g, seed=3), groups, 2800, 500)
-    _, conf_d, info_d = sample(adl(**kw), Quadratic(k, sigma_g, seed=4), groups, 2800, 500, seed=1)
+    _, conf, info = sample(every_layer(adl(**kw, device=dev)), Quadratic(k, sigma_g, seed=3), groups, 2800, 500)
+    _, conf_d, info_d = sample(every_layer(adl(**kw)), Quadratic(k, sigma_g, seed=4), groups, 2800, 500, seed=1)
     assert not info["all.on_host"].any()
     assert_temperature(conf["all"], tau, "adl-device + gradient noise, configurational")
     assert_temperature(info["all.kinetic_temperature"], tau, "adl-device + gradient noise, kinetic")
@@ -213,7 +213,7 @@ def test_partitioned_device_holds_each_group_at_its_own_temperature(local):
     k = np.concatenate([stiffnesses(ks, n // 4) for ks in ([0.5, 1, 2, 4], [2, 4, 8, 16], [8, 12, 16, 24])])
     slices = [slice(i * n, (i + 1) * n) for i in range(3)]
     spec = "0:adl(tau=0.5, eps=0.005), 1:langevin(tau=1.5, gamma=2), 2:overdamped(tau=3)"
-    kw = dict(h=0.25, partition=spec, gamma=1.0, sigma_a=0.5, xi0=0.3, groups=slices)
+    kw = dict(h=0.25, partition=spec, gamma=1.0, sigma_a=0.5, xi0=0.3)
     dev = local(3 * n)
     groups = {f"group{i}": sl for i, sl in enumerate(slices)}
     seen: list[int] = []
@@ -223,9 +223,10 @@ def test_partitioned_device_holds_each_group_at_its_own_temperature(local):
             seen.append(dev.stats.packets)
             return super().value_and_grad(theta, X, y)
 
-    _, conf, info = sample(partitioned_device(dev, stability=0.005, **kw), Counting(k), groups, 2000, 400)
+    _, conf, info = sample(partitioned(device=dev, everywhere=True, stability=0.005, **kw), Counting(k), groups,
+                           2000, 400, layout=slices)
     assert set(np.diff(seen)) == {2}                           # two packets per step (AdL)
-    _, conf_d, info_d = sample(partitioned(**kw), Quadratic(k), groups, 2000, 400, seed=1)
+    _, conf_d, info_d = sample(partitioned(**kw), Quadratic(k), groups, 2000, 400, seed=1, layout=slices)
     for i, tau in enumerate((0.5, 1.5, 3.0)):
         assert_temperature(conf[f"group{i}"], tau, f"group{i} configurational (device)")
         agree(conf[f"group{i}"], conf_d[f"group{i}"], f"group{i} configurational")
@@ -238,8 +239,7 @@ def test_partitioned_device_holds_each_group_at_its_own_temperature(local):
 def test_exact_ou_covers_negative_and_zero_friction():
     rng = np.random.default_rng(0)
     for f in (-0.4, 0.0, 1e-14, 0.7):
-        p = np.full(200_000, 1.3)
-        exact_ou(p, f, 0.5, 0.6, rng)
+        p = exact_ou(np.full(200_000, 1.3), f, 0.5, 0.6, rng)
         var = 0.5 * 0.6 if abs(f) < 1e-9 else 0.5 * -math.expm1(-2 * f * 0.6) / (2 * f)
         assert abs(p.mean() - 1.3 * math.exp(-f * 0.6)) < 5 * math.sqrt(var / p.size)
         assert abs(p.var() - var) < 5 * var * math.sqrt(2 / p.size)
@@ -248,9 +248,9 @@ def test_exact_ou_covers_negative_and_zero_friction():
 def test_settings_and_sizes_are_checked(local):
     dev = local(8)
     with pytest.raises(ValueError, match="only 8 cells"):
-        langevin_device(dev).init(np.zeros(9), np.random.default_rng(0))
+        trainable(every_layer(langevin(device=dev))).init(np.zeros(9), np.random.default_rng(0))
     with pytest.raises(ValueError, match="headroom"):
-        langevin_device(dev, headroom=2.0)
+        langevin(device=dev, headroom=2.0)
 
 
 def test_device_algorithms_are_registered_with_cli_options():
@@ -285,14 +285,14 @@ def test_every_device_algorithm_steps_a_three_layer_mlp_with_one_or_two_packets_
     dev = local(model.n_params, max_rank=8)
     spec = ALGORITHMS[name]
     opt = spec.build(dev, **{k: v[1] for k, v in spec.params.items()})
-    st = opt.init(model.init(rng), rng)
+    st = opt.init(model.init(rng), rng, groups=model.groups)
     for _ in range(3):
         packets = dev.stats.packets
         st, info = opt.step(st, X, y, obj)
         expected = 2 if name in ("adl-device", "adlala-device", "partitioned-device") else 1
         assert dev.stats.packets - packets == expected and np.all(np.isfinite(st.theta))
-    if name == "lol-device":        # layers 1, 2 overdamped: momenta 0, cells left at 0
-        assert not st.slots["p"][model.groups[1].slice.start:].any()
+    if name == "lol-device":        # layers 1, 2 overdamped: no momenta, cells left at 0
+        assert all("p" not in g for g in st.opt[1:])
         assert not dev.velocity()[model.groups[1].slice.start:].any()
 
 
@@ -381,7 +381,7 @@ def test_natural_langevin_samples_the_predicted_stationary_covariance(local):
     R, g, mu, lam, h, tau, t = 32, 2.0, 1.0, 2.0, 1.0, 0.3, 5.0
     obj = LinearMSE(R, g, mu)
     dev = local(obj.P, seed=2, max_rank=R)
-    opt = natural_langevin(dev, h=h, tau=tau, lam=lam, t=t, stability=0.02)
+    opt = trainable(natural_langevin(h=h, tau=tau, lam=lam, t=t, device=dev, stability=0.02))
     st = opt.init(obj.theta_star.copy(), np.random.default_rng(0))
     along, across = [], []
     for n in range(700):
@@ -413,7 +413,7 @@ def test_natural_langevin_mean_step_is_the_natural_gradient_step(local, t):
     R, g, mu, lam, h, tau = 16, 2.0, 1.0, 2.0, 0.5, 0.3
     obj = LinearMSE(R, g, mu, seed=1)
     dev = local(obj.P, seed=3, max_rank=R)
-    opt = natural_langevin(dev, h=h, tau=tau, lam=lam, t=t, stability=0.02)
+    opt = trainable(natural_langevin(h=h, tau=tau, lam=lam, t=t, device=dev, stability=0.02))
     theta0 = obj.theta_star + np.random.default_rng(5).standard_normal(obj.P)
     st = opt.init(theta0, np.random.default_rng(0))
     reps = 250
@@ -469,7 +469,7 @@ class NaturalPlusQuadratic:
 def test_natural_sample_has_the_exact_mean_and_covariance():
     """natural_sample draws N(F⁻¹b, κF⁻¹), F = UᵀU + λI, by one push-through solve: κ = 0 gives
     F⁻¹b to rounding; 4·10⁴ draws have the covariance κF⁻¹ entry by entry within 4 s.e."""
-    from host.optim.langevin.steps import natural_sample
+    from host.optim.splitting import natural_sample
     rng = np.random.default_rng(0)
     U, b, lam, kappa = rng.standard_normal((3, 6)), rng.standard_normal(6), 0.7, 0.4
     F = U.T @ U + lam * np.eye(6)
@@ -495,10 +495,11 @@ def test_natural_group_in_a_partition_samples_its_law_digital_and_on_the_device(
     spec = f"0:natural(tau={tau_n}, lam={lam}), 1:langevin(gamma={gamma}, tau={tau_l})"
     dev = local(obj.P, seed=4, max_rank=R)
     results = {}
-    for label, opt in (("device", partitioned_device(dev, h=h, partition=spec, groups=groups, natural_t=t,
-                                                     stability=0.01, natural_stability=0.01)),
-                       ("digital", partitioned(h=h, partition=spec, groups=groups))):
-        st = opt.init(obj.theta_star.copy(), np.random.default_rng(1))
+    on_device = spec.replace(f"lam={lam})", f"lam={lam}, t={t})")     # the natural group's run: t
+    for label, opt in (("device", partitioned(h=h, partition=on_device, device=dev, everywhere=True, stability=0.01)),
+                       ("digital", partitioned(h=h, partition=spec))):
+        opt = trainable(opt)
+        st = opt.init(obj.theta_star.copy(), np.random.default_rng(1), groups=groups)
         along, across, conf = [], [], []
         for n in range(1400):
             packets = dev.stats.packets
@@ -533,14 +534,13 @@ def test_natural_group_in_a_partition_samples_its_law_digital_and_on_the_device(
 
 def test_natural_group_needs_the_ggn_and_fits_the_rank(local):
     obj = Quadratic(np.ones(4))
-    opt = partitioned(h=0.1, partition="0:natural", groups=[slice(0, 4)])
-    st = opt.init(np.zeros(4), np.random.default_rng(0))
+    opt = trainable(partitioned(h=0.1, partition="0:natural"))
+    st = opt.init(np.zeros(4), np.random.default_rng(0), groups=[slice(0, 4)])
     with pytest.raises(ValueError, match="ggn_sqrt"):
         opt.step(st, None, None, obj)
     big = NaturalPlusQuadratic(6, 1.0, 1.0, np.ones(2))
     dev = local(big.P, max_rank=4)
-    opt = partitioned_device(dev, h=0.1, partition="0:natural, 1:langevin",
-                             groups=[slice(0, big.n_lin), slice(big.n_lin, big.P)])
-    st = opt.init(big.theta_star.copy(), np.random.default_rng(0))
+    opt = trainable(partitioned(h=0.1, partition="0:natural, 1:langevin", device=dev, everywhere=True))
+    st = opt.init(big.theta_star.copy(), np.random.default_rng(0), groups=[slice(0, big.n_lin), slice(big.n_lin, big.P)])
     with pytest.raises(ValueError, match="MAX_RANK 4"):
         opt.step(st, None, None, big)

@@ -1,4 +1,4 @@
-"""Statistical validation of the analog core against the physics of DESIGN.md §2.
+"""Statistical validation of the analog core against the physics of docs/physics.md.
 
 Every tolerance is Z standard errors, with the standard error computed from the exact linear
 dynamics (device.analog.exact.LinearSDE), not guessed:
@@ -184,7 +184,7 @@ def test_equilibrium_mean_is_solution() -> None:
     b = A @ rng.uniform(-1, 1, 24)
     core = core_for(A, b, seed=1)
     sde = LinearSDE.from_core(A, b, KAPPA)
-    np.testing.assert_allclose(  # the general formula reduces to DESIGN.md §9's 2κA⁻²/T
+    np.testing.assert_allclose(  # the general formula reduces to the overdamped mean's 2κA⁻²/T
         np.diag(2 * np.linalg.solve(sde.K, sde.stationary_cov())),
         np.diag(2 * KAPPA * np.linalg.matrix_power(np.linalg.inv(A), 2)),
     )

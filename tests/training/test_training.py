@@ -37,7 +37,8 @@ def rows(path) -> list[dict]:
 
 def test_lowrank_upload_is_rN_plus_r2_plus_N_words_per_iteration(daemon, tmp_path):
     """Bytes per iteration: U (r·N) + H = I (r²) + bias (N) words, plus a fixed header; the DIAG
-    (λ, N words) goes up once. r changes with the last, smaller batch of the epoch."""
+    (λ, N words) and the cells' configuration (MODE, MOBILITY, NOISE_GAIN: N words each) go up
+    once, in the first packet. r changes with the last, smaller batch of the epoch."""
     train(TrainConfig(algo="tngd", device=daemon.endpoint, epochs=1, out=str(tmp_path),
                       hyper={"t": 5.0}, **SMALL))
     steps = [r for r in rows(tmp_path / "metrics.jsonl") if "batch_loss" in r]
@@ -49,7 +50,7 @@ def test_lowrank_upload_is_rN_plus_r2_plus_N_words_per_iteration(daemon, tmp_pat
         r = s["rank"]
         # the warm start is re-uploaded after a new scale, and after a drift check (which resets x)
         rescaled = i > 0 and (s["scale"] != steps[i - 1]["scale"] or s["calibration_time"] > 0)
-        words = r * N + r * r + N + (N if i == 0 or rescaled else 0)
+        words = r * N + r * r + N + (N if i == 0 or rescaled else 0) + (3 * N if i == 0 else 0)
         header = s["bytes_sent"] - 4 * words
         assert 0 < header < 600, (i, r, s["bytes_sent"], 4 * words)
         # the read-back: the N-word state, the N-word saturation map, a small reply header
@@ -98,7 +99,7 @@ def test_dense_form_gives_the_same_direction_as_lowrank(daemon):
     out = {}
     with host.connect(daemon.endpoint) as dev:
         for form in ("lowrank", "dense"):
-            opt = host.optim.tngd(dev, lr=0.1, lam=0.1, t=120.0, form=form)
+            opt = host.optim.Optimizer("tngd", host.optim.tngd(dev, lr=0.1, lam=0.1, t=120.0, form=form))
             st = opt.init(model.init(np.random.default_rng(0)), np.random.default_rng(0))
             st, info = opt.step(st, X, y, obj)
             out[form] = st.theta
@@ -254,7 +255,7 @@ def test_short_t_started_at_the_gradient_is_sgd(daemon):
     theta0 = model.init(np.random.default_rng(1))
     _, grad = obj.value_and_grad(theta0, X, y)
     with host.connect(daemon.endpoint) as dev:
-        opt = host.optim.tngd(dev, lr=1.0, lam=0.01, t=1e-3, init="grad")
+        opt = host.optim.Optimizer("tngd", host.optim.tngd(dev, lr=1.0, lam=0.01, t=1e-3, init="grad"))
         st = opt.init(theta0, np.random.default_rng(0))
         st, _ = opt.step(st, X, y, obj)
     d = theta0 - st.theta

@@ -186,7 +186,7 @@ def test_emulator_block_is_absent_on_hardware_builds():
     from device.analog.core import AnalogCore, CoreParams
     from device.analog.profiles import get_profile
     from firmware_sim import Firmware
-    from host.device import rd
+    from host.thermo_device import rd
     from protocol.codec import encode_request
 
     core = AnalogCore(4, 2, get_profile("ideal"), serial=1, seed=1)

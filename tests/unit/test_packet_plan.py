@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.device import rd, wr
+from host.thermo_device import rd, wr
 from host.packets import plan
 from protocol.codec import Transaction
 from protocol.limits import Limits

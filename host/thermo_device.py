@@ -603,6 +603,11 @@ class ThermoDevice:
         finally:
             self.rounding_rng = previous
 
+    @property
+    def dac_bits(self) -> dict[str, int]:
+        """Resolution (bits) of the coupling DACs and of the bias DACs, as read at connect."""
+        return dict(self._static["dac_bits"])
+
     def _dac_bits(self, window: str) -> int:
         """Resolution of the DAC behind a memory: the bias DACs take BIAS and STATE, the coupling
         DACs everything else."""
@@ -777,6 +782,13 @@ class ThermoDevice:
         if np.any(np.abs(x) >= self.vmax):
             raise ValueError(f"initial state must lie inside the rails ±{self.vmax} V")
         return self._do([wr("STATE", float_to_q31(x, self.vmax, self._dac_bits("STATE")))])
+
+    def set_velocity(self, v: Any) -> Any:
+        """Initial loop currents of underdamped cells (the momenta an optimizer hands to them)."""
+        v = self._per_cell(v, "velocity")
+        if np.any(np.abs(v) >= self.vmax):
+            raise ValueError(f"initial velocity must lie inside the full scale ±{self.vmax}")
+        return self._do([wr("VELOCITY", float_to_q31(v, self.vmax, self._dac_bits("STATE")))])
 
     # ---------------------------------------------------------------- running
     # Every result is read with STATUS and RUN_COUNT in the same packet, and checked: it must
