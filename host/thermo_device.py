@@ -608,11 +608,16 @@ class ThermoDevice:
         """Resolution (bits) of the coupling DACs and of the bias DACs, as read at connect."""
         return dict(self._static["dac_bits"])
 
+    @property
+    def adc_bits(self) -> int:
+        """Resolution (bits) of the ADCs behind STATE, VELOCITY and the accumulator."""
+        return int(self._static["adc_bits"])
+
     def _dac_bits(self, window: str) -> int:
-        """Resolution of the DAC behind a memory: the bias DACs take BIAS and STATE, the coupling
-        DACs everything else."""
+        """Resolution of the DAC behind a memory: the bias DACs take BIAS, STATE and VELOCITY,
+        the coupling DACs everything else."""
         bits = self._static["dac_bits"]
-        return bits["bias"] if window in ("BIAS", "STATE") else bits["coupling"]
+        return bits["bias"] if window in ("BIAS", "STATE", "VELOCITY") else bits["coupling"]
 
     # ---------------------------------------------------------------- configuration
     def configure(self, *, mode: str | Sequence[str] | None = None, temperature: float | None = None,
@@ -788,7 +793,7 @@ class ThermoDevice:
         v = self._per_cell(v, "velocity")
         if np.any(np.abs(v) >= self.vmax):
             raise ValueError(f"initial velocity must lie inside the full scale ±{self.vmax}")
-        return self._do([wr("VELOCITY", float_to_q31(v, self.vmax, self._dac_bits("STATE")))])
+        return self._do([wr("VELOCITY", float_to_q31(v, self.vmax, self._dac_bits("VELOCITY")))])
 
     # ---------------------------------------------------------------- running
     # Every result is read with STATUS and RUN_COUNT in the same packet, and checked: it must

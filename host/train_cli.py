@@ -19,14 +19,15 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _hyper_table() -> dict[str, tuple[type, str, str]]:
-    """Each hyperparameter name once: its type, what it is (the first algorithm's words) and the
-    algorithms that take it."""
-    table: dict[str, tuple[type, str, list[str]]] = {}
+def _hyper_table() -> dict[str, tuple[type, str]]:
+    """Each hyperparameter name once: its type and what it means, per algorithm when the
+    algorithms that take it mean different things by it (--eps: Adam's ε, AdL's coupling)."""
+    table: dict[str, tuple[type, dict[str, list[str]]]] = {}
     for spec in ALGORITHMS.values():
         for name, (typ, _default, text) in spec.params.items():
-            table.setdefault(name, (typ, text, []))[2].append(spec.name)
-    return {k: (t, text, ", ".join(algos)) for k, (t, text, algos) in table.items()}
+            table.setdefault(name, (typ, {}))[1].setdefault(text, []).append(spec.name)
+    return {k: (t, "; ".join(f"{text} [{', '.join(algos)}]" for text, algos in texts.items()))
+            for k, (t, texts) in table.items()}
 
 
 def _epilog() -> str:
@@ -123,9 +124,9 @@ def add_train_parser(sub: Any) -> None:
                    help="do not calibrate a device whose calibration is not valid (default: "
                         "saved trims for its serial are checked, else the device calibrates)")
     g = t.add_argument_group("algorithm hyperparameters (see the list below)")
-    for name, (typ, text, algos) in _hyper_table().items():
+    for name, (typ, text) in _hyper_table().items():
         g.add_argument(_option(name), dest=f"hp_{name}", type=typ, default=None, metavar=typ.__name__.upper(),
-                       help=f"{text} [{algos}]")
+                       help=text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

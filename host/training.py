@@ -120,14 +120,15 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
         return spec.build(**cfg.hyper), None
     import host
     model = objective.model
-    rank = min(cfg.batch_size, n_train) * out_dim * \
-        spec.curvature_groups(cfg.hyper, [g.layer for g in model.groups])
+    blocks = spec.curvature_blocks(cfg.hyper, [g.layer for g in model.groups])
+    rank = min(cfg.batch_size, n_train) * out_dim * blocks
     form = cfg.hyper.get("form", spec.params.get("form", (str, "lowrank"))[1])
-    if form == "lowrank" and rank > MAX_EMULATED_RANK and "lam" in spec.params and \
-            urlparse(cfg.device or "spawn://").scheme == "spawn":
-        raise ValueError(f"the low-rank curvature of a batch has rank batch × outputs = {rank}, "
-                         f"above the emulator's limit {MAX_EMULATED_RANK}: use --batch-size <= "
-                         f"{MAX_EMULATED_RANK // out_dim} or --form dense")
+    if form == "lowrank" and rank > MAX_EMULATED_RANK and urlparse(cfg.device or "spawn://").scheme == "spawn":
+        advice = "or --form dense" if "form" in spec.params else "or form=dense in the entries"
+        raise ValueError(f"the low-rank curvature of a batch has rank batch × outputs"
+                         f"{' × groups' if blocks > 1 else ''} = {rank}, above the emulator's limit "
+                         f"{MAX_EMULATED_RANK}: use --batch-size <= {MAX_EMULATED_RANK // (out_dim * blocks)} "
+                         f"{advice}")
     url = device_url(cfg.device, model.n_params, rank, cfg.seed)
     dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries, lease_ms=cfg.lease_ms,
                        wait_for_lease=LEASE_WAIT_S, on_wait=say_waiting)
@@ -156,7 +157,7 @@ def projected_hw_time(digital_s: float, info: dict, uses_device: bool,
     link = (up + down) * tm["link_word_bits"] / tm["link_bits_per_s"]
     transfer = max(link, up / tm["dac_words_per_s"] + down / tm["adc_words_per_s"])
     t = info.get("device_time", 0.0)
-    t_delay = info.get("t_delay", 0.0)
+    t_delay = max((v for k, v in info.items() if k == "t_delay" or k.endswith(".t_delay")), default=0.0)
     tau0 = tm["tau0_s"]
     return transfer + (t - t_delay) * tau0 + max(digital_s, t_delay * tau0)
 
@@ -264,7 +265,6 @@ def train(cfg: TrainConfig) -> dict:
         return _loop(cfg, ds, objective, optimizer, out, ckpt, timing, startup,
                      link=(lambda: _link_stats(dev)) if dev is not None else None)
     finally:
-        optimizer.close()
         if dev is not None:
             dev.close()
 

@@ -24,7 +24,7 @@ from host.optim.ngd import natural_direction, ngd
 from host.optim.optimizer import Optimizer, TrainState, decode_rng, encode_rng
 from host.optim.overdamped import overdamped
 from host.optim.partition import partition
-from host.optim.partitioned import partitioned
+from host.optim.partition_text import partitioned
 from host.optim.presets import adlala, every_layer, lala, lol
 from host.optim.registry import ALGORITHMS, AlgorithmSpec
 from host.optim.rmsprop import rmsprop

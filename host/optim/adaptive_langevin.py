@@ -21,7 +21,6 @@ from typing import Any, Generator
 
 import numpy as np
 
-from host.optim.backend.packet import check_fits
 from host.optim.backend.requests import Oscillate
 from host.optim.backend.scaling import check_device_settings, momentum_scale
 from host.optim.checks import at, check_finite, check_value, checked_schedule
@@ -53,15 +52,13 @@ def adl(h: float | Schedule = 0.25, tau: float | Schedule = 1e-4, sigma_a: float
     check_device_settings(stability, headroom)
 
     def init(params: np.ndarray) -> dict:
-        if device is not None:
-            check_fits(device, np.size(params))
         return {"count": 0, "p": np.zeros(np.size(params)), "xi": xi0, "scale": 0.0}
 
     def steps(grad: np.ndarray, state: dict, params: Any, *, rng: np.random.Generator,
               info: dict | None = None, **extra: Any) -> Generator:
         n, xi, scale = state["count"], state["xi"], state["scale"]
         hn, k = kick_sizes(h_of, n)
-        t = at("temperature τ", tau_of, n, 0.0, False)
+        temp = at("temperature τ", tau_of, n, 0.0, False)
         p = state["p"] - k * grad
         u = (0.5 * hn) * p
         half, on_host, pp = 0.5 * hn, 0.0, 0.0
@@ -70,16 +67,16 @@ def adl(h: float | Schedule = 0.25, tau: float | Schedule = 1e-4, sigma_a: float
                 p = friction_C(p, xi, half) if not second else noise_D(p, sigma_a, half, rng)
                 p = noise_D(p, sigma_a, half, rng) if not second else friction_C(p, xi, half)
             else:
-                thermal = max(math.sqrt(t), sigma_a * math.sqrt(half))
+                thermal = max(math.sqrt(temp), sigma_a * math.sqrt(half))
                 s = momentum_scale(p, thermal, half, headroom * device.vmax, scale or None)
-                (res,) = yield [Oscillate(slice(0, p.size), xi, sigma_a**2, p, half, s, stability, optional=True)]
+                (res,) = yield [Oscillate(slice(0, p.size), xi, sigma_a**2, p, half, s, stability)]
                 if res.ran:
                     p, scale = res.value, res.scale
                 else:
                     p, on_host = exact_ou(p, xi, sigma_a**2, half, rng), 1.0
             if not second:
                 pp = float(p @ p)
-                xi = thermostat_E(xi, pp, p.size, t, eps, hn)
+                xi = thermostat_E(xi, pp, p.size, temp, eps, hn)
         check_finite("momenta", p, n)
         check_finite("thermostats", np.array([xi]), n)
         if info is not None:

@@ -19,12 +19,11 @@ from typing import Any, Generator
 
 import numpy as np
 
-from host.optim.backend.packet import check_fits
 from host.optim.backend.requests import Oscillate
 from host.optim.backend.scaling import check_device_settings, momentum_scale
 from host.optim.checks import at, check_finite, check_value, checked_schedule
 from host.optim.schedules import Schedule
-from host.optim.splitting import kick_sizes, ou_O
+from host.optim.splitting import exact_ou, kick_sizes, ou_O
 from host.optim.transform import Transform, with_device
 
 
@@ -47,28 +46,29 @@ def langevin(h: float | Schedule = 0.25, gamma: float = 0.1, tau: float | Schedu
     check_device_settings(stability, headroom)
 
     def init(params: np.ndarray) -> dict:
-        if device is not None:
-            check_fits(device, np.size(params))
         return {"count": 0, "p": np.zeros(np.size(params)), "scale": 0.0}
 
     def steps(grad: np.ndarray, state: dict, params: Any, *, rng: np.random.Generator,
               info: dict | None = None, rounds: int | None = None, **extra: Any) -> Generator:
         n = state["count"]
         hn, k = kick_sizes(h_of, n)
-        t = at("temperature τ", tau_of, n, 0.0, False)
+        temp = at("temperature τ", tau_of, n, 0.0, False)
         p = state["p"] - k * grad
         u = (0.5 * hn) * p
-        scale = state["scale"]
+        scale, on_host = state["scale"], 0.0
         if device is None:
-            p = ou_O(p, gamma, t, hn, rng)
+            p = ou_O(p, gamma, temp, hn, rng)
         else:       # O_h as `rounds` runs, so it shares the packets of a partition's other groups
             parts = max(1, rounds or 1)
             for _ in range(parts):
-                s = momentum_scale(p, math.sqrt(t), hn / parts, headroom * device.vmax, scale or None)
-                (res,) = yield [Oscillate(slice(0, p.size), gamma, 2.0 * gamma * t, p, hn / parts, s, stability)]
-                p, scale = res.value, res.scale
+                s = momentum_scale(p, math.sqrt(temp), hn / parts, headroom * device.vmax, scale or None)
+                (res,) = yield [Oscillate(slice(0, p.size), gamma, 2.0 * gamma * temp, p, hn / parts, s, stability)]
+                if res.ran:
+                    p, scale = res.value, res.scale
+                else:       # the converters cannot program γ or τ beside the others: same step, host
+                    p, on_host = exact_ou(p, gamma, 2.0 * gamma * temp, hn / parts, rng), 1.0
             if info is not None:
-                info["scale"] = scale
+                info["scale"], info["on_host"] = (0.0 if on_host else scale), on_host
         check_finite("momenta", p, n)
         if info is not None:
             info["kinetic_temperature"] = float(p @ p) / p.size

@@ -23,10 +23,11 @@ from typing import Any, Generator
 
 import numpy as np
 
-from host.optim.backend.packet import check_fits
 from host.optim.backend.requests import Relax
 from host.optim.backend.scaling import check_device_settings, hysteresis, sample_scale
-from host.optim.checks import at, check_choice, check_value, checked_schedule
+from host.optim.backend.drift import DRIFT_TOLERANCE, watch, watch_init
+from host.optim.backend.packet import backend_for
+from host.optim.checks import at, check_choice, check_count, check_value, checked_schedule
 from host.optim.schedules import Schedule
 from host.optim.splitting import natural_sample
 from host.optim.tngd import uploaded_curvature
@@ -35,7 +36,7 @@ from host.optim.transform import Transform, with_device
 
 def natural_langevin(h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, lam: float = 0.1,
                      t: float = 50.0, init: str = "zero", form: str = "lowrank", device: Any = None,
-                     stability: float | None = 0.1, headroom: float = 0.5) -> Transform:
+                     stability: float | None = 0.1, drift_check: int = 8, headroom: float = 0.5) -> Transform:
     """Natural Langevin, one sample per step:
 
         θ ← θ − h x,   x ~ N(F⁻¹∇ℓ, (2τ/h) F⁻¹),   F = G + λI
@@ -48,6 +49,7 @@ def natural_langevin(h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, l
         init: device state at each step: 'zero' (independent samples) or 'warm'
         form: curvature upload: 'lowrank' (J, H, λ) or 'dense' (G + λI)
         stability: emulator fidelity: substep = stability / stiffness bound
+        drift_check: steps between the device's drift checks (as TNGD's; 0 = never)
     """
     h_of = checked_schedule("step size h", h, 0.0, True)
     tau_of = checked_schedule("temperature τ", tau, 0.0, False)
@@ -56,24 +58,26 @@ def natural_langevin(h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, l
     check_choice("init", init, ("zero", "warm"))
     check_choice("form", form, ("lowrank", "dense"))
     check_device_settings(stability, headroom)
+    check_count("drift_check", drift_check)
 
     def init_state(params: np.ndarray) -> dict:
-        if device is not None:
-            check_fits(device, np.size(params))
-        return {"count": 0, "scale": 0.0, "last": np.zeros(np.size(params)), "warm": 0}
+        return {"count": 0, "scale": 0.0, "last": np.zeros(np.size(params)), "warm": 0,
+                **watch_init(drift_check)}
 
     def steps(grad: np.ndarray, state: dict, params: Any, *, curvature: Any, rng: np.random.Generator,
               info: dict | None = None, **extra: Any) -> Generator:
         n = state["count"]
         hn = at("step size h", h_of, n, 0.0, True)
         kappa = 2.0 * at("temperature τ", tau_of, n, 0.0, False) / hn      # so that h²κ = 2τh
-        scale = 0.0
+        scale, watched = 0.0, {}
         if device is None:
             x = natural_sample(curvature.sqrt(), lam, grad, kappa, rng)
         else:
             t0 = time.perf_counter()
             coupling = uploaded_curvature(curvature, lam, form)
             digital = time.perf_counter() - t0
+            watched = watch(backend_for(device), state, drift_check,
+                            DRIFT_TOLERANCE * lam * headroom * device.vmax)
             s = hysteresis(sample_scale(grad, kappa, lam, headroom * device.vmax), state["scale"] or None, 64)
             (res,) = yield [Relax(slice(0, grad.size), grad, lam, **coupling, kappa=kappa, t=t, start=init,
                                   initial=state["last"] if state["warm"] else None, scale=s,
@@ -81,9 +85,12 @@ def natural_langevin(h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, l
             x, scale = res.value, res.scale
             if info is not None:
                 info.update(scale=scale, temperature=kappa / scale**2, curvature_time_s=digital,
-                            rank=0 if form == "dense" else coupling["factor"].shape[0])
+                            rank=0 if form == "dense" else coupling["J"].shape[0])
         if info is not None:
             info["kappa"] = kappa
-        return -(hn * x), {"count": n + 1, "scale": scale, "last": x, "warm": 1}
+        return -(hn * x), {**state, **watched, "count": n + 1, "scale": scale, "last": x, "warm": 1}
 
     return with_device(init_state, steps, device)
+
+
+natural_langevin.device_only = ("t", "init", "form", "drift_check")   # the digital sample is exact

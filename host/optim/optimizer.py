@@ -2,7 +2,7 @@
 
 ``Optimizer`` is what ``host.training`` and a user's own loop call::
 
-    opt = host.optim.adam(lr=1e-3)                    # an Optimizer around a Transform
+    opt = Optimizer("adam", host.optim.adam(lr=1e-3))     # the step around a Transform
     state = opt.init(theta, rng, groups=model.groups)
     state, info = opt.step(state, X, y, objective)   # info: batch_loss and diagnostics
 
@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from host.optim.backend.packet import backend_for, check_fits
 from host.optim.checks import check_finite
 from host.optim.curvature import Curvature
 from host.optim.groups import normalise_groups
@@ -76,6 +77,9 @@ class Optimizer:
         """``groups``: the model's parameter groups (``model.groups``), what a partition splits
         over; without them a partition sees one group holding every parameter."""
         theta = np.array(theta, dtype=np.float64, copy=True)
+        if self.uses_device:        # a new run sends the whole configuration, whatever came before
+            check_fits(self.device, theta.size)
+            backend_for(self.device).forget()
         gen = np.random.default_rng(int(rng.integers(2**63)))   # own stream, reproducible from the seed
         groups = tuple(normalise_groups(groups, theta.size)) if groups is not None else ()
         return TrainState(theta, 0, init_of(self.transform, theta, groups or None), encode_rng(gen), groups)
@@ -83,6 +87,8 @@ class Optimizer:
     def check_model(self, model: Any) -> None:
         """Refuse, before any training, settings that do not fit ``model`` (a partition naming a
         layer it lacks, more parameters than the device has cells)."""
+        if self.uses_device:
+            check_fits(self.device, model.n_params)
         init_of(self.transform, np.zeros(model.n_params), getattr(model, "groups", None))
 
     def step(self, state: TrainState, X: Any, y: Any, objective: Any) -> tuple[TrainState, dict]:
@@ -99,5 +105,3 @@ class Optimizer:
         check_finite("parameters", theta, n)
         return TrainState(theta, n + 1, opt, encode_rng(gen), state.groups), info
 
-    def close(self) -> None:
-        """Nothing to free: the device belongs to whoever connected it."""

@@ -22,6 +22,7 @@ from typing import Any, Generator, Mapping
 
 import numpy as np
 
+from host.optim.backend.requests import moved
 from host.optim.groups import Group, normalise_groups
 from host.optim.transform import Transform, init_of, one_device, steps_of, with_device
 
@@ -106,15 +107,14 @@ def assign(labels: Any, groups: list[Group]) -> list[Any]:
     return [by_layer.get(layer, rest) for layer in layers]
 
 
-class _Prefixed(dict):
-    """A group's view of ``info``: its keys land in the step's info as '<group>.<key>'."""
+class _Prefixed:
+    """A group's view of ``info`` (written, not read): its keys land in the step's info as
+    '<group>.<key>'."""
 
     def __init__(self, parent: dict | None, prefix: str) -> None:
-        super().__init__()
         self.parent, self.prefix = parent, prefix
 
     def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
         if self.parent is not None:
             self.parent[self.prefix + key] = value
 
@@ -129,9 +129,11 @@ def partition(transforms_by_label: Mapping[Any, Transform], labels: Any, source:
     transforms = dict(transforms_by_label)
     if isinstance(labels, Mapping):
         check_selectors([selector(k) for k in labels])
-        wrong = sorted({str(v) for v in labels.values()} - {str(k) for k in transforms})
-        if wrong:
-            raise ValueError(f"the partition labels {', '.join(wrong)} have no transform")
+    named = list(labels.values()) if isinstance(labels, Mapping) else list(labels)
+    wrong = [lab for lab in named if lab not in transforms]
+    if wrong:
+        raise ValueError(f"the partition's label(s) {', '.join(map(repr, wrong))} have no transform; "
+                         f"the transforms are labelled {', '.join(map(repr, transforms))}")
 
     @functools.lru_cache(maxsize=8)
     def plan_of(key: tuple) -> tuple[tuple[Group, Transform], ...]:
@@ -168,7 +170,7 @@ def partition(transforms_by_label: Mapping[Any, Transform], labels: Any, source:
             _advance(running, pending, i, None, updates, new, plan)
         while pending:                      # one packet per round for every group still running
             order = list(pending)
-            batch = [r.moved(plan[i][0].slice.start) for i in order for r in pending[i]]
+            batch = [moved(r, plan[i][0].slice.start) for i in order for r in pending[i]]
             results = yield batch
             pos = 0
             for i in order:

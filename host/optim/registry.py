@@ -3,12 +3,12 @@ transforms and the presets — hyperparameters, defaults and help all come from 
 signatures and docstrings (host.optim.signature), so nothing here repeats them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from host.optim.catalog import ALWAYS, NEVER, OPTIONAL, TRANSFORMS
 from host.optim.optimizer import Optimizer
-from host.optim.partitioned import entries_on_device, needs_device, partitioned
+from host.optim.partition_text import needs_device, partitioned, uploading_layers
 from host.optim.presets import adlala, every_layer, lala, lol
 from host.optim.signature import hyperparameters, summary
 
@@ -21,12 +21,14 @@ class AlgorithmSpec:
     uses_device: bool
     doc: str
     per_layer: bool = False
-    fixed: dict | None = None          # arguments the name itself sets (e.g. everywhere=True)
+    uploads: bool = False                   # uploads the batch's curvature to the device
+    fixed: dict = field(default_factory=dict)   # arguments the name itself sets
+    text_form: bool = False                 # a partition written as text (``--partition``)
 
     def needs_device(self, hyper: dict | None = None) -> bool:
         """Whether this run needs a device (a partition: whether an entry does)."""
-        if self.builder is partitioned:
-            return needs_device(self._value("partition", hyper), bool((self.fixed or {}).get("everywhere")))
+        if self.text_form:
+            return needs_device(self._value("partition", hyper), self.fixed.get("everywhere", False))
         return self.uses_device
 
     def _value(self, name: str, hyper: dict | None) -> Any:
@@ -38,8 +40,7 @@ class AlgorithmSpec:
         if wrong:
             raise ValueError(f"{self.name} takes no hyperparameter(s) {', '.join(wrong)}; "
                              f"it takes: {', '.join(self.params)}")
-        kwargs = {**{k: v[1] for k, v in self.params.items()}, **hyper, **(self.fixed or {})}
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs = {**{k: v[1] for k, v in self.params.items() if v[1] is not None}, **hyper, **self.fixed}
         if self.needs_device(hyper):
             if device is None:
                 raise ValueError(f"{self.name} runs on a device: give one")
@@ -47,42 +48,39 @@ class AlgorithmSpec:
         transform = self.builder(**kwargs)
         return Optimizer(self.name, every_layer(transform) if self.per_layer else transform)
 
-    def curvature_groups(self, hyper: dict, layers: list[int]) -> int:
-        """How many blocks of batch × outputs rows one step uploads as its coupling (for the
-        rank a spawned device needs)."""
-        if self.builder is partitioned:
-            return max(1, entries_on_device(self._value("partition", hyper), layers,
-                                            bool((self.fixed or {}).get("everywhere"))))
-        return 1
+    def curvature_blocks(self, hyper: dict, layers: list[int]) -> int:
+        """How many blocks of batch × outputs rows one step uploads as its coupling (the rank a
+        spawned device needs is that times batch × outputs; 0: none)."""
+        if self.text_form:
+            return uploading_layers(self._value("partition", hyper), layers, self.fixed.get("everywhere", False))
+        return int(self.uploads and self.uses_device)
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {}
 
 
-def register(name: str, builder: Callable, device: str, per_layer: bool = False,
-             doc: str | None = None, fixed: dict | None = None) -> None:
+def register(name: str, builder: Callable, device: str, per_layer: bool = False, uploads: bool = False,
+             doc: str | None = None, fixed: dict | None = None, text_form: bool = False) -> None:
     """``name`` (and, for a transform that may use the device, ``name-device``)."""
-    text = doc or summary(builder)
+    text, fixed = doc or summary(builder), fixed or {}
     if device in (NEVER, OPTIONAL):
         ALGORITHMS[name] = AlgorithmSpec(name, builder, hyperparameters(builder, False), False, text,
-                                         per_layer, fixed)
+                                         per_layer, uploads, fixed, text_form)
     if device in (ALWAYS, OPTIONAL):
         label = name if device == ALWAYS else f"{name}-device"
         ALGORITHMS[label] = AlgorithmSpec(label, builder, hyperparameters(builder, True), True,
                                           text if device == ALWAYS else
                                           f"{text}; momenta or samples in the device's cells",
-                                          per_layer, fixed)
+                                          per_layer, uploads, fixed, text_form)
 
 
 for _name, _entry in TRANSFORMS.items():
-    register(_name, _entry.build, _entry.device, _entry.per_layer)
+    register(_name, _entry.build, _entry.device, _entry.per_layer, _entry.uploads)
 register("adlala", adlala, OPTIONAL)
 register("lol", lol, OPTIONAL)
 register("lala", lala, OPTIONAL)
-register("partitioned", partitioned, NEVER)
-ALGORITHMS["partitioned-device"] = AlgorithmSpec(
-    "partitioned-device", partitioned, hyperparameters(partitioned, True), True,
-    "any partition, every entry that can use the device on it", fixed={"everywhere": True})
-ALGORITHMS["natural-langevin"] = AlgorithmSpec(
-    "natural-langevin", natural := TRANSFORMS["natural"].build, hyperparameters(natural, True), True,
-    summary(natural) + " (one device sample per step; = natural-device)")
+register("partitioned", partitioned, NEVER, text_form=True)
+register("partitioned-device", partitioned, ALWAYS, text_form=True, fixed={"everywhere": True},
+         doc="any partition, every entry that can use the device on it")
+register("natural-langevin", TRANSFORMS["natural"].build, ALWAYS, uploads=True,
+         doc=summary(TRANSFORMS["natural"].build) + " (one device sample per step; = natural-device)")

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from host.optim.checks import check_value
 from host.optim.schedules import Schedule
 from host.optim.transform import Transform, chain, scale_by_learning_rate
 
@@ -21,6 +22,7 @@ def rmsprop(lr: float | Schedule = 1e-3, decay: float = 0.9, eps: float = 1e-8) 
     """
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"decay must be in [0, 1), got {decay}")
+    check_value("eps", eps, 0.0, True)
 
     def init(params: np.ndarray) -> dict:
         return {"v": np.zeros_like(params, dtype=float)}

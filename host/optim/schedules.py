@@ -16,8 +16,14 @@ def as_schedule(value: float | Schedule) -> Schedule:
 
 
 def exponential_decay(init: float, rate: float, every: int = 1) -> Schedule:
+    """init · rate^(step/every)."""
+    if not (rate > 0 and every > 0):
+        raise ValueError(f"exponential_decay needs rate > 0 and every > 0, got {rate}, {every}")
     return lambda step: init * rate ** (step / every)
 
 
 def cosine_decay(init: float, total: int, final: float = 0.0) -> Schedule:
+    """From init to final over ``total`` steps along half a cosine, then final."""
+    if not total > 0:
+        raise ValueError(f"cosine_decay needs total > 0 steps, got {total}")
     return lambda step: final + 0.5 * (init - final) * (1 + math.cos(math.pi * min(step, total) / total))

@@ -25,13 +25,22 @@ def flatten(tree: Any, prefix: str = "opt") -> dict[str, np.ndarray]:
 
 
 def restore(template: Any, arrays: dict[str, np.ndarray], prefix: str = "opt") -> Any:
-    """``template`` with every leaf replaced by the array of the same path in ``arrays``."""
+    """``template`` with every leaf replaced by the array of the same path in ``arrays``, which
+    must hold exactly the template's leaves under ``prefix`` (no more, no fewer)."""
+    mine = set(flatten(template, prefix))
+    theirs = {k for k in arrays if k == prefix or k.startswith(prefix + "/")}
+    if mine != theirs:
+        extra, missing = sorted(theirs - mine), sorted(mine - theirs)
+        raise ValueError(f"the checkpoint was written by another optimizer: it has {extra[:4]} this one "
+                         f"does not, and lacks {missing[:4]}")
+    return _fill(template, arrays, prefix)
+
+
+def _fill(template: Any, arrays: dict[str, np.ndarray], prefix: str) -> Any:
     if isinstance(template, dict):
-        return {k: restore(v, arrays, f"{prefix}/{k}") for k, v in template.items()}
+        return {k: _fill(v, arrays, f"{prefix}/{k}") for k, v in template.items()}
     if isinstance(template, (tuple, list)):
-        return type(template)(restore(v, arrays, f"{prefix}/{i}") for i, v in enumerate(template))
-    if prefix not in arrays:
-        raise ValueError(f"the checkpoint has no {prefix!r}: it was written by another optimizer")
+        return type(template)(_fill(v, arrays, f"{prefix}/{i}") for i, v in enumerate(template))
     saved = np.asarray(arrays[prefix])
     if isinstance(template, np.ndarray):
         if saved.shape != template.shape:

@@ -21,9 +21,9 @@ from typing import Any, Generator
 import numpy as np
 
 from host.optim.backend.drift import DRIFT_TOLERANCE, watch, watch_init
-from host.optim.backend.packet import backend_for, check_fits
+from host.optim.backend.packet import backend_for
 from host.optim.backend.requests import Relax
-from host.optim.backend.scaling import hysteresis, pow2_above
+from host.optim.backend.scaling import check_stability, hysteresis, pow2_above
 from host.optim.checks import check_choice, check_count
 from host.optim.ngd import natural_solve
 from host.optim.schedules import Schedule
@@ -36,23 +36,22 @@ def uploaded_curvature(curvature: Any, lam: float, form: str, upload: str = "fac
     """The coupling G + λI as a Relax request takes it. 'factor' uploads (U, I) with G = UᵀU:
     quantisation and mismatch of U's entries keep the coupling positive semi-definite, whereas
     rounding the entries of a singular H (the softmax Hessian has a zero eigenvalue) can make it
-    indefinite; 'hessian' uploads (J, H) as the paper writes it; 'dense' G + λI itself."""
+    indefinite; 'hessian' uploads (J, H) as the TNGD paper writes it; 'dense' G + λI itself."""
     if form == "dense":
         F = curvature.dense()
         F[np.diag_indices_from(F)] += lam
         return {"dense": F}
     if upload == "factor":
-        return {"factor": curvature.sqrt()}
+        return {"J": curvature.sqrt()}
     J, H = curvature.factors()
-    return {"factor": J, "hessian": H}
+    return {"J": J, "H": H}
 
 
-def tngd_direction(device: Any, lam: float = 0.01, t: float = 50.0, t_delay: float = 0.0,
-                   kappa: float = 0.0, readout: str = "state", form: str = "lowrank",
-                   init: str = "warm", stability: float | None = 0.5, upload: str = "factor",
-                   drift_check: int = 8, scale: str = "range", fidelity_every: int = 0,
-                   headroom: float = 0.5) -> Transform:
-    """u ← g̃ ≈ (G + λI)⁻¹ u, solved by the device (see the module docstring)."""
+def tngd_direction(device: Any, *, lam: float, t: float, t_delay: float, kappa: float, readout: str,
+                   form: str, init: str, stability: float | None, upload: str, drift_check: int,
+                   scale: str, fidelity_every: int, headroom: float = 0.5) -> Transform:
+    """u ← g̃ ≈ (G + λI)⁻¹ u, solved by the device (see the module docstring; the arguments are
+    ``tngd``'s)."""
     check_choice("readout", readout, ("state", "mean"))
     check_choice("init", init, tuple(STARTS))
     check_choice("upload", upload, ("factor", "hessian"))
@@ -60,17 +59,14 @@ def tngd_direction(device: Any, lam: float = 0.01, t: float = 50.0, t_delay: flo
     check_choice("form", form, ("lowrank", "dense"))
     check_count("fidelity_every", fidelity_every)
     check_count("drift_check", drift_check)
-    for name, value, ok in (("lam", lam, lam > 0), ("t", t, t > 0), ("t_delay", t_delay, t_delay >= 0),
-                            ("kappa", kappa, kappa >= 0)):
-        if not (np.isfinite(value) and ok):
-            raise ValueError(f"{name} must be a finite number {'> 0' if name in ('lam', 't') else '>= 0'}, "
-                             f"got {value}")
-    if stability is not None and not 1e-4 <= stability <= 0.5:
-        raise ValueError(f"stability must be in [0.0001, 0.5] (substep × stiffness bound), got {stability}")
+    for name, value, strict in (("lam", lam, True), ("t", t, True), ("t_delay", t_delay, False),
+                                ("kappa", kappa, False)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and (value > 0 if strict else value >= 0)):
+            raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value!r}")
+    check_stability(stability)
     room = headroom * device.vmax
 
     def init_state(params: np.ndarray) -> dict:
-        check_fits(device, np.size(params))
         return {"scale": 0.0, "last": np.zeros(np.size(params)), "warm": 0, "grad_norm": 0.0,
                 **watch_init(drift_check)}
 
@@ -126,13 +122,13 @@ def tngd(device: Any, lr: float | Schedule = 0.01, lam: float = 0.01, t: float =
         lam: damping λ of G + λI
         t: analog time per iteration (τ0)
         t_delay: delay t_d: the device runs on the old curvature while the host computes
-        kappa: noise κ of the g̃ dynamics (the paper's; the device runs at κ/s²)
+        kappa: noise κ of the g̃ dynamics (the TNGD paper's; the device runs at κ/s²)
         readout: read-out: 'state' (instantaneous) or 'mean' (accumulator over t)
         form: curvature upload: 'lowrank' (J, H, λ) or 'dense' (G + λI)
-        init: device state at each iteration: 'warm' (paper), 'zero' or 'grad'
+        init: device state at each iteration: 'warm' (the TNGD paper's), 'zero' or 'grad'
         stability: emulator fidelity, in [0.0001, 0.5]: substep = stability / stiffness bound
         upload: low-rank upload: 'factor' (U, I) with G = UᵀU, positive semi-definite whatever the
-            converters do; 'hessian' (J, H) as the paper writes it
+            converters do; 'hessian' (J, H) as the TNGD paper writes it
         drift_check: steps between the device's drift checks (recalibrating when the residual offset
             reaches a hundredth of the signal, δ/λ vs 0.5·VMAX; adapts 1x-8x; 0 = never)
         scale: bias scale: 'range' (the last solution's largest entry fills the rails) or 'norm'
@@ -140,7 +136,6 @@ def tngd(device: Any, lr: float | Schedule = 0.01, lam: float = 0.01, t: float =
         fidelity_every: every this many steps, also solve (G + λI)⁻¹∇ℓ digitally and log the
             device's relative error as direction_error (0 = never)
     """
-    return chain(tngd_direction(device, lam, t, t_delay, kappa, readout, form, init, stability, upload,
-                                drift_check, scale, fidelity_every), scale_by_learning_rate(lr))
-
-
+    return chain(tngd_direction(device, lam=lam, t=t, t_delay=t_delay, kappa=kappa, readout=readout, form=form,
+                                init=init, stability=stability, upload=upload, drift_check=drift_check,
+                                scale=scale, fidelity_every=fidelity_every), scale_by_learning_rate(lr))

@@ -5,7 +5,8 @@
 
 All state lives in the state value (dicts and tuples of arrays and numbers), so a checkpoint
 is just that value. ``extra`` carries what curvature and noise need (``objective``, ``batch``,
-``rng``, ``curvature``, ``step``) and ``info``, a dict a transform may write diagnostics into.
+``rng``, ``curvature``, ``step``; inside a partition ``rounds``, the device packets its step
+has) and ``info``, a dict a transform may write diagnostics into.
 
 A device-assisted transform is the same pair plus ``device_steps``: the update written as a
 generator that yields the requests it needs the device to run (``host.optim.backend.requests``)
@@ -19,7 +20,8 @@ from typing import Any, Callable, Generator, NamedTuple
 
 import numpy as np
 
-from host.optim.checks import check_lr
+from host.optim.backend.packet import backend_for
+from host.optim.checks import at, check_lr
 from host.optim.schedules import Schedule
 
 Steps = Callable[..., Generator[list, list, tuple[Any, Any]]]
@@ -63,9 +65,8 @@ def with_device(init: Callable[..., Any], steps: Steps, device: Any, rounds: int
         return Transform(init, lambda *a, **k: finish(steps(*a, **k)), steps, None, 0, grouped)
 
     def update(grads: Any, state: Any, params: Any, **extra: Any) -> tuple[Any, Any]:
-        from host.optim.backend.packet import backend_for
         return backend_for(device).drive(steps(grads, state, params, **extra), np.size(params),
-                                         extra.get("info"))
+                                         extra.get("info"), extra.get("step"))
     return Transform(init, update, steps, device, rounds, grouped)
 
 
@@ -113,7 +114,7 @@ def scale_by_learning_rate(lr: float | Schedule) -> Transform:
     schedule = check_lr(lr)
 
     def update(u: np.ndarray, state: dict, params: Any, **extra: Any) -> tuple[np.ndarray, dict]:
-        return -(schedule(state["count"]) * u), {"count": state["count"] + 1}
+        return -(at("step size lr", schedule, state["count"], 0.0, True) * u), {"count": state["count"] + 1}
     return Transform(lambda params: {"count": 0}, update)
 
 

@@ -495,7 +495,7 @@ def test_natural_group_in_a_partition_samples_its_law_digital_and_on_the_device(
     spec = f"0:natural(tau={tau_n}, lam={lam}), 1:langevin(gamma={gamma}, tau={tau_l})"
     dev = local(obj.P, seed=4, max_rank=R)
     results = {}
-    on_device = spec.replace(f"lam={lam})", f"lam={lam}, t={t})")     # the natural group's run: t
+    on_device = spec.replace(f"lam={lam})", f"lam={lam}, t={t}, drift_check=0)")   # its run: t
     for label, opt in (("device", partitioned(h=h, partition=on_device, device=dev, everywhere=True, stability=0.01)),
                        ("digital", partitioned(h=h, partition=spec))):
         opt = trainable(opt)

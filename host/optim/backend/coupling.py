@@ -7,45 +7,56 @@ packet those cells get the phase's λ (if the requests share one), so the diagon
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import scipy.linalg
 
 from host.optim.backend.requests import Relax
 
 
+class Coupling(NamedTuple):
+    bias: np.ndarray                     # b/s, every cell
+    dense: np.ndarray | None = None      # F (n × n) when a request is dense, else:
+    J: np.ndarray | None = None          # the stacked rows of every request (r × n)
+    H: np.ndarray | None = None          # their H, block-diagonal
+    diag: np.ndarray | None = None       # λ per cell
+
+
 def hessian(r: Relax) -> np.ndarray:
-    return r.hessian if r.hessian is not None else np.eye(r.rank)
+    return r.H if r.H is not None else np.eye(r.rank)
 
 
-def assemble(phase: list[Relax], n: int, factor: float, uncoupled_rest: bool):
-    """(dense F or None, J, H, diag, bias) in device units (bias/s); J, H, diag are None when
-    the phase is dense (any request dense: the others are formed as JᵀHJ + λI blocks)."""
+def assemble(phase: list[Relax], n: int, boost: float, uncoupled_rest: bool) -> Coupling:
+    """The phase's coupling in device units (bias/s, s = scale × boost); a phase with any
+    dense request is dense (the others formed as JᵀHJ + λI blocks)."""
     lams = {r.lam for r in phase}
     fill = lams.pop() if uncoupled_rest and len(lams) == 1 else 0.0
     bias = np.zeros(n)
     for r in phase:
-        bias[r.cells] = r.bias / (r.scale * factor)
+        bias[r.cells] = r.bias / (r.scale * boost)
+    whole = len(phase) == 1 and phase[0].cells == slice(0, n)
     if any(r.dense is not None for r in phase):
-        if len(phase) == 1 and phase[0].cells == slice(0, n):
-            return phase[0].dense, None, None, None, bias
+        if whole:
+            return Coupling(bias, dense=phase[0].dense)
         A = np.zeros((n, n))
         A[np.diag_indices(n)] = fill
         for r in phase:
             c = r.cells
             A[c, c] = r.dense if r.dense is not None else \
-                r.factor.T @ (hessian(r) @ r.factor) + r.lam * np.eye(c.stop - c.start)
-        return A, None, None, None, bias
-    if len(phase) == 1 and phase[0].cells == slice(0, n):
-        J, H = phase[0].factor, hessian(phase[0])
+                r.J.T @ (hessian(r) @ r.J) + r.lam * np.eye(c.stop - c.start)
+        return Coupling(bias, dense=A)
+    if whole:
+        J, H = phase[0].J, hessian(phase[0])
     else:
         rows = []
         for r in phase:
             block = np.zeros((r.rank, n))
-            block[:, r.cells] = r.factor
+            block[:, r.cells] = r.J
             rows.append(block)
         J = np.vstack(rows)
         H = scipy.linalg.block_diag(*[hessian(r) for r in phase])
     diag = np.full(n, fill)
     for r in phase:
         diag[r.cells] = r.lam
-    return None, J, H, diag, bias
+    return Coupling(bias, J=J, H=H, diag=diag)

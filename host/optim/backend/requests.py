@@ -8,7 +8,8 @@ retries the whole packet with every scale ×16, and a result says which scale it
 time t toward N(F⁻¹b, κF⁻¹); the result is their state at the end, or its mean over the run.
 ``Oscillate``: uncoupled underdamped cells whose loop current v obeys
 dv = −Γv dt + sqrt(q) dW from v0 for time t (an exact Ornstein–Uhlenbeck step of a momentum);
-the result is v at the end.
+the result is v at the end — or a refusal, when the converters cannot program Γ or the noise
+beside the packet's other requests, and the requester then takes the same step on the host.
 """
 from __future__ import annotations
 
@@ -24,25 +25,22 @@ class Relax:
     cells: slice
     bias: np.ndarray                    # b
     lam: float                          # λ, on the diagonal
-    factor: np.ndarray | None = None    # J (r × n): F = JᵀHJ + λI; None with ``dense``
-    hessian: np.ndarray | None = None   # H (r × r); None: the identity
+    J: np.ndarray | None = None         # (r × n): F = JᵀHJ + λI; None with ``dense``
+    H: np.ndarray | None = None         # (r × r); None: the identity
     dense: np.ndarray | None = None     # F itself (n × n, λ included)
     kappa: float = 0.0                  # noise temperature of x
     t: float = 50.0                     # run time (τ0)
-    start: str = "warm"                 # 'warm' (continue; ``initial`` written if the cells lost it),
-                                        # 'zero', or 'given' (``initial``)
+    start: str = "warm"                 # 'warm' (continue; ``initial`` written if the cells lost
+                                        # it, zero without one), 'zero', or 'given' (``initial``)
     initial: np.ndarray | None = None
     readout: str = "state"              # 'state' (at the end) or 'mean' (over the run)
     scale: float = 1.0
     stability: float | None = None      # emulator fidelity (None: leave as it is)
     t_delay: float = 0.0                # keep running this long after the read-out
 
-    def moved(self, offset: int) -> "Relax":
-        return dataclasses.replace(self, cells=slice(self.cells.start + offset, self.cells.stop + offset))
-
     @property
     def rank(self) -> int:
-        return 0 if self.factor is None else self.factor.shape[0]
+        return 0 if self.J is None else self.J.shape[0]
 
 
 @dataclass(frozen=True)
@@ -54,22 +52,24 @@ class Oscillate:
     t: float
     scale: float = 1.0
     stability: float | None = None
-    optional: bool = False              # may be refused when Γ cannot be programmed: the
-                                        # requester then does the step itself
 
-    def moved(self, offset: int) -> "Oscillate":
-        return dataclasses.replace(self, cells=slice(self.cells.start + offset, self.cells.stop + offset))
+    @property
+    def kappa(self) -> float:
+        """The temperature κ = q/(2Γ) the cells run at (0 without friction)."""
+        return self.noise / (2.0 * self.friction) if self.friction > 0 else 0.0
+
+
+def moved(request: Any, offset: int) -> Any:
+    """The request for the same cells ``offset`` further on (a group inside the whole θ)."""
+    c = request.cells
+    return dataclasses.replace(request, cells=slice(c.start + offset, c.stop + offset))
 
 
 @dataclass(frozen=True)
 class Result:
     value: np.ndarray | None            # in the request's units (None: refused)
     scale: float                        # the scale it ran at (s·16^retries; 0 when refused)
-    retries: int = 0
 
     @property
     def ran(self) -> bool:
         return self.value is not None
-
-
-Request = Any  # Relax | Oscillate

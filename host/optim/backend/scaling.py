@@ -57,8 +57,22 @@ def momentum_scale(p: np.ndarray, thermal: float, t_run: float, room: float, old
     return hysteresis(need, old, 64)
 
 
+STABILITY = (REGMAP.registers["EMU_STABILITY"].min, REGMAP.registers["EMU_STABILITY"].max)
+
+
+def check_stability(stability: float | None) -> None:
+    """The emulator's fidelity, within EMU_STABILITY's range (None: leave it as it is)."""
+    lo, hi = STABILITY
+    if stability is not None and not (isinstance(stability, (int, float)) and lo <= stability <= hi):
+        raise ValueError(f"stability must be in [{lo:g}, {hi:g}] (substep × stiffness bound), got {stability!r}")
+
+
 def check_device_settings(stability: float | None, headroom: float) -> None:
     if not 0 < headroom <= 0.9:
         raise ValueError(f"headroom must be in (0, 0.9], got {headroom}")
-    if stability is not None and not 0 < stability <= 1:
-        raise ValueError(f"stability must be in (0, 1], got {stability}")
+    check_stability(stability)
+
+
+def resolution(full_scale: float, bits: int) -> float:
+    """One step of a DAC of ``bits`` bits at ``full_scale``."""
+    return full_scale * 2.0 ** (1 - min(int(bits), 32))

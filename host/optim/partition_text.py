@@ -7,15 +7,16 @@
 Entries ``LAYERS:NAME[(name=value, ...)]`` separated by ',' or ';': LAYERS is an index, a range
 ``a-b`` (inclusive), several joined by ``+``, or ``*`` for every layer no other entry names;
 NAME is any transform of ``host.optim.catalog`` (``NAME-device`` for the device-assisted form
-of one that has both); the parameters in parentheses are that transform's own. A bare NAME
-means every layer. Each layer is its own group (its own state: a thermostat, a TNGD block).
+of one that has both); the parameters in parentheses are that transform's own. A bare
+``NAME[(…)]`` means every layer. Each layer is its own group (its own state: a thermostat, a
+TNGD block).
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from host.optim.catalog import ALWAYS, OPTIONAL, lookup
+from host.optim.catalog import lookup
 from host.optim.groups import Group
 from host.optim.partition import assign, check_selectors, parse_layers
 from host.optim.partition import partition as partition_of
@@ -32,7 +33,9 @@ def parse(text: str) -> list[tuple[tuple[int, ...] | None, str, dict[str, str]]]
     if not text.strip():
         raise ValueError("empty partition: give entries like '0:adl, *:langevin'")
     if ":" not in text:                 # a bare name: every layer runs it
-        return [(None, text.strip(), {})]
+        if not re.fullmatch(r"\s*[A-Za-z_][\w-]*\s*(\([^()]*\))?\s*", text):
+            lookup(text)                # (says which names there are)
+        text = "*:" + text
     entries, pos = [], 0
     while pos < len(text) and text[pos:].strip():
         m = _ENTRY.match(text, pos)
@@ -48,9 +51,12 @@ def parse(text: str) -> list[tuple[tuple[int, ...] | None, str, dict[str, str]]]
             key, sep, val = item.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"bad scheme parameter {item.strip()!r} in {where!r}: write name=value")
+            if key.strip() in values:
+                raise ValueError(f"{key.strip()} is given twice in {where!r}")
             values[key.strip()] = val.strip()
         entries.append((parse_layers(layers), name, values))
         pos = m.end()
+    check_selectors([layers for layers, _, _ in entries])
     return entries
 
 
@@ -77,11 +83,8 @@ def partitioned(partition: str = "0:adl, *:langevin", h: float | Schedule | None
     shared = {k: v for k, v in dict(h=h, tau=tau, gamma=gamma, sigma_a=sigma_a, eps=eps, xi0=xi0, lam=lam,
                                      stability=stability).items() if v is not None}
     transforms, labels = {}, {}
-    entries = parse(partition)
-    check_selectors([layers for layers, _, _ in entries])
-    for i, (layers, name, text_values) in enumerate(entries):
-        entry, on_device = lookup(name)
-        on_device = on_device or (everywhere and entry.device == OPTIONAL)
+    for i, (layers, name, text_values) in enumerate(parse(partition)):
+        entry, on_device = lookup(name, everywhere)
         params = hyperparameters(entry.build, with_device=on_device)
         wrong = sorted(k for k in text_values if k not in params)
         if wrong:
@@ -93,8 +96,6 @@ def partitioned(partition: str = "0:adl, *:langevin", h: float | Schedule | None
             if device is None:
                 raise ValueError(f"the partition entry {name!r} runs on a device: give one (--device URL)")
             kwargs["device"] = device
-        elif entry.device == ALWAYS:
-            kwargs["device"] = device
         transforms[i] = entry.build(**kwargs)
         labels["*" if layers is None else layers] = i
     return partition_of(transforms, labels)
@@ -102,22 +103,14 @@ def partitioned(partition: str = "0:adl, *:langevin", h: float | Schedule | None
 
 def needs_device(partition: str, everywhere: bool = False) -> bool:
     """Whether a partition string has an entry that runs on the device."""
-    for _layers, name, _values in parse(partition):
-        entry, on_device = lookup(name)
-        if on_device or (everywhere and entry.device == OPTIONAL):
-            return True
-    return False
+    return any(lookup(name, everywhere)[1] for _layers, name, _values in parse(partition))
 
 
-def entries_on_device(text: str, layers: list[int], everywhere: bool = False) -> int:
-    """How many of ``layers`` run an entry that uploads curvature to the device (TNGD, natural
-    Langevin on the device): each adds batch × outputs to the rank of one step's coupling."""
-    names = {}
-    for i, (sel, name, _v) in enumerate(parse(text)):
-        entry, on_device = lookup(name)
-        uploads = (on_device or (everywhere and entry.device == OPTIONAL)) and \
-            "lam" in hyperparameters(entry.build, True)
-        names["*" if sel is None else sel] = uploads
-    groups = [Group(f"layer{k}", slice(k, k + 1), k) for k in layers]
-    return sum(assign(names, groups))
-
+def uploading_layers(partition: str, layers: list[int], everywhere: bool = False) -> int:
+    """How many of ``layers`` run an entry that uploads the batch's curvature to the device
+    (TNGD, natural Langevin on the device): each adds batch × outputs to one step's rank."""
+    marks = {}
+    for sel, name, _values in parse(partition):
+        entry, on_device = lookup(name, everywhere)
+        marks["*" if sel is None else sel] = on_device and entry.uploads
+    return sum(assign(marks, [Group(f"layer{k}", slice(k, k + 1), k) for k in layers]))
