@@ -57,6 +57,10 @@ def algorithm_help(name: str) -> str:
     for k, (typ, default, text) in spec.params.items():
         shown = "each entry's own" if default is None else default
         lines.append(f"  {_option(k):<{width}} {typ.__name__.upper():<5} {text} (default {shown})")
+    if "partition" in spec.params:
+        from host.optim.catalog import OPTIONAL, TRANSFORMS
+        names = [*TRANSFORMS, *(f"{k}-device" for k, e in TRANSFORMS.items() if e.device == OPTIONAL)]
+        lines += ["", f"partition entries may name: {', '.join(names)}"]
     lines += ["", "common options: --dataset, --epochs, --batch-size, --seed, --out, --resume, --json "
               "(thermohil train --help); the algorithms: docs/algorithms.md"]
     return "\n".join(lines)

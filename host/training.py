@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -28,7 +27,7 @@ from host import nn
 from host.errors import DeviceError
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
-from host.optim.state_io import flatten, restore
+from host.optim import state_io
 from protocol.regmap import REGMAP
 
 LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
@@ -163,27 +162,6 @@ def projected_hw_time(digital_s: float, info: dict, uses_device: bool,
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def _save_checkpoint(path: Path, state: Any, epoch: int, totals: dict) -> None:
-    arrays = {"theta": state.theta, "rng": state.rng, **flatten(state.opt)}
-    meta = json.dumps({"step": state.step, "epoch": epoch, "totals": totals})
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, meta=np.array(meta), **arrays)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, state: Any) -> tuple[Any, int, dict]:
-    """The state saved in ``path``, restored into the structure of a fresh ``state``."""
-    with np.load(path) as z:
-        meta = json.loads(str(z["meta"]))
-        arrays = {k: z[k] for k in z.files}
-    theta = arrays["theta"].copy()
-    if theta.shape != state.theta.shape:
-        raise ValueError(f"{path} holds {theta.size} parameters, the model has {state.theta.size}")
-    state = replace(state, theta=theta, step=meta["step"], rng=arrays["rng"].copy(),
-                    opt=restore(state.opt, arrays))
-    return state, meta["epoch"], meta["totals"]
-
-
 def _plot(out: Path, rows: list[dict]) -> bool:
     try:
         import matplotlib
@@ -312,7 +290,8 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
                               "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
     if cfg.resume and ckpt is not None:
-        state, start_epoch, saved = _load_checkpoint(ckpt, state)
+        state, saved_meta = state_io.load(ckpt, state)
+        start_epoch, saved = saved_meta["epoch"], saved_meta["totals"]
         totals.update(saved)
         start_epoch += 1
     totals["device_time"] += calibration_time      # this session's start-up calibration
@@ -378,7 +357,7 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
             if last is None or last["step"] != state.step:   # not evaluated at this step already
                 last = evaluate(epoch + 1)
             if ckpt is not None:
-                _save_checkpoint(ckpt, state, epoch, totals)
+                state_io.save(ckpt, state, {"epoch": epoch, "totals": totals})
             if log_lines and (time.perf_counter() - last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):
                 last_line = time.perf_counter()
                 print(f"{cfg.algo} on {cfg.dataset}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "

@@ -26,7 +26,7 @@ from host.optim.overdamped import overdamped
 from host.optim.partition import partition
 from host.optim.partition_text import partitioned
 from host.optim.presets import adlala, every_layer, lala, lol
-from host.optim.registry import ALGORITHMS, AlgorithmSpec
+from host.optim.registry import ALGORITHMS, AlgorithmSpec, register
 from host.optim.rmsprop import rmsprop
 from host.optim.schedules import Schedule, as_schedule, cosine_decay, exponential_decay
 from host.optim.sgd import sgd
@@ -37,7 +37,7 @@ from host.optim.transform import (Transform, apply_updates, chain, scale_by_lear
 
 __all__ = ["Transform", "chain", "partition", "apply_updates", "stateless", "trace",
            "scale_by_learning_rate", "scale_by_adam", "natural_direction", "tngd_direction",
-           "Optimizer", "TrainState", "encode_rng", "decode_rng", "ALGORITHMS", "AlgorithmSpec",
+           "Optimizer", "TrainState", "encode_rng", "decode_rng", "ALGORITHMS", "AlgorithmSpec", "register",
            "NonFiniteError", "CurvatureSaturates", "MomentaSaturate", "Schedule", "as_schedule",
            "exponential_decay", "cosine_decay",
            "sgd", "adam", "rmsprop", "ngd", "tngd", "tngd_adam", "langevin", "overdamped", "adl",

@@ -96,8 +96,10 @@ def assign(labels: Any, groups: list[Group]) -> list[Any]:
     for sel, _ in entries:
         for layer in sel or ():
             if layer not in known:
+                hint = " (give the optimizer the model's groups: init(..., groups=model.groups))" \
+                    if len(groups) == 1 and groups[0].name == "all" else ""
                 raise ValueError(f"the partition names layer {layer}, which does not exist: "
-                                 f"the model has {len(layers)} parameter group(s), {span}")
+                                 f"the model has {len(layers)} parameter group(s), {span}{hint}")
     rest = next((lab for sel, lab in entries if sel is None), None)
     by_layer = {layer: lab for sel, lab in entries for layer in (sel or ())}
     missing = [layer for layer in layers if layer not in by_layer and rest is None]

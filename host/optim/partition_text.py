@@ -94,9 +94,13 @@ def partitioned(partition: str = "0:adl, *:langevin", h: float | Schedule | None
         kwargs.update({k: convert(v, params[k][0], k, partition) for k, v in text_values.items()})
         if on_device:
             if device is None:
-                raise ValueError(f"the partition entry {name!r} runs on a device: give one (--device URL)")
+                raise ValueError(f"the partition entry {name!r} runs on a device: give one (device= from "
+                                 "Python, --device URL from the command line)")
             kwargs["device"] = device
-        transforms[i] = entry.build(**kwargs)
+        try:
+            transforms[i] = entry.build(**kwargs)
+        except ValueError as e:
+            raise ValueError(f"partition entry {name!r}: {e}") from None
         labels["*" if layers is None else layers] = i
     return partition_of(transforms, labels)
 

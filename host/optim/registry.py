@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from host.optim.catalog import ALWAYS, NEVER, OPTIONAL, TRANSFORMS
+from host.optim.catalog import ALWAYS, NEVER, OPTIONAL, TRANSFORMS, Entry
 from host.optim.optimizer import Optimizer
 from host.optim.partition_text import needs_device, partitioned, uploading_layers
 from host.optim.presets import adlala, every_layer, lala, lol
@@ -59,8 +59,22 @@ class AlgorithmSpec:
 ALGORITHMS: dict[str, AlgorithmSpec] = {}
 
 
-def register(name: str, builder: Callable, device: str, per_layer: bool = False, uploads: bool = False,
-             doc: str | None = None, fixed: dict | None = None, text_form: bool = False) -> None:
+def register(name: str, build: Callable, device: str = NEVER, per_layer: bool = False,
+             uploads: bool = False) -> None:
+    """Make a transform builder of your own available by name — to ``thermohil train --algo``
+    (from a script that calls ``host.train``), ``ALGORITHMS`` and partition entries — as one
+    line of ``catalog.TRANSFORMS`` does for the library's own. ``device``: NEVER, ALWAYS or
+    OPTIONAL (then the builder takes ``device=``)."""
+    if name in TRANSFORMS or name in ALGORITHMS:
+        raise ValueError(f"{name!r} is already an algorithm; choose another name")
+    if device not in (NEVER, ALWAYS, OPTIONAL):
+        raise ValueError(f"device must be one of {NEVER!r}, {ALWAYS!r}, {OPTIONAL!r}, got {device!r}")
+    TRANSFORMS[name] = Entry(build, device, per_layer, uploads)
+    _register(name, build, device, per_layer, uploads)
+
+
+def _register(name: str, builder: Callable, device: str, per_layer: bool = False, uploads: bool = False,
+              doc: str | None = None, fixed: dict | None = None, text_form: bool = False) -> None:
     """``name`` (and, for a transform that may use the device, ``name-device``)."""
     text, fixed = doc or summary(builder), fixed or {}
     if device in (NEVER, OPTIONAL):
@@ -75,12 +89,12 @@ def register(name: str, builder: Callable, device: str, per_layer: bool = False,
 
 
 for _name, _entry in TRANSFORMS.items():
-    register(_name, _entry.build, _entry.device, _entry.per_layer, _entry.uploads)
-register("adlala", adlala, OPTIONAL)
-register("lol", lol, OPTIONAL)
-register("lala", lala, OPTIONAL)
-register("partitioned", partitioned, NEVER, text_form=True)
-register("partitioned-device", partitioned, ALWAYS, text_form=True, fixed={"everywhere": True},
-         doc="any partition, every entry that can use the device on it")
-register("natural-langevin", TRANSFORMS["natural"].build, ALWAYS, uploads=True,
-         doc=summary(TRANSFORMS["natural"].build) + " (one device sample per step; = natural-device)")
+    _register(_name, _entry.build, _entry.device, _entry.per_layer, _entry.uploads)
+_register("adlala", adlala, OPTIONAL)
+_register("lol", lol, OPTIONAL)
+_register("lala", lala, OPTIONAL)
+_register("partitioned", partitioned, NEVER, text_form=True)
+_register("partitioned-device", partitioned, ALWAYS, text_form=True, fixed={"everywhere": True},
+          doc="any partition, every entry that can use the device on it")
+_register("natural-langevin", TRANSFORMS["natural"].build, ALWAYS, uploads=True,
+          doc=summary(TRANSFORMS["natural"].build) + " (one device sample per step; = natural-device)")

@@ -52,6 +52,8 @@ def tngd_direction(device: Any, *, lam: float, t: float, t_delay: float, kappa: 
                    scale: str, fidelity_every: int, headroom: float = 0.5) -> Transform:
     """u ← g̃ ≈ (G + λI)⁻¹ u, solved by the device (see the module docstring; the arguments are
     ``tngd``'s)."""
+    if device is None or not hasattr(device, "vmax"):
+        raise ValueError(f"TNGD runs on a device: give one (host.connect(url)), got {device!r}")
     check_choice("readout", readout, ("state", "mean"))
     check_choice("init", init, tuple(STARTS))
     check_choice("upload", upload, ("factor", "hessian"))

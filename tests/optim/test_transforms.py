@@ -301,3 +301,48 @@ def test_the_partition_commands_train(tmp_path, args, dataset, device):
         assert all(r["device_time"] == pytest.approx(50.0 + r["calibration_time"]) for r in steps)
         assert s["test_accuracy"] > 0.8
         assert json.loads((tmp_path / "config.json").read_text())["hyper"] == hyper
+
+
+def test_a_users_transform_registers_by_name_and_its_run_resumes_from_a_saved_state(tmp_path):
+    """A transform written outside the library (Lion) becomes a partition entry by one call to
+    register; a run saved with state_io.save and loaded into a fresh optimizer continues bit for
+    bit."""
+    from host.optim import register, state_io
+    from host.optim.catalog import TRANSFORMS
+
+    def lion(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.99) -> Transform:
+        """Lion (Chen et al. 2023): θ ← θ − η sign(β1 m + (1 − β1)∇ℓ), m ← β2 m + (1 − β2)∇ℓ
+
+        Args:
+            lr: step size η
+            b1: β1, the interpolation that is signed
+            b2: β2, the momentum kept
+        """
+        def update(g, state, params, **extra):
+            return np.sign(b1 * state["m"] + (1 - b1) * g), {"m": b2 * state["m"] + (1 - b2) * g}
+        return chain(Transform(lambda params: {"m": np.zeros_like(params)}, update), scale_by_learning_rate(lr))
+
+    register("lion-test", lion)
+    try:
+        with pytest.raises(ValueError, match="already an algorithm"):
+            register("lion-test", lion)
+        assert ALGORITHMS["lion-test"].params["b2"] == (float, 0.99, "β2, the momentum kept")
+        model, obj, X, y, theta0 = problem()
+        opt = ALGORITHMS["partitioned"].build(partition="0:lion-test(lr=0.01), *:adam")
+        st = opt.init(theta0, np.random.default_rng(0), groups=model.groups)
+        for _ in range(3):
+            st, _ = opt.step(st, X, y, obj)
+        state_io.save(tmp_path / "ck.npz", st, {"epoch": 0})
+        straight = st
+        for _ in range(4):
+            straight, _ = opt.step(straight, X, y, obj)
+        again = ALGORITHMS["partitioned"].build(partition="0:lion-test(lr=0.01), *:adam")
+        st, meta = state_io.load(tmp_path / "ck.npz", again.init(theta0 * 0, np.random.default_rng(9),
+                                                                 groups=model.groups))
+        assert meta == {"epoch": 0, "step": 3}
+        for _ in range(4):
+            st, _ = again.step(st, X, y, obj)
+        np.testing.assert_array_equal(st.theta, straight.theta)
+    finally:
+        TRANSFORMS.pop("lion-test", None)
+        ALGORITHMS.pop("lion-test", None)
