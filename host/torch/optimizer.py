@@ -1,0 +1,127 @@
+"""Every algorithm of host.optim on a torch model, two ways.
+
+``optimizer(algo, module, loss, device=None, **hyper)``: the library runs the step — gradient,
+curvature (TNGD, natural Langevin), the device's packet — and writes the new parameters back
+into the module; ``.step(inputs, targets) -> loss``, ``.close()``.
+
+``TorchOptimizer(module.parameters(), transform)``: a ``torch.optim.Optimizer`` for the
+gradient-only transforms (SGD, Adam, RMSprop, the Langevin family) in a user's own loop:
+``loss.backward(); opt.step()``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from host.optim import ALGORITHMS
+from host.optim.optimizer import decode_rng, encode_rng
+from host.optim.transform import Transform, apply_updates, init_of
+from host.torch.objective import TorchObjective
+
+
+def _array(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class TorchRun:
+    """One algorithm training one torch module (see ``optimizer``)."""
+
+    def __init__(self, algo: str, module: torch.nn.Module, loss: Any, device: Any = None,
+                 seed: int = 0, **hyper: Any) -> None:
+        spec = ALGORITHMS.get(algo)
+        if spec is None:
+            raise ValueError(f"unknown algorithm {algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
+        self.objective = TorchObjective(module, loss)
+        self.model = self.objective.model
+        self._owned = None
+        if spec.needs_device(hyper):
+            if device is None:
+                raise ValueError(f"{algo} runs on a device: give device= (a URL such as "
+                                 f"'spawn://?cells={self.model.n_params}&max_rank=R', or a connected device)")
+            if isinstance(device, str):
+                import host
+                device = self._owned = host.connect(device)
+        try:
+            self.optimizer = spec.build(device, **hyper)
+            self.state = self.optimizer.init(self.model.flatten(), np.random.default_rng(seed),
+                                             groups=self.model.groups)
+        except BaseException:
+            self.close()
+            raise
+        self.info: dict = {}
+
+    def step(self, inputs: Any, targets: Any) -> float:
+        """One step on a batch; the module holds the new parameters after it."""
+        self.state, self.info = self.optimizer.step(self.state, _array(inputs), _array(targets), self.objective)
+        self.model.load(self.state.theta)
+        return float(self.info["batch_loss"])
+
+    def close(self) -> None:
+        """Disconnect a device this run connected itself (one given to it stays open)."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def __enter__(self) -> "TorchRun":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def optimizer(algo: str, module: torch.nn.Module, loss: Any, device: Any = None, **hyper: Any) -> TorchRun:
+    """Any ``thermohil train --algo`` algorithm (partitions included) on a torch module."""
+    return TorchRun(algo, module, loss, device, **hyper)
+
+
+class _NoCurvature:
+    def __getattr__(self, name: str) -> Any:
+        raise ValueError("this transform needs the loss's curvature, which loss.backward() does not give: "
+                         "use host.torch.optimizer(algo, module, loss) instead")
+
+
+class TorchOptimizer(torch.optim.Optimizer):
+    """A gradient-only transform as a ``torch.optim.Optimizer``: ``step()`` reads ``.grad``."""
+
+    def __init__(self, params: Any, transform: Transform, seed: int = 0) -> None:
+        super().__init__(params, {})
+        if transform.device is not None:
+            raise ValueError("a device-assisted transform needs the whole step: use host.torch.optimizer")
+        self.transform = transform
+        theta = self._theta()
+        self._n = 0
+        self._state = init_of(transform, theta)
+        self._rng = encode_rng(np.random.default_rng(np.random.default_rng(seed).integers(2**63)))
+        self.info: dict = {}
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _theta(self) -> np.ndarray:
+        return np.concatenate([p.detach().double().reshape(-1).cpu().numpy() for p in self._params()])
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = self._params()
+        if any(p.grad is None for p in params):
+            raise ValueError("a parameter has no gradient: call loss.backward() before step()")
+        grads = np.concatenate([p.grad.detach().double().reshape(-1).cpu().numpy() for p in params])
+        theta = self._theta()
+        gen = decode_rng(self._rng)
+        self.info = {}
+        updates, self._state = self.transform.update(grads, self._state, theta, rng=gen, info=self.info,
+                                                     curvature=_NoCurvature(), step=self._n)
+        self._rng, self._n = encode_rng(gen), self._n + 1
+        new = apply_updates(theta, updates)
+        pos = 0
+        for p in params:
+            k = p.numel()
+            p.copy_(torch.as_tensor(new[pos:pos + k]).reshape(p.shape).to(p.dtype))
+            pos += k
+        return loss
