@@ -188,7 +188,11 @@ def _plot(out: Path, rows: list[dict]) -> bool:
 # ------------------------------------------------------------------------------ the loop
 def train(cfg: TrainConfig) -> dict:
     """Train; returns the summary (what ``--json`` prints)."""
-    if cfg.batch_size is None and cfg.dataset in MODEL_DEFAULTS:
+    if cfg.dataset not in MODEL_DEFAULTS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(sorted(MODEL_DEFAULTS))}")
+    if cfg.algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {cfg.algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    if cfg.batch_size is None:
         cfg = replace(cfg, batch_size=MODEL_DEFAULTS[cfg.dataset]["batch"])
     if cfg.epochs < 1 or (cfg.batch_size or 0) < 1:
         raise ValueError("epochs and batch size must be >= 1")

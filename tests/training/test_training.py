@@ -275,6 +275,19 @@ def test_tngd_matches_exact_ngd_at_the_paper_damping():
     assert rel < 0.05
 
 
+@pytest.mark.parametrize("field, value, needle", [
+    ("dataset", "wine", "unknown dataset 'wine'; known: digits, spiral"),
+    ("algo", "lion", "unknown algorithm 'lion'; known: adam, adl"),
+])
+def test_unknown_names_from_python_get_the_known_ones(field, value, needle, tmp_path):
+    """From Python (no argparse choices to catch it) an unknown name says what exists, before
+    anything is written."""
+    cfg = {"algo": "adam", "dataset": "digits", "device": None, "out": str(tmp_path / "run"), field: value}
+    with pytest.raises(ValueError, match=needle):
+        train(TrainConfig(**cfg))
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_every_on_an_epoch_end_evaluates_that_step_once(tmp_path):
     """Spiral, batch 25: 20 steps per epoch; --eval-every 10 lands on every epoch end."""
     train(TrainConfig(algo="adlala", dataset="spiral", epochs=2, eval_every=10, out=str(tmp_path),
