@@ -544,3 +544,27 @@ def test_natural_group_needs_the_ggn_and_fits_the_rank(local):
     st = opt.init(big.theta_star.copy(), np.random.default_rng(0), groups=[slice(0, big.n_lin), slice(big.n_lin, big.P)])
     with pytest.raises(ValueError, match="MAX_RANK 4"):
         opt.step(st, None, None, big)
+
+
+def test_a_friction_the_realistic_dacs_cannot_program_is_taken_on_the_host():
+    """Realistic profile (12-bit FRICTION DAC): a Langevin group with γ = 0.001 beside one with
+    γ = 10 would quantise to no friction (and no noise) at the packet's full scale; it is refused
+    and its O-step taken exactly on the host — variance τ(1 − e^{−2γh}) — while the other group
+    stays on the device."""
+    n, h, tau, gamma = 400, 0.5, 0.5, 1e-3
+    dev = host.connect(f"local://?cells={2 * n}&seed=1&profile=realistic")
+    try:
+        opt = trainable(partitioned(h=h, partition=f"0:langevin-device(gamma=10, tau={tau}), "
+                                                   f"1:langevin-device(gamma={gamma}, tau={tau})", device=dev))
+        st = opt.init(np.zeros(2 * n), np.random.default_rng(0), groups=[slice(0, n), slice(n, 2 * n)])
+        obj, out = Quadratic(np.zeros(2 * n)), []
+        for _ in range(25):
+            st.opt = tuple({**g, "count": 1, "p": np.zeros(n)} for g in st.opt)
+            st, info = opt.step(st, None, None, obj)
+            assert info["group1.on_host"] == 1.0 and info["group0.on_host"] == 0.0
+            out.append(st.opt[1]["p"].copy())
+    finally:
+        dev.close()
+    x = np.concatenate(out)
+    var = tau * -math.expm1(-2 * gamma * h)
+    assert abs(x.var() - var) < Z * var * math.sqrt(2 / x.size)
