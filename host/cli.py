@@ -1,6 +1,6 @@
 """The ``thermohil`` command: serve the emulator, inspect a device, peek and poke registers,
-calibrate it, run the demonstration solve, train a network (``thermohil train``) and measure
-performance (``thermohil bench``)."""
+calibrate it, run the demonstration solve, train a network (``thermohil train``), draw a run's
+figures (``thermohil plot``) and measure performance (``thermohil bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     from host.bench.cli import add_bench_parser
     add_bench_parser(sub)
+    from host.plot_cli import add_plot_parser
+    add_plot_parser(sub)
     return p
 
 
@@ -141,10 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
         args = build_parser().parse_args(argv)
         from host.bench.cli import cmd_bench
+        from host.plot_cli import cmd_plot
         from host.train_cli import cmd_train
         return {"serve": cmd_serve, "info": cmd_info, "regs": cmd_regs, "demo": cmd_demo,
                 "calibrate": cmd_calibrate, "train": cmd_train,
-                "bench": cmd_bench}[args.command](args)
+                "bench": cmd_bench, "plot": cmd_plot}[args.command](args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `thermohil regs map | head`: the reader left, nothing to say
