@@ -76,6 +76,15 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _dataset(text: str) -> str:
+    from host.data import DATASETS
+    from host.user_code import is_reference
+    if text not in DATASETS and not is_reference(text):
+        raise argparse.ArgumentTypeError(f"unknown data set {text!r}; known: {', '.join(sorted(DATASETS))}, "
+                                         "or FILE.py:LOADER / MODULE:LOADER for your own")
+    return text
+
+
 def _lease_ms(text: str) -> int:
     try:
         v = int(text)
@@ -103,8 +112,16 @@ def add_train_parser(sub: Any) -> None:
                        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--algo", required=True, choices=sorted(ALGORITHMS), metavar="ALGO",
                    help=f"one of: {', '.join(sorted(ALGORITHMS))}")
-    t.add_argument("--dataset", required=True, choices=sorted(DATASETS), metavar="DATASET",
-                   help=f"one of: {', '.join(sorted(DATASETS))}")
+    t.add_argument("--dataset", required=True, type=_dataset, metavar="DATASET",
+                   help=f"one of: {', '.join(sorted(DATASETS))}; or your own as FILE.py:LOADER or "
+                        "MODULE:LOADER (a function returning (X, y), (X_train, y_train, X_test, y_test), "
+                        "a dict of those or a host.data.Dataset)")
+    t.add_argument("--model", default=None, metavar="FILE.py:FACTORY",
+                   help="your own torch model: a function FACTORY(n_inputs, n_outputs) returning a "
+                        "torch.nn.Module (default: the built-in MLP, --hidden wide)")
+    t.add_argument("--loss", choices=("ce", "bce", "mse"), default=None,
+                   help="ce (classes), bce (two classes, one logit) or mse (regression); default: the "
+                        "data set's own (integer labels: ce, real targets: mse)")
     t.add_argument("--device", default=None,
                    help="device URL for device algorithms (default spawn://, a private emulator); "
                         "'none' for digital ones")
@@ -113,9 +130,15 @@ def add_train_parser(sub: Any) -> None:
                    help="minibatch size (default: 25 for spiral, as in the paper; 32 for digits)")
     t.add_argument("--seed", type=int, default=0, help="initialisation, batches and noise (default 0)")
     t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
-    t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths, e.g. 64,32")
+    t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths of the built-in MLP, e.g. 64,32")
     t.add_argument("--activation", choices=("relu", "tanh"), default="relu")
     t.add_argument("--eval-every", type=_at_least_zero, default=0, help="also evaluate every N steps (default 0: at epoch ends only)")
+    t.add_argument("--posterior-every", type=_at_least_zero, default=0, metavar="K",
+                   help="keep every K-th step's parameters as a sample of the chain (after the burn-in) "
+                        "and report the posterior-predictive accuracy beside the last iterate's "
+                        "(the Langevin family; default 0: off)")
+    t.add_argument("--posterior-burn-in", type=_at_least_zero, default=None, metavar="EPOCHS",
+                   help="epochs before samples are kept (default: half the epochs)")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (and, without a terminal, no progress lines: by default one every 30 s)")
@@ -136,7 +159,8 @@ def add_train_parser(sub: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from host.training import MODEL_DEFAULTS, TrainConfig, train
+    from host.run_record import slug
+    from host.training import TrainConfig, train
     # this process owns its BLAS: one thread, so the small per-step matrix work is not slowed by
     # threads waiting for cores the device daemon holds (docs/performance.md)
     threadpool_limits(1)
@@ -155,24 +179,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.device not in (None, "none"):
             raise ValueError(f"--algo {args.algo} is digital and uses no device; drop --device")
         device = None
-    out = args.out or f"runs/{args.algo}-{args.dataset}-s{args.seed}"
+    out = args.out or f"runs/{args.algo}-{slug(args.dataset)}-s{args.seed}"
     cfg = TrainConfig(algo=args.algo, dataset=args.dataset, device=device, epochs=args.epochs,
                       batch_size=args.batch_size, seed=args.seed, out=out, hidden=args.hidden,
                       activation=args.activation, hyper=hyper, resume=args.resume,
                       progress=False if args.no_progress else None, eval_every=args.eval_every,
                       timeout=args.timeout, retries=args.retries, calibrate=args.calibrate,
-                      lease_ms=args.lease_ms)
+                      lease_ms=args.lease_ms, model=args.model, loss=args.loss,
+                      posterior_every=args.posterior_every, posterior_burn_in=args.posterior_burn_in)
     if not args.json:
         where = f" on {device}" if device else ""
+        batch = f"batch {args.batch_size}" if args.batch_size else "the data set's batch size"
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "
-              f"batch {args.batch_size or MODEL_DEFAULTS[args.dataset]['batch']}, seed {args.seed} -> {out}",
-              file=sys.stderr)
+              f"{batch}, seed {args.seed} -> {out}", file=sys.stderr)
     summary = train(cfg)
     if args.json:
         print(json.dumps(summary))
     else:
+        score = (f"test R² {summary['test_accuracy']:.4f}" if summary["loss"] == "mse"
+                 else f"test accuracy {summary['test_accuracy']:.2%}")
         print(f"iterations {summary['iterations']}  train loss {summary['final_train_loss']:.4f}  "
-              f"test loss {summary['final_test_loss']:.4f}  test accuracy {summary['test_accuracy']:.2%}")
+              f"test loss {summary['final_test_loss']:.4f}  {score}  ({summary['n_params']} parameters)")
+        if "posterior_test_accuracy" in summary:
+            pscore = (f"R² {summary['posterior_test_accuracy']:.4f}" if summary["loss"] == "mse"
+                      else f"accuracy {summary['posterior_test_accuracy']:.2%}")
+            print(f"posterior-predictive over {summary['posterior_samples']} samples: test loss "
+                  f"{summary['posterior_test_loss']:.4f}  test {pscore}")
         print(f"step time {summary['wall_time_s']:.3g} s  device time {summary['device_time']:g} τ0  "
               f"projected hardware time {summary['projected_hw_time_s']:.3g} s  -> {out}/metrics.jsonl")
     return 0

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -23,11 +24,13 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 
 from host import data as datasets
-from host import nn
 from host.errors import DeviceError
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 from host.optim import state_io
+from host.posterior import PredictiveAverage
+from host.problem import MODEL_DEFAULTS, Problem, build_problem
+from host.run_record import data_record, describe, device_record, library_version, resolved_hyper, slug
 from protocol.regmap import REGMAP
 
 LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
@@ -40,11 +43,21 @@ DEFAULT_TIMING = {"tau0_s": 1e-6, "link_bits_per_s": 50e9, "link_word_bits": 16,
 
 @dataclass
 class TrainConfig:
+    """One training run. ``dataset``, ``model`` and ``loss`` may be the library's or yours:
+
+    - dataset: a built-in name ('digits', 'spiral'), 'file.py:loader' / 'module:loader', a
+      ``host.data.Dataset``, or arrays (X, y) / (X_train, y_train, X_test, y_test);
+    - model: None (the built-in MLP, ``hidden`` wide), a torch.nn.Module, a host.nn model, or a
+      factory ``build(n_inputs, n_outputs)`` (also as 'file.py:build');
+    - loss: None (the data set's own), 'ce', 'bce', 'mse', or a torch loss for a torch model.
+
+    ``out`` None writes to runs/ALGO-DATA-sSEED, as the CLI does.
+    """
     algo: str
-    dataset: str
+    dataset: Any
     device: str | None = "spawn://"
     epochs: int = 5
-    batch_size: int | None = None  # None: the data set's default (MODEL_DEFAULTS)
+    batch_size: int | None = None  # None: the data set's default (host.problem.MODEL_DEFAULTS)
     seed: int = 0
     out: str | None = None
     hidden: tuple[int, ...] | None = None
@@ -57,13 +70,13 @@ class TrainConfig:
     retries: int | None = None  # resends of an unanswered idempotent packet; None: driver default
     calibrate: bool = True  # calibrate a device whose CAL_VALID is 0 before training
     lease_ms: int = 30_000  # the device lease; on a declared-slow link, packets fit a third of it
-
-
-MODEL_DEFAULTS = {
-    # the reference models: spiral MLP 2-100-1 ReLU + sigmoid/BCE; digits: a small MLP classifier
-    "spiral": dict(hidden=(100,), loss="bce", batch=25),
-    "digits": dict(hidden=(32,), loss="ce", batch=32),
-}
+    model: Any = None
+    loss: Any = None
+    #: keep every k-th step's θ as a sample of the chain (0: none) after ``posterior_burn_in``
+    #: epochs (None: half the epochs), and report the posterior-predictive average beside the
+    #: last iterate at each evaluation; the samples go to DIR/samples/.
+    posterior_every: int = 0
+    posterior_burn_in: int | None = None
 
 
 #: A training run waits this long for another host's lease to run out (a host that crashed or
@@ -78,18 +91,6 @@ def say_waiting(seconds: float) -> None:
 
 class TrainingError(RuntimeError):
     """Training stopped; the last good checkpoint is kept."""
-
-
-def build_problem(cfg: TrainConfig) -> tuple[Any, Objective]:
-    if cfg.dataset not in MODEL_DEFAULTS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(sorted(MODEL_DEFAULTS))}")
-    ds = datasets.load(cfg.dataset)
-    d = MODEL_DEFAULTS[cfg.dataset]
-    hidden = tuple(cfg.hidden) if cfg.hidden else d["hidden"]
-    n_out = 1 if d["loss"] == "bce" else ds.n_classes
-    model = nn.MLP([ds.X_train.shape[1], *hidden, n_out], activation=cfg.activation)
-    loss = nn.SigmoidBCE() if d["loss"] == "bce" else nn.SoftmaxCrossEntropy()
-    return ds, Objective(model, loss)
 
 
 def device_url(url: str | None, n_params: int, rank: int, seed: int) -> str:
@@ -162,39 +163,72 @@ def projected_hw_time(digital_s: float, info: dict, uses_device: bool,
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def _plot(out: Path, rows: list[dict]) -> bool:
+def _figures(out: Path) -> list[str]:
+    """The run's figures (loss, accuracy, hardware time, Langevin diagnostics), when matplotlib
+    is installed; a figure that fails to draw never fails the run it describes."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
-        return False
-    steps = [r["step"] for r in rows if "batch_loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [r["batch_loss"] for r in rows if "batch_loss" in r], lw=0.6, alpha=0.5, label="batch")
-    ev = [r for r in rows if "test_loss" in r]
-    ax.plot([r["step"] for r in ev], [r["train_loss"] for r in ev], "o-", label="train")
-    ax.plot([r["step"] for r in ev], [r["test_loss"] for r in ev], "s-", label="test")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=120)
-    plt.close(fig)
-    return True
+        return []
+    from host.run_figures import plot_run
+    try:
+        return [str(p) for p in plot_run(out)]
+    except Exception as e:     # noqa: BLE001 - reported, the run's numbers are already written
+        print(f"thermohil: note: the figures of {out} could not be drawn: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return []
 
 
 # ------------------------------------------------------------------------------ the loop
 def train(cfg: TrainConfig) -> dict:
     """Train; returns the summary (what ``--json`` prints)."""
-    if cfg.dataset not in MODEL_DEFAULTS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(sorted(MODEL_DEFAULTS))}")
     if cfg.algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {cfg.algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    _check_options(cfg)
+    problem = build_problem(cfg.dataset, cfg.model, cfg.loss, hidden=cfg.hidden,
+                            activation=cfg.activation, seed=cfg.seed)
     if cfg.batch_size is None:
-        cfg = replace(cfg, batch_size=MODEL_DEFAULTS[cfg.dataset]["batch"])
-    if cfg.epochs < 1 or (cfg.batch_size or 0) < 1:
+        cfg = replace(cfg, batch_size=problem.defaults["batch"])
+    if cfg.posterior_every and problem.loss not in ("ce", "bce", "mse"):
+        raise ValueError(f"the posterior-predictive average needs loss ce, bce or mse, not {problem.loss}")
+    out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.algo}-{slug(problem.data.name)}-s{cfg.seed}"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    ckpt = out / "checkpoint.npz"
+    config = _config(cfg, problem)
+    if cfg.resume:
+        saved, saved_meta = _check_resume(cfg, out, ckpt, config)
+
+    # everything that can be refused is checked (and the device connected) before the run
+    # directory is touched, so a rejected command never damages an earlier run
+    optimizer, dev = _build_optimizer(cfg, problem.objective, problem.n_outputs, len(problem.data.X_train))
+    try:
+        optimizer.check_model(problem.objective.model)   # e.g. a partition naming a layer the model lacks
+        config["resolved"]["device"] = device_record(dev.info()) if dev is not None else None
+        out.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume:
+            if (out / "metrics.jsonl").exists():
+                print(f"thermohil: note: {out} held an earlier run; it is replaced (--resume continues "
+                      "a run instead)", file=sys.stderr)
+            (out / "config.json").write_text(json.dumps(config, indent=1))
+            ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
+            shutil.rmtree(out / "samples", ignore_errors=True)
+        else:
+            _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
+            saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
+            saved["resolved"] = {**saved.get("resolved", {}), "device": config["resolved"]["device"]}
+            (out / "config.json").write_text(json.dumps(saved, indent=1))
+        timing = dev.info().get("timing") if dev is not None else None
+        startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
+        return _loop(cfg, problem, optimizer, out, ckpt, timing, startup,
+                     link=(lambda: _link_stats(dev)) if dev is not None else None)
+    finally:
+        if dev is not None:
+            dev.close()
+
+
+def _check_options(cfg: TrainConfig) -> None:
+    if cfg.epochs < 1 or (cfg.batch_size is not None and cfg.batch_size < 1):
         raise ValueError("epochs and batch size must be >= 1")
     if cfg.eval_every < 0:
         raise ValueError(f"eval_every must be >= 0, got {cfg.eval_every}")
@@ -202,53 +236,46 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {cfg.timeout}")
     if not (isinstance(cfg.lease_ms, int) and 300 <= cfg.lease_ms <= 3_600_000):
         raise ValueError(f"lease_ms must be an integer in 300 … 3600000 ms, got {cfg.lease_ms!r}")
-    ds, objective = build_problem(cfg)
-    out_dim = 1 if MODEL_DEFAULTS[cfg.dataset]["loss"] == "bce" else ds.n_classes
-    out = Path(cfg.out) if cfg.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    ckpt = out / "checkpoint.npz" if out else None
-    config_json = json.dumps(asdict(cfg), indent=1, default=_jsonable)
-    if cfg.resume:
-        if ckpt is None:
-            raise ValueError("--resume needs --out DIR holding a checkpoint.npz from an earlier run")
-        if not ckpt.exists():
-            raise ValueError(f"--resume: {out} holds no checkpoint.npz (no earlier run there, or it "
-                             "stopped before its first epoch ended)")
-        saved = json.loads((out / "config.json").read_text())
-        mine_all = json.loads(config_json)
-        for key in ("algo", "dataset", "seed", "batch_size", "hidden", "activation", "hyper"):
-            if saved.get(key) != mine_all[key]:
-                raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {mine_all[key]!r}")
-        saved_meta = _checkpoint_meta(ckpt)
-        done = saved_meta["epoch"] + 1
-        if done >= cfg.epochs:
-            raise ValueError(f"--resume: {out} already holds {done} epoch(s); ask for more with --epochs")
+    if cfg.posterior_every < 0:
+        raise ValueError(f"posterior_every must be >= 0, got {cfg.posterior_every}")
+    if cfg.posterior_burn_in is not None and not 0 <= cfg.posterior_burn_in < cfg.epochs:
+        raise ValueError(f"posterior_burn_in must be in 0 … epochs − 1 = {cfg.epochs - 1}, "
+                         f"got {cfg.posterior_burn_in}")
 
-    # everything that can be refused is checked (and the device connected) before the run
-    # directory is touched, so a rejected command never damages an earlier run
-    optimizer, dev = _build_optimizer(cfg, objective, out_dim, len(ds.X_train))
-    try:
-        optimizer.check_model(objective.model)   # e.g. a partition naming a layer the model lacks
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            if not cfg.resume:
-                if (out / "metrics.jsonl").exists():
-                    print(f"thermohil: note: {out} held an earlier run; it is replaced (--resume continues "
-                          "a run instead)", file=sys.stderr)
-                (out / "config.json").write_text(config_json)
-                ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
-            else:
-                _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
-                saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
-                (out / "config.json").write_text(json.dumps(saved, indent=1))
-        timing = dev.info().get("timing") if dev is not None else None
-        startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
-        return _loop(cfg, ds, objective, optimizer, out, ckpt, timing, startup,
-                     link=(lambda: _link_stats(dev)) if dev is not None else None)
-    finally:
-        if dev is not None:
-            dev.close()
+
+#: What a resumed run must share with the run it continues.
+_RESUME_KEYS = ("algo", "dataset", "model", "loss", "seed", "batch_size", "hidden", "activation", "hyper",
+                "posterior_every", "posterior_burn_in")
+
+
+def _config(cfg: TrainConfig, problem: Problem) -> dict:
+    """config.json: the options as given (objects by their description) and what they resolved to."""
+    given = {f.name: describe(getattr(cfg, f.name)) for f in fields(cfg)}
+    if not isinstance(cfg.dataset, str):
+        given["dataset"] = problem.data.name if problem.data.name != "arrays" else given["dataset"]
+    given["loss"] = problem.loss
+    spec = ALGORITHMS[cfg.algo]
+    given["resolved"] = {"hyper": resolved_hyper(spec, cfg.hyper), "data": data_record(problem.data),
+                         "model": problem.record, "n_outputs": problem.n_outputs,
+                         "algorithm": spec.doc or cfg.algo, "device": None,
+                         "library_version": library_version()}
+    return given
+
+
+def _check_resume(cfg: TrainConfig, out: Path, ckpt: Path, config: dict) -> tuple[dict, dict]:
+    if not ckpt.exists():
+        raise ValueError(f"--resume: {out} holds no checkpoint.npz (no earlier run there, or it "
+                         "stopped before its first epoch ended)")
+    saved = json.loads((out / "config.json").read_text())
+    for key in _RESUME_KEYS:
+        default = config[key] if key in ("model", "loss") else None   # runs recorded before these keys
+        if saved.get(key, default) != config[key]:
+            raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {config[key]!r}")
+    saved_meta = _checkpoint_meta(ckpt)
+    done = saved_meta["epoch"] + 1
+    if done >= cfg.epochs:
+        raise ValueError(f"--resume: {out} already holds {done} epoch(s); ask for more with --epochs")
+    return saved, saved_meta
 
 
 def _calibrate(dev: Any) -> float:
@@ -264,10 +291,6 @@ def _link_stats(dev: Any) -> dict[str, int]:
     stats = dev.stats
     return stats.as_dict() if hasattr(stats, "as_dict") else \
         {k: v for k, v in vars(stats).items() if isinstance(v, int)}
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else repr(value)  # schedules: by their repr
 
 
 def _checkpoint_meta(path: Path) -> dict:
@@ -286,22 +309,25 @@ def _trim_metrics(path: Path, step: int) -> None:
         path.write_text("".join(keep))
 
 
-def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: Path | None,
-          ckpt: Path | None, timing: dict | None = None, calibration_time: float = 0.0,
+def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: Path,
+          timing: dict | None = None, calibration_time: float = 0.0,
           link: Callable[[], dict[str, int]] | None = None) -> dict:
+    ds, objective = problem.data, problem.objective
     rng = np.random.default_rng(cfg.seed)
     state = optimizer.init(objective.model.init(rng), rng, groups=objective.model.groups)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
                               "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
-    if cfg.resume and ckpt is not None:
+    chain = Chain(cfg, problem, out) if cfg.posterior_every else None
+    if cfg.resume:
         state, saved_meta = state_io.load(ckpt, state)
-        start_epoch, saved = saved_meta["epoch"], saved_meta["totals"]
+        start_epoch, saved = saved_meta["epoch"] + 1, saved_meta["totals"]
         totals.update(saved)
-        start_epoch += 1
+        if chain is not None:
+            chain.resume(saved_meta.get("posterior_samples", 0))
     totals["device_time"] += calibration_time      # this session's start-up calibration
     totals["calibration_time"] += calibration_time
-    metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w") if out else None
-    rows: list[dict] = []
+    metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w")
+    name = problem.data.name
     n_batches = math.ceil(len(ds.X_train) / cfg.batch_size)
     show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     log_lines = cfg.progress is None and not show   # e.g. under nohup: a plain line now and then
@@ -309,20 +335,19 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
     bar = None
     if show:
         from tqdm import tqdm
-        bar = tqdm(total=(cfg.epochs - start_epoch) * n_batches, desc=f"{cfg.algo} on {cfg.dataset}",
+        bar = tqdm(total=(cfg.epochs - start_epoch) * n_batches, desc=f"{cfg.algo} on {name}",
                    unit="it", file=sys.stderr)
 
     def emit(row: dict) -> None:
-        rows.append(row)
-        if metrics_f:
-            metrics_f.write(json.dumps(row) + "\n")
-            metrics_f.flush()
+        metrics_f.write(json.dumps(row) + "\n")
+        metrics_f.flush()
 
     def evaluate(epoch: int) -> dict:
         train_loss, train_acc = objective.evaluate(state.theta, ds.X_train, ds.y_train)
         test_loss, test_acc = objective.evaluate(state.theta, ds.X_test, ds.y_test)
         row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-               "test_loss": test_loss, "test_accuracy": test_acc, **totals}
+               "test_loss": test_loss, "test_accuracy": test_acc, **(chain.scores() if chain else {}),
+               **totals}
         emit(row)
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):   # finite steps, overflowed model
             raise NonFiniteError(f"non-finite loss at the evaluation of step {state.step}: the parameters "
@@ -341,18 +366,17 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                 wall = time.perf_counter() - t0
                 digital = wall - info.get("device_call_s", 0.0)
                 hw = projected_hw_time(digital, info, optimizer.uses_device, timing)
-                totals["wall_time_s"] += wall
-                totals["device_time"] += info.get("device_time", 0.0)
-                totals["projected_hw_time_s"] += hw
-                totals["bytes_sent"] += info.get("bytes_sent", 0)
-                totals["bytes_received"] += info.get("bytes_received", 0)
-                totals["calibration_time"] += info.get("calibration_time", 0.0)
+                for key, value in (("wall_time_s", wall), ("projected_hw_time_s", hw)) + tuple(
+                        (k, info.get(k, 0)) for k in ("device_time", "bytes_sent", "bytes_received",
+                                                       "calibration_time")):
+                    totals[key] += value
                 emit({"step": state.step, "epoch": epoch + 1, "batch_loss": info["batch_loss"],
                       "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
-                      **{k: info[k] for k in ("device_time", "bytes_sent", "bytes_received", "rank", "scale",
-                                              "calibration_time", "direction_error") if k in info},
+                      **{k: info[k] for k in _STEP_INFO if k in info},
                       **_group_info(info), "cumulative": dict(totals),
                       **({"link": link()} if link else {})})
+                if chain is not None:
+                    chain.offer(epoch, state)
                 if bar:
                     bar.update()
                     bar.set_postfix(loss=f"{info['batch_loss']:.4f}")
@@ -360,15 +384,19 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
                     last = evaluate(epoch + 1)
             if last is None or last["step"] != state.step:   # not evaluated at this step already
                 last = evaluate(epoch + 1)
-            if ckpt is not None:
-                state_io.save(ckpt, state, {"epoch": epoch, "totals": totals})
+            if chain is not None:
+                chain.save(epoch)
+            state_io.save(ckpt, state, {"epoch": epoch, "totals": totals,
+                                        **({"posterior_samples": chain.average.count} if chain else {})})
+            _save_module(out, objective.model, state.theta)
             if log_lines and (time.perf_counter() - last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):
                 last_line = time.perf_counter()
-                print(f"{cfg.algo} on {cfg.dataset}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "
+                print(f"{cfg.algo} on {name}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "
                       f"train loss {last['train_loss']:.4f}, test loss {last['test_loss']:.4f}, "
-                      f"test accuracy {last['test_accuracy']:.2%}", file=sys.stderr, flush=True)
+                      f"test {_score_name(problem)} {_score(problem, last['test_accuracy'])}",
+                      file=sys.stderr, flush=True)
     except (NonFiniteError, CurvatureSaturates) as e:
-        kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt and ckpt.exists() else \
+        kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt.exists() else \
             " (no epoch was completed: no checkpoint)"
         raise TrainingError(f"{e}{kept}") from e
     except DeviceError as e:
@@ -378,21 +406,91 @@ def _loop(cfg: TrainConfig, ds: Any, objective: Objective, optimizer: Any, out: 
         emit({"step": state.step, "error": f"{type(e).__name__}: {e}",
               **({"link": link()} if link else {})})
         kept = (f"; the last completed epoch is checkpointed in {ckpt}: continue with --resume"
-                if ckpt and ckpt.exists() else "; no epoch was completed, so there is no checkpoint")
+                if ckpt.exists() else "; no epoch was completed, so there is no checkpoint")
         raise TrainingError(f"the device failed at step {state.step}, training stopped: "
                             f"{type(e).__name__}: {e}{kept}") from e
     finally:
         if bar:
             bar.close()
-        if metrics_f:
-            metrics_f.close()
-    if out:
-        _plot(out, rows if not cfg.resume else [json.loads(x) for x in open(out / "metrics.jsonl")])
+        metrics_f.close()
+    figures = _figures(out)
     assert last is not None
-    return {"algo": cfg.algo, "dataset": cfg.dataset, "epochs": cfg.epochs, "iterations": state.step,
+    return {"algo": cfg.algo, "dataset": name, "loss": problem.loss, "epochs": cfg.epochs,
+            "iterations": state.step, "n_params": int(objective.model.n_params),
             "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
-            "test_accuracy": last["test_accuracy"], "wall_time_s": totals["wall_time_s"],
+            "test_accuracy": last["test_accuracy"],
+            **{k: last[k] for k in ("posterior_test_loss", "posterior_test_accuracy", "posterior_samples")
+               if k in last},
+            "wall_time_s": totals["wall_time_s"],
             "device_time": totals["device_time"], "calibration_time": totals["calibration_time"],
             "projected_hw_time_s": totals["projected_hw_time_s"],
-            "bytes_sent": totals["bytes_sent"], "seed": cfg.seed, "out": str(out) if out else None,
+            "bytes_sent": totals["bytes_sent"], "seed": cfg.seed, "out": str(out), "figures": figures,
             "hyper": cfg.hyper, **({"link": link()} if link else {})}
+
+
+_STEP_INFO = ("device_time", "bytes_sent", "bytes_received", "rank", "scale", "calibration_time",
+              "direction_error", "xi", "kinetic_temperature")
+
+
+def _score_name(problem: Problem) -> str:
+    return "R²" if problem.loss == "mse" else "accuracy"
+
+
+def _score(problem: Problem, value: float) -> str:
+    return f"{value:.4f}" if problem.loss == "mse" else f"{value:.2%}"
+
+
+def _save_module(out: Path, model: Any, theta: np.ndarray) -> None:
+    """A torch model's trained weights as DIR/model.pt (``module.load_state_dict(torch.load(...))``),
+    so the run is usable with torch alone; the module holds them too."""
+    if hasattr(model, "module") and hasattr(model, "load"):
+        import torch
+        model.load(theta)
+        tmp = out / "model.pt.tmp"
+        torch.save(model.module.state_dict(), tmp)
+        tmp.replace(out / "model.pt")
+
+
+class Chain:
+    """The kept samples of a sampler's chain: their predictive average (scored at evaluations)
+    and the samples themselves, one file per epoch under DIR/samples/."""
+
+    def __init__(self, cfg: TrainConfig, problem: Problem, out: Path) -> None:
+        self.every = cfg.posterior_every
+        self.burn_in = cfg.posterior_burn_in if cfg.posterior_burn_in is not None else cfg.epochs // 2
+        self.model = problem.objective.model
+        self.average = PredictiveAverage(problem.loss, problem.data.X_test, problem.data.y_test)
+        self.dir = out / "samples"
+        self.pending: list[np.ndarray] = []
+
+    def offer(self, epoch: int, state: Any) -> None:
+        if epoch >= self.burn_in and state.step % self.every == 0:
+            self.average.add(self.model, state.theta)
+            self.pending.append(np.array(state.theta))
+
+    def scores(self) -> dict:
+        if self.average.count == 0:
+            return {}
+        loss, acc = self.average.scores()
+        return {"posterior_test_loss": loss, "posterior_test_accuracy": acc,
+                "posterior_samples": self.average.count}
+
+    def save(self, epoch: int) -> None:
+        """At a checkpoint: this epoch's samples and the running average (what a resume needs)."""
+        self.dir.mkdir(exist_ok=True)
+        if self.pending:
+            np.save(self.dir / f"epoch-{epoch + 1:04d}.npy", np.stack(self.pending))
+        self.pending = []
+        self.average.save(self.dir / "average.npz")
+
+    def resume(self, count: int) -> None:
+        """The average as of the checkpoint, which counted ``count`` samples; anything else (a
+        crash between the two writes) is refused rather than averaged twice or lost."""
+        if count:
+            if not (self.dir / "average.npz").exists():
+                raise ValueError(f"--resume: the checkpoint counts {count} samples of the chain, but "
+                                 f"{self.dir} holds no average.npz")
+            self.average.load(self.dir / "average.npz")
+        if self.average.count != count:
+            raise ValueError(f"--resume: {self.dir}/average.npz holds {self.average.count} samples, the "
+                             f"checkpoint counts {count}: they were not written together; start afresh")

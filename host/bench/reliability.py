@@ -508,9 +508,8 @@ def freeze_tcp_daemon(s: Settings, logdir: str) -> list[Row]:
 # ================================================================================ 5. SIGSTOP, train
 def train_size() -> tuple[int, int]:
     """Cells (one per parameter) and MAX_RANK the spiral TNGD run needs."""
-    from host.training import MODEL_DEFAULTS, TrainConfig, build_problem
-    _, objective = build_problem(TrainConfig(algo="tngd", dataset="spiral"))
-    return objective.model.n_params, MODEL_DEFAULTS["spiral"]["batch"]
+    from host.problem import MODEL_DEFAULTS, build_problem
+    return build_problem("spiral").objective.model.n_params, MODEL_DEFAULTS["spiral"]["batch"]
 
 
 def freeze_train_daemon(s: Settings, logdir: str) -> list[Row]:

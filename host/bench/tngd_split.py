@@ -78,11 +78,12 @@ def _emulation(objective, theta, batch, t_run: float) -> float:
 
 
 def _case(hidden: tuple[int, ...] | None, iterations: int, reference: bool) -> dict:
-    from host.training import TrainConfig, build_problem, device_url
+    from host.problem import build_problem
+    from host.training import device_url
     from threadpoolctl import threadpool_limits
 
-    cfg = TrainConfig(algo="tngd", dataset="digits", **({"hidden": hidden} if hidden else {}))
-    ds, objective = build_problem(cfg)
+    problem = build_problem("digits", hidden=hidden)
+    ds, objective = problem.data, problem.objective
     n = objective.model.n_params
     url = device_url("spawn://", n, 32 * ds.n_classes, 0)
     with threadpool_limits(1):

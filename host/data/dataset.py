@@ -14,13 +14,29 @@ import numpy as np
 
 @dataclass
 class Dataset:
-    """A train/test split. X rows are examples (float64); y are integer class labels."""
+    """A train/test split. X rows are examples (float64); y are integer class labels, or real
+    targets (n,) / (n, k) for regression (``n_classes`` 0).
+
+    ``loss`` is the loss the data set is meant for ('ce', 'bce' or 'mse'): what a run trains
+    with unless it is told otherwise.
+    """
     X_train: np.ndarray
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
     name: str
+    loss: str = "ce"
+
+    def n_outputs(self, loss: str | None = None) -> int:
+        """Network outputs the data set needs under ``loss``: one logit per class (ce), one
+        logit (bce), one column per target (mse)."""
+        loss = loss or self.loss
+        if loss == "bce":
+            return 1
+        if loss == "mse":
+            return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+        return self.n_classes
 
     @property
     def n_features(self) -> int:
@@ -28,7 +44,7 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={self.X_train.shape}, test={self.X_test.shape}, "
-                f"n_classes={self.n_classes})")
+                f"n_classes={self.n_classes}, loss={self.loss!r})")
 
 
 def n_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

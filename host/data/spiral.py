@@ -38,4 +38,4 @@ def spiral(n_train: int = 500, n_test: int = 1000, turns: float = 4, noise: floa
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     X_train, y_train = spiral_points(n_train, turns, noise, a, train_rng)
     X_test, y_test = spiral_points(n_test, turns, noise, a, test_rng)
-    return Dataset(X_train, y_train, X_test, y_test, n_classes=2, name="spiral")
+    return Dataset(X_train, y_train, X_test, y_test, n_classes=2, name="spiral", loss="bce")

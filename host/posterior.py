@@ -1,0 +1,65 @@
+"""The posterior-predictive average of a sampler's chain.
+
+A Langevin-family optimizer samples θ from exp(−L(θ)/T); its prediction is the average of the
+models' predictive distributions over the kept samples, p̄(y|x) = (1/S) Σ_s p(y|x, θ_s), not
+the last sample's. ``PredictiveAverage`` keeps that running mean on a fixed set of inputs
+(only the sum and the count, so memory does not grow with the chain) and scores it:
+classification by the averaged probabilities (accuracy and −log p̄ of the label), regression by
+the averaged prediction (MSE and R²).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from host.nn.losses import log_softmax, sigmoid
+
+LOSSES = ("ce", "bce", "mse")
+
+
+class PredictiveAverage:
+    def __init__(self, loss: str, X: np.ndarray, y: np.ndarray) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"the posterior-predictive average needs loss ce, bce or mse, not {loss!r}")
+        self.loss, self.X, self.y = loss, X, y
+        self.total: np.ndarray | None = None
+        self.count = 0
+
+    def _predictive(self, out: np.ndarray) -> np.ndarray:
+        if self.loss == "ce":
+            return np.exp(log_softmax(out))
+        if self.loss == "bce":
+            return sigmoid(out)
+        return out
+
+    def add(self, model, theta: np.ndarray) -> None:
+        p = self._predictive(np.asarray(model.apply(theta, self.X), dtype=np.float64))
+        self.total = p if self.total is None else self.total + p
+        self.count += 1
+
+    def scores(self) -> tuple[float, float]:
+        """(loss, accuracy) of the averaged prediction; accuracy is R² for regression."""
+        if self.count == 0 or self.total is None:
+            raise ValueError("no sample has been kept yet")
+        p = self.total / self.count
+        if self.loss == "mse":
+            y = self.y.reshape(p.shape)
+            sse, sst = float(np.sum((p - y) ** 2)), float(np.sum((y - y.mean(axis=0)) ** 2))
+            return float(np.mean((p - y) ** 2)), (1.0 - sse / sst if sst > 0 else float(sse == 0))
+        tiny = np.finfo(np.float64).tiny
+        if self.loss == "ce":
+            y = self.y.astype(np.intp)
+            return (float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], tiny)))),
+                    float(np.mean(p.argmax(axis=1) == y)))
+        q, y = p[:, 0], self.y.reshape(-1).astype(np.float64)
+        nll = -np.mean(y * np.log(np.maximum(q, tiny)) + (1 - y) * np.log(np.maximum(1 - q, tiny)))
+        return float(nll), float(np.mean((q > 0.5) == (y > 0.5)))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, total=self.total if self.total is not None else np.zeros(0), count=self.count)
+
+    def load(self, path: Path) -> None:
+        with np.load(path) as z:
+            self.count = int(z["count"])
+            self.total = np.array(z["total"]) if self.count else None

@@ -1,0 +1,149 @@
+"""What a training run trains: a data set, a model and a loss, made into an ``Objective``.
+
+Each may be the library's own or the user's: a data set by name, ``file.py:loader`` or arrays
+(``host.data.resolve``); a model as None (the built-in MLP), a host.nn model, a torch module or
+a factory ``build(n_inputs, n_outputs)`` (given, or as ``file.py:build``); a loss as 'ce',
+'bce', 'mse' (or, for a torch model, a torch loss). Everything is checked before a run starts,
+and ``record`` says what was built, for the run's config.json.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from host import nn
+from host.data import Dataset, resolve
+from host.data.arrays import loss_name
+from host.objective import Objective
+
+#: The built-in MLP and batch per data set: the spiral network of the seed paper (2-100-1 ReLU,
+#: sigmoid/BCE, batch 25), a small digits classifier; a user's data gets the last row.
+MODEL_DEFAULTS = {
+    "spiral": dict(hidden=(100,), batch=25),
+    "digits": dict(hidden=(32,), batch=32),
+}
+USER_DEFAULTS = dict(hidden=(32,), batch=32)
+_NN_LOSSES = {"ce": nn.SoftmaxCrossEntropy, "bce": nn.SigmoidBCE, "mse": nn.MSE}
+
+
+@dataclass
+class Problem:
+    data: Dataset
+    objective: Objective
+    loss: str            # 'ce', 'bce', 'mse', or a description of a user's torch loss
+    n_outputs: int
+    record: dict         # the model as config.json records it
+
+    @property
+    def defaults(self) -> dict:
+        return MODEL_DEFAULTS.get(self.data.name, USER_DEFAULTS)
+
+
+def _is_torch_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _input_size(ds: Dataset) -> int | tuple[int, ...]:
+    shape = ds.X_train.shape[1:]
+    return int(shape[0]) if len(shape) == 1 else tuple(int(s) for s in shape)
+
+
+def _call_factory(factory: Any, name: str, ds: Dataset, n_out: int) -> Any:
+    try:
+        return factory(_input_size(ds), n_out)
+    except Exception as e:
+        raise ValueError(f"model factory {name}: calling it with (n_inputs={_input_size(ds)}, "
+                         f"n_outputs={n_out}) raised {type(e).__name__}: {e}") from None
+
+
+def build_model(spec: Any, ds: Dataset, n_out: int, hidden: tuple[int, ...] | None,
+                activation: str) -> tuple[Any, dict]:
+    """The model (torch modules wrapped as ``TorchModel``) and its record."""
+    ref = None
+    if spec is None:
+        if ds.X_train.ndim != 2:
+            raise ValueError(f"the built-in MLP takes flat feature rows; these inputs have shape "
+                             f"{ds.X_train.shape[1:]}: bring a model (--model FILE.py:FACTORY)")
+        widths = tuple(hidden) if hidden else MODEL_DEFAULTS.get(ds.name, USER_DEFAULTS)["hidden"]
+        sizes = [ds.X_train.shape[1], *widths, n_out]
+        model = nn.MLP(sizes, activation=activation)
+        return model, {"kind": "mlp", "sizes": sizes, "activation": activation, "n_params": model.n_params}
+    if hidden:
+        raise ValueError("hidden widths shape the built-in MLP; a model of your own has its own layers")
+    if isinstance(spec, str):
+        from host.user_code import load_object
+        ref, spec = spec, load_object(spec, "model factory")
+        if not callable(spec):
+            raise ValueError(f"model factory {ref}: it is an object of type {type(spec).__name__}, "
+                             "not a function")
+    if callable(spec) and not _is_torch_module(spec) and not hasattr(spec, "linearize"):
+        name = ref or getattr(spec, "__qualname__", repr(spec))
+        spec = _call_factory(spec, name, ds, n_out)
+        if spec is None or not (_is_torch_module(spec) or hasattr(spec, "linearize")):
+            raise ValueError(f"model factory {name} returned {type(spec).__name__}: it must return a "
+                             "torch.nn.Module (or a host.nn model)")
+    if _is_torch_module(spec):
+        from host.torch import TorchModel
+        model = TorchModel(spec)
+        kind = "torch"
+    elif hasattr(spec, "linearize") and hasattr(spec, "n_params"):
+        model, kind = spec, "host.nn"
+    else:
+        raise ValueError(f"cannot train a {type(spec).__name__}: give a torch.nn.Module, a host.nn model, "
+                         "a factory build(n_inputs, n_outputs) or FILE.py:FACTORY")
+    module = getattr(model, "module", model)
+    record = {"kind": kind, "class": f"{type(module).__module__}.{type(module).__qualname__}",
+              "n_params": int(model.n_params), "description": repr(module)[:2000]}
+    if ref:
+        record["factory"] = ref
+    if kind == "mlp" or hasattr(model, "sizes"):
+        record["sizes"] = list(getattr(model, "sizes", []))
+    return model, record
+
+
+def check_outputs(model: Any, ds: Dataset, n_out: int, loss: str, where: str) -> None:
+    """A model whose output size does not fit the data set and loss, refused in one line."""
+    # the module's own parameters where it has them: a check must not re-initialise a user's model
+    theta = model.flatten() if hasattr(model, "flatten") else model.init(np.random.default_rng(0))
+    try:
+        out = np.asarray(model.apply(theta, ds.X_train[:2]))
+    except Exception as e:
+        raise ValueError(f"{where}: it fails on the data set's inputs (shape {ds.X_train.shape[1:]}): "
+                         f"{type(e).__name__}: {e}") from None
+    got = out.reshape(out.shape[0], -1).shape[1] if out.ndim else 0
+    if out.ndim == 0 or out.shape[0] != 2 or got != n_out:
+        need = {"ce": f"one logit per class ({ds.n_classes})", "bce": "one logit",
+                "mse": f"one per target column ({n_out})"}.get(loss, f"{n_out}")
+        raise ValueError(f"{where} gives {got} output(s) per example; {ds.name} under loss {loss} "
+                         f"needs {need}")
+
+
+def build_problem(dataset: Any, model: Any = None, loss: Any = None, *, hidden: tuple[int, ...] | None = None,
+                  activation: str = "relu", seed: int = 0) -> Problem:
+    """Data, model and loss, each checked against the others."""
+    named = loss if loss is None or isinstance(loss, str) else None
+    ds = resolve(dataset, loss=named, seed=seed)
+    if loss is None or isinstance(loss, str):
+        name = ds.loss if loss is None else loss_name(loss)
+        n_out = ds.n_outputs(name)
+    else:                                   # a torch loss module or callable: the data decide K
+        name = getattr(loss, "__name__", type(loss).__name__)
+        n_out = ds.n_outputs()
+    m, record = build_model(model, ds, n_out, hidden, activation)
+    where = f"model {record.get('factory') or record.get('class', 'MLP')}"
+    check_outputs(m, ds, n_out, name if isinstance(loss, (str, type(None))) else ds.loss, where)
+    if record["kind"] == "torch":
+        from host.torch import TorchObjective
+        objective = TorchObjective(m, name if loss is None or isinstance(loss, str) else loss)
+    else:
+        if not (loss is None or isinstance(loss, str)):
+            if not (hasattr(loss, "hessian") and hasattr(loss, "value")):
+                raise ValueError("a host.nn model trains with 'ce', 'bce', 'mse' or a host.nn loss object")
+            objective = Objective(m, loss)
+        else:
+            objective = Objective(m, _NN_LOSSES[name]())
+    return Problem(ds, objective, name, n_out, record)

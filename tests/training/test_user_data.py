@@ -1,0 +1,279 @@
+"""A user's own data, model and loss through host.train and `thermohil train`, without touching
+any library table: scikit-learn's wine (classification) and diabetes (regression, MSE), a torch
+model from a factory file, the run directory's record, restoring a run, and the posterior-
+predictive average of a Langevin chain."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from host.data import Dataset, from_arrays
+from host.run_record import load_run
+from host.training import TrainConfig, TrainingError, train
+
+from support import REPO
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import load_diabetes, load_wine  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+
+def wine() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_wine(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_diabetes(return_X_y=True)
+    return StandardScaler().fit_transform(X), (y - y.mean()) / y.std()
+
+
+USER_FILES = {
+    "mydata.py": """
+        from sklearn.datasets import load_diabetes, load_wine
+        from sklearn.preprocessing import StandardScaler
+
+        def wine():
+            X, y = load_wine(return_X_y=True)
+            return StandardScaler().fit_transform(X), y
+
+        def diabetes():
+            X, y = load_diabetes(return_X_y=True)
+            return StandardScaler().fit_transform(X), (y - y.mean()) / y.std()
+
+        def broken():
+            raise RuntimeError("the share is not mounted")
+        """,
+    "nets.py": """
+        import torch
+
+        def build(n_inputs, n_outputs):
+            return torch.nn.Sequential(torch.nn.Linear(n_inputs, 12), torch.nn.Tanh(),
+                                       torch.nn.Linear(12, n_outputs))
+
+        def too_wide(n_inputs, n_outputs):
+            return torch.nn.Linear(n_inputs, n_outputs + 1)
+
+        def raises(n_inputs, n_outputs):
+            raise TypeError("build() wants a config")
+
+        def not_a_model(n_inputs, n_outputs):
+            return [n_inputs, n_outputs]
+
+        WIDTH = 12
+        """,
+}
+
+
+@pytest.fixture
+def user_dir(tmp_path):
+    for name, text in USER_FILES.items():
+        (tmp_path / name).write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def thermohil(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "host.cli", "train", *args, "--no-progress"],
+                          capture_output=True, text=True, cwd=cwd, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": REPO})
+
+
+# ---------------------------------------------------------------------------------- from Python
+def test_wine_arrays_train_from_python_and_the_run_directory_says_what_ran(tmp_path, monkeypatch):
+    """Arrays in, no out=: the run directory is written by default, and its config.json names
+    the data, the resolved hyperparameters, the model's size and the library version."""
+    monkeypatch.chdir(tmp_path)
+    s = train(TrainConfig(algo="adam", dataset=wine(), epochs=10, progress=False))
+    assert s["test_accuracy"] > 0.8            # chance is 0.40 (the largest class)
+    run = tmp_path / "runs" / "adam-arrays-s0"
+    assert s["out"] == str(run.relative_to(tmp_path))
+    cfg = json.loads((run / "config.json").read_text())
+    r = cfg["resolved"]
+    assert cfg["loss"] == "ce" and r["data"]["n_classes"] == 3 and r["data"]["input_shape"] == [13]
+    assert r["data"]["n_train"] + r["data"]["n_test"] == 178
+    assert r["hyper"] == {"lr": 0.001, "b1": 0.9, "b2": 0.999, "eps": 1e-8}
+    assert r["model"] == {"kind": "mlp", "sizes": [13, 32, 3], "activation": "relu", "n_params": 13 * 32 + 32 + 33 * 3}
+    assert r["device"] is None and r["library_version"] not in ("", None)
+
+
+def test_regression_with_mse_reports_r2(tmp_path):
+    s = train(TrainConfig(algo="adam", dataset=diabetes(), epochs=10, hyper={"lr": 0.003},
+                          out=str(tmp_path / "run"), progress=False))
+    assert s["loss"] == "mse"
+    # R² on held-out data: 0 is predicting the mean; a linear fit of this set reaches about 0.45
+    assert 0.25 < s["test_accuracy"] < 0.7
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["resolved"]["model"]["sizes"] == [10, 32, 1]
+
+
+def test_a_dataset_object_and_an_explicit_loss(tmp_path):
+    X, y = wine()
+    two = y < 2                                     # classes 0 and 1 only: a binary problem
+    ds = from_arrays(X[two], y[two], loss="bce", name="wine01")
+    assert isinstance(ds, Dataset) and ds.n_outputs() == 1
+    s = train(TrainConfig(algo="adam", dataset=ds, epochs=5, hyper={"lr": 0.01}, out=str(tmp_path / "r"),
+                          progress=False))
+    assert s["dataset"] == "wine01" and s["loss"] == "bce" and s["test_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(dataset="digits", loss="mse"), "it cannot be trained with 'mse'"),
+    (dict(dataset="digits", loss="bce"), "bce is for two classes"),
+    (dict(dataset="digits", loss="hinge"), "unknown loss 'hinge'; known: ce, cross_entropy, bce, mse"),
+    (dict(dataset=(np.zeros((4, 2)), np.zeros(3))), "y_train has 3 rows but its inputs have 4"),
+    (dict(dataset=(np.full((8, 2), np.nan), np.zeros(8))), "NaN"),
+    (dict(dataset=np.zeros(3)), "cannot make a data set of a ndarray"),
+    (dict(dataset="digits", hidden=(8,), model=lambda n_in, n_out: None), "hidden widths shape the built-in MLP"),
+])
+def test_bad_data_model_or_loss_is_refused_before_anything_is_written(kw, needle, tmp_path):
+    with pytest.raises(ValueError, match=needle):
+        train(TrainConfig(algo="adam", out=str(tmp_path / "run"), progress=False, **kw))
+    assert not (tmp_path / "run").exists()
+
+
+def test_torch_model_from_python_trains_with_tngd_and_the_run_restores(tmp_path):
+    """A torch module object, TNGD on a spawn:// device sized for it; the checkpoint comes back
+    as a model (the same architecture passed in) giving the same outputs, and model.pt loads
+    into a fresh module with torch alone."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(13, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    s = train(TrainConfig(algo="tngd", dataset=wine(), model=net, epochs=2, batch_size=16,
+                          out=str(tmp_path / "run"), progress=False))
+    assert s["n_params"] == 13 * 8 + 8 + 8 * 3 + 3 and s["final_train_loss"] < 0.9   # ln 3 = 1.10 at the start
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    dev = cfg["resolved"]["device"]
+    assert dev["cells"] == s["n_params"] and dev["max_rank"] == 16 * 3 and dev["seed"] == 0
+    assert dev["profile"] == "ideal" and dev["url"].startswith("spawn://?cells=")
+    with pytest.raises(ValueError, match="pass one of the same architecture"):
+        load_run(tmp_path / "run")
+    fresh = torch.nn.Sequential(torch.nn.Linear(13, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    run = load_run(tmp_path / "run", model=fresh)
+    X = wine()[0][:5]
+    np.testing.assert_allclose(run.predict(X), net(torch.as_tensor(X, dtype=torch.float32)).detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
+    other = torch.nn.Sequential(torch.nn.Linear(13, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    other.load_state_dict(torch.load(tmp_path / "run" / "model.pt"))
+    np.testing.assert_allclose(other(torch.as_tensor(X, dtype=torch.float32)).detach().numpy(),
+                               run.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_a_builtin_mlp_run_restores_from_its_directory_alone(tmp_path):
+    s = train(TrainConfig(algo="adam", dataset="spiral", epochs=2, out=str(tmp_path / "run"), progress=False))
+    run = load_run(tmp_path / "run")
+    from host.data import spiral
+    ds = spiral()
+    from host.nn import SigmoidBCE
+    assert run.step == s["iterations"]
+    assert SigmoidBCE().value(run.predict(ds.X_test), ds.y_test) == pytest.approx(s["final_test_loss"], rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------- the chain
+def test_posterior_predictive_average_and_its_resume(tmp_path):
+    """Langevin on the spiral keeps every 5th step after the burn-in; the averaged prediction
+    is scored at each evaluation, the samples are on disk, and a run resumed mid-chain gives
+    exactly the uninterrupted run's average."""
+    common = dict(algo="langevin", dataset="spiral", progress=False, posterior_every=5, posterior_burn_in=1)
+    whole = train(TrainConfig(epochs=3, out=str(tmp_path / "whole"), **common))
+    assert whole["posterior_samples"] == 2 * 20 // 5          # 20 steps per epoch, epochs 2 and 3
+    samples = np.concatenate([np.load(f) for f in sorted((tmp_path / "whole" / "samples").glob("epoch-*.npy"))])
+    assert samples.shape == (8, 401)
+    # the average is of these samples' predictive probabilities (recomputed here from the files)
+    from host.data import spiral
+    from host.nn import MLP
+    from host.nn.losses import sigmoid
+    ds, mlp = spiral(), MLP([2, 100, 1])
+    p = np.mean([sigmoid(mlp.apply(t, ds.X_test))[:, 0] for t in samples], axis=0)
+    assert whole["posterior_test_accuracy"] == pytest.approx(np.mean((p > 0.5) == (ds.y_test > 0.5)))
+    train(TrainConfig(epochs=2, out=str(tmp_path / "split"), **common))
+    resumed = train(TrainConfig(epochs=3, out=str(tmp_path / "split"), resume=True, **common))
+    for key in ("posterior_samples", "posterior_test_accuracy", "posterior_test_loss", "final_test_loss"):
+        assert resumed[key] == whole[key], key
+
+
+def test_posterior_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="posterior_burn_in must be in 0 … epochs − 1 = 1"):
+        train(TrainConfig(algo="langevin", dataset="spiral", epochs=2, posterior_every=5, posterior_burn_in=2,
+                          out=str(tmp_path / "r")))
+    with pytest.raises(ValueError, match="posterior_every must be >= 0"):
+        train(TrainConfig(algo="langevin", dataset="spiral", posterior_every=-1, out=str(tmp_path / "r")))
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def test_cli_trains_user_data_and_a_torch_model_from_files(user_dir):
+    p = thermohil("--algo", "adam", "--dataset", "mydata.py:wine", "--model", "nets.py:build",
+                  "--epochs", "8", "--json", cwd=user_dir)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout.splitlines()[-1])
+    assert s["dataset"] == "mydata.py:wine" and s["out"] == "runs/adam-mydata-wine-s0"
+    assert s["test_accuracy"] > 0.8 and s["n_params"] == 13 * 12 + 12 + 13 * 3
+    cfg = json.loads((user_dir / s["out"] / "config.json").read_text())
+    assert cfg["resolved"]["model"]["factory"] == "nets.py:build"
+    # the directory alone gives the model back: its factory is re-imported
+    import os
+    os.chdir(user_dir)
+    try:
+        run = load_run(s["out"])
+    finally:
+        os.chdir(REPO)
+    X = wine()[0]
+    assert run.predict(X).shape == (178, 3)
+
+
+def test_cli_regression_with_mse(user_dir):
+    p = thermohil("--algo", "adam", "--dataset", "mydata.py:diabetes", "--lr", "0.003", "--epochs", "10",
+                  cwd=user_dir)
+    assert p.returncode == 0, p.stderr
+    assert "test R² 0." in p.stdout
+
+
+@pytest.mark.parametrize("model, needle", [
+    ("missing.py:build", "thermohil: error: model factory: no such file 'missing.py'"),
+    ("nets.py:bild", "thermohil: error: model factory 'nets.py:bild': nets.py defines no 'bild'; it defines: build"),
+    ("nets.py:WIDTH", "thermohil: error: model factory nets.py:WIDTH: it is an object of type int, not a function"),
+    ("nets.py:raises", "thermohil: error: model factory nets.py:raises: calling it with (n_inputs=13, "
+                       "n_outputs=3) raised TypeError: build() wants a config"),
+    ("nets.py:not_a_model", "thermohil: error: model factory nets.py:not_a_model returned list: it must "
+                            "return a torch.nn.Module"),
+    ("nets.py:too_wide", "thermohil: error: model nets.py:too_wide gives 4 output(s) per example; "
+                         "mydata.py:wine under loss ce needs one logit per class (3)"),
+    ("build", "thermohil: error: model factory 'build': give FILE.py:NAME or MODULE:NAME"),
+])
+def test_cli_model_errors_are_one_clear_line(user_dir, model, needle):
+    p = thermohil("--algo", "adam", "--dataset", "mydata.py:wine", "--model", model, "--epochs", "1",
+                  cwd=user_dir)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == needle or needle in p.stderr.strip().splitlines()[-1], p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (user_dir / "runs").exists()
+
+
+@pytest.mark.parametrize("dataset, needle, code", [
+    ("wine", "unknown data set 'wine'; known: digits, spiral, or FILE.py:LOADER", 2),
+    ("mydata.py:broken", "data set 'mydata.py:broken': the loader raised RuntimeError: the share is not mounted", 1),
+    ("nodata.py:load", "data set: no such file 'nodata.py'", 1),
+])
+def test_cli_data_errors_are_one_clear_line(user_dir, dataset, needle, code):
+    p = thermohil("--algo", "adam", "--dataset", dataset, "--epochs", "1", cwd=user_dir)
+    assert p.returncode == code and needle in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not (user_dir / "runs").exists()
+
+
+def test_a_resume_with_another_model_is_refused(user_dir):
+    assert thermohil("--algo", "adam", "--dataset", "mydata.py:wine", "--model", "nets.py:build",
+                     "--epochs", "1", "--out", "r", cwd=user_dir).returncode == 0
+    p = thermohil("--algo", "adam", "--dataset", "mydata.py:wine", "--epochs", "2", "--out", "r",
+                  "--resume", cwd=user_dir)
+    assert p.returncode == 1 and "--resume: model was 'nets.py:build' in r, now None" in p.stderr
+
+
+def test_training_error_still_names_the_checkpoint(tmp_path):
+    """A step size that overflows the model on user data stops with the usual typed error."""
+    with pytest.raises(TrainingError, match="non-finite"):
+        train(TrainConfig(algo="sgd", dataset=diabetes(), epochs=3, hyper={"lr": 1e6},
+                          out=str(tmp_path / "r"), progress=False))
