@@ -22,9 +22,13 @@ def __getattr__(name: str):
         return importlib.import_module(f"host.{name}")
     if name in ("train", "TrainConfig"):
         return getattr(importlib.import_module("host.training"), name)
+    if name == "Objective":
+        return importlib.import_module("host.objective").Objective
+    if name == "load_run":
+        return importlib.import_module("host.run_record").load_run
     raise AttributeError(f"module 'host' has no attribute {name!r}")
 
 
-__all__ = ["linalg", "nn", "optim", "data", "train", "TrainConfig", "connect", "ThermoDevice",
+__all__ = ["linalg", "nn", "optim", "data", "train", "TrainConfig", "Objective", "load_run", "connect", "ThermoDevice",
            "Deferred", "DeviceError", "DeviceTimeout", "DeviceDied", "DeviceUnplugged", "DeviceReset",
            "DeviceSaturated", "NotOwner", "LeaseLost", "RunAborted"]

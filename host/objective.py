@@ -1,8 +1,16 @@
 """The training objective as optimizers see it: a model, a loss, and the curvature of a batch.
 
-Thin glue over host.nn so every optimizer asks the same questions: value and gradient, the GGN
-in low-rank form G = Jᵀ H J (what TNGD uploads), its square root G = UᵀU (Woodbury), GGN-vector
-products (CG), and the dense G for small models.
+    objective = Objective(model, loss)            # e.g. Objective(MLP([64, 32, 10]), SoftmaxCrossEntropy())
+    value, grad = objective.value_and_grad(theta, X, y)
+
+Every optimizer asks an objective the same questions: value and gradient, the GGN in low-rank
+form G = Jᵀ H J (what TNGD uploads), its square root G = UᵀU (Woodbury), GGN-vector products
+(CG), and the dense G for small models. ``model`` is anything with ``n_params``, ``groups``,
+``init(rng) -> θ``, ``apply(θ, X) -> outputs (B, K)`` and ``linearize(θ, X)`` (outputs, VJP,
+JVP, Jacobian): ``host.nn.MLP`` or ``host.torch.TorchModel``. ``loss`` is a host.nn loss (mean
+value, gradient, per-example output Hessian and its square root, accuracy). A digital-only
+optimizer (SGD, Adam, the Langevin family) needs only ``value_and_grad``: an objective of your
+own with that one method trains with them.
 """
 from __future__ import annotations
 

@@ -10,12 +10,15 @@ gradient-only transforms (SGD, Adam, RMSprop, the Langevin family) in a user's o
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
+from host.nn.mlp import ParamGroup
 from host.optim import ALGORITHMS
+from host.optim.groups import normalise_groups
 from host.optim.optimizer import decode_rng, encode_rng
 from host.optim.transform import Transform, apply_updates, init_of
 from host.torch.objective import TorchObjective
@@ -29,12 +32,13 @@ class TorchRun:
     """One algorithm training one torch module (see ``optimizer``)."""
 
     def __init__(self, algo: str, module: torch.nn.Module, loss: Any, device: Any = None,
-                 seed: int = 0, **hyper: Any) -> None:
+                 seed: int = 0, groups: Any = None, **hyper: Any) -> None:
         spec = ALGORITHMS.get(algo)
         if spec is None:
             raise ValueError(f"unknown algorithm {algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
         self.objective = TorchObjective(module, loss)
         self.model = self.objective.model
+        self.groups = self.model.groups if groups is None else groups_of(self.model, groups)
         self._owned = None
         if spec.needs_device(hyper):
             if device is None:
@@ -45,8 +49,9 @@ class TorchRun:
                 device = self._owned = host.connect(device)
         try:
             self.optimizer = spec.build(device, **hyper)
+            self.optimizer.check_model(SimpleNamespace(n_params=self.model.n_params, groups=self.groups))
             self.state = self.optimizer.init(self.model.flatten(), np.random.default_rng(seed),
-                                             groups=self.model.groups)
+                                             groups=self.groups)
         except BaseException:
             self.close()
             raise
@@ -71,9 +76,40 @@ class TorchRun:
         self.close()
 
 
-def optimizer(algo: str, module: torch.nn.Module, loss: Any, device: Any = None, **hyper: Any) -> TorchRun:
-    """Any ``thermohil train --algo`` algorithm (partitions included) on a torch module."""
-    return TorchRun(algo, module, loss, device, **hyper)
+def optimizer(algo: str, module: torch.nn.Module, loss: Any, device: Any = None, *, seed: int = 0,
+              groups: Any = None, **hyper: Any) -> TorchRun:
+    """Any ``thermohil train --algo`` algorithm (partitions included) on a torch module.
+
+    Parameter groups (what AdLaLa, LOL and partitions split over) are the module's layers; give
+    ``groups`` to choose them: a list whose entries are submodules or lists of them, or lists
+    of parameter names, each covering a contiguous run of ``named_parameters``.
+    """
+    return TorchRun(algo, module, loss, device, seed=seed, groups=groups, **hyper)
+
+
+def groups_of(model: Any, groups: Any) -> list[ParamGroup]:
+    """Groups given as submodules / parameter names → contiguous slices of θ."""
+    by_id = {id(p): n for n, p in model.module.named_parameters() if p.requires_grad}
+    index = {n: i for i, n in enumerate(model.names)}
+    out = []
+    for k, g in enumerate(groups):
+        names: list[str] = []
+        for item in (g if isinstance(g, (list, tuple)) else [g]):
+            if isinstance(item, torch.nn.Module):
+                names += [by_id[id(p)] for p in item.parameters() if id(p) in by_id]
+            elif isinstance(item, str) and item in index:
+                names.append(item)
+            else:
+                raise ValueError(f"group {k}: {item!r} is neither a submodule of the model nor one of its "
+                                 f"parameter names ({', '.join(model.names[:6])}, …)")
+        if not names:
+            raise ValueError(f"group {k} holds no trainable parameter")
+        ids = sorted(index[n] for n in set(names))
+        if ids != list(range(ids[0], ids[-1] + 1)):
+            raise ValueError(f"group {k} ({', '.join(names)}) is not a contiguous run of the model's "
+                             "parameters in named_parameters order")
+        out.append(ParamGroup(f"group{k}", slice(int(model.offsets[ids[0]]), int(model.offsets[ids[-1] + 1])), k))
+    return normalise_groups(out, model.n_params)
 
 
 class _NoCurvature:

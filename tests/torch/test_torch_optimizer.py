@@ -78,3 +78,23 @@ def test_the_torch_optim_form_matches_torch_adam():
         opt = TorchOptimizer(c.parameters(), ngd())
         torch.nn.functional.cross_entropy(c(X), y).backward()
         opt.step()
+
+
+def test_explicit_groups_choose_what_a_partition_splits():
+    """AdLaLa partitions over parameter groups (layer 0 vs the rest); given explicitly, by
+    submodule and by parameter name, the groups become contiguous slices of θ; groups that are
+    not contiguous, name nothing, or leave parameters out are refused."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 5), torch.nn.ReLU(),
+                              torch.nn.Linear(5, 2))
+    run = optimizer("adlala", net, "cross_entropy", groups=[[net[0], net[2]], ["4.weight", "4.bias"]])
+    assert [(g.slice.start, g.slice.stop) for g in run.groups] == [(0, 30 + 35), (65, 65 + 12)]
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    first = run.step(x, y)
+    assert np.isfinite(first)
+    with pytest.raises(ValueError, match="not a contiguous run"):
+        optimizer("adlala", net, "cross_entropy", groups=[[net[0], net[4]], [net[2]]])
+    with pytest.raises(ValueError, match="neither a submodule of the model nor one of its parameter names"):
+        optimizer("adlala", net, "cross_entropy", groups=[["0.weight", "nope"]])
+    with pytest.raises(ValueError, match="parameter groups cover"):
+        optimizer("adlala", net, "cross_entropy", groups=[[net[0]]])
