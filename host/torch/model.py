@@ -5,23 +5,44 @@ computed on a float64 copy of the module with ``torch.func.functional_call`` —
 module (float32 is fine) is only read at construction and written by ``init``. Groups: one
 per module that owns parameters directly (an ``nn.Linear``, a ``nn.Conv2d``: a layer, weights
 and biases together), in order.
+
+Per-example Jacobians come a chunk of examples at a time (``jacobian_blocks``), each example
+through its own small graph (``vmap`` of ``jacrev`` of one example): the batch's J (B·K × N) is
+never held twice, and the work is B times less than ``jacrev`` of the whole batch's outputs,
+which backpropagates every row through every example. A module whose outputs couple the
+examples of a batch (BatchNorm in training mode, anything reducing over the batch) is detected
+— its per-example outputs differ from the batch's — and gets the whole-batch Jacobian instead,
+a chunk of rows at a time.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.func import functional_call, jacrev, jvp, vjp
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+
+JACOBIAN_CHUNK_MB = 64.0
+"""Default size of one chunk of the per-example Jacobian (float64): at N = 10⁵ parameters and
+10 outputs, 8 examples."""
 
 from host.nn.mlp import ParamGroup
 
 
 class TorchModel:
-    def __init__(self, module: torch.nn.Module) -> None:
+    """``jacobian_chunk_mb``: the per-example Jacobian is computed this many MB (float64) of it
+    at a time; the host's memory for the curvature is the factor U plus about one chunk."""
+
+    def __init__(self, module: torch.nn.Module, jacobian_chunk_mb: float = JACOBIAN_CHUNK_MB) -> None:
         if not isinstance(module, torch.nn.Module):
             raise ValueError(f"TorchModel takes a torch.nn.Module, got {type(module).__name__}")
+        if not (isinstance(jacobian_chunk_mb, (int, float)) and jacobian_chunk_mb > 0):
+            raise ValueError(f"jacobian_chunk_mb must be a number > 0, got {jacobian_chunk_mb!r}")
+        self.jacobian_chunk_mb = float(jacobian_chunk_mb)
+        self.per_example: bool | None = None
+        """Whether the examples pass through the module independently (per-example Jacobians by
+        vmap); None until the first Jacobian finds out."""
         self.module = module
         self._f64 = copy.deepcopy(module).to(torch.float64)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
@@ -94,6 +115,11 @@ class TorchModel:
             return out.reshape(out.shape[0], -1)
         return f
 
+    def chunk_examples(self, n_outputs: int) -> int:
+        """Examples per Jacobian chunk: ``jacobian_chunk_mb`` of float64 rows (at least one)."""
+        per_example = max(n_outputs, 1) * self.n_params * 8
+        return max(1, int(self.jacobian_chunk_mb * 2**20 // per_example))
+
     def apply(self, theta: np.ndarray, X: Any) -> np.ndarray:
         with torch.no_grad():
             return self._fn(X)(torch.as_tensor(np.asarray(theta, dtype=np.float64))).numpy()
@@ -108,6 +134,7 @@ class TorchLinearization:
     def __init__(self, model: TorchModel, theta: np.ndarray, X: Any) -> None:
         self.model = model
         self._t = torch.as_tensor(np.asarray(theta, dtype=np.float64))
+        self._x = model._inputs(X)
         self._f = model._fn(X)
         out, self._vjp = vjp(self._f, self._t)
         self.out: np.ndarray = out.detach().numpy()
@@ -128,5 +155,76 @@ class TorchLinearization:
             raise ValueError(f"v must have shape ({self.model.n_params},), got {v.shape}")
         return jvp(self._f, (self._t,), (torch.as_tensor(v),))[1].detach().numpy()
 
-    def jacobian(self) -> np.ndarray:
-        return jacrev(self._f)(self._t).detach().numpy()
+    def jacobian(self, chunk: int | None = None) -> np.ndarray:
+        """J (B, K, P), assembled from ``jacobian_blocks`` straight into one array."""
+        B, K = self.out.shape
+        J = np.empty((B, K, self.model.n_params))
+        Jt = torch.from_numpy(J)
+        for rows, blocks in self.jacobian_blocks(chunk):
+            for name, a, b in self.columns():
+                Jt[rows, :, a:b] = blocks[name].reshape(rows.stop - rows.start, K, b - a)
+        return J
+
+    def columns(self) -> Iterator[tuple[str, int, int]]:
+        """(parameter name, first column, end column) of each parameter tensor in θ."""
+        m = self.model
+        return zip(m.names, (int(a) for a in m.offsets[:-1]), (int(b) for b in m.offsets[1:]))
+
+    def jacobian_blocks(self, chunk: int | None = None, weights: Any = None
+                        ) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
+        """Per-example Jacobians a chunk of examples at a time: (rows, {parameter name: (c, K,
+        *shape)}), c ≤ ``chunk`` (default: ``model.chunk_examples``). With ``weights`` W (B, k,
+        K), the rows are W_b J_b instead, (c, k, *shape): computed as the Jacobian of W_b f_b,
+        not as a product afterwards. Only one chunk is alive if the caller keeps none."""
+        B, K = self.out.shape
+        W = None
+        if weights is not None:
+            W = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+            if W.ndim != 3 or W.shape[0] != B or W.shape[2] != K:
+                raise ValueError(f"weights must have shape ({B}, k, {K}), got {tuple(W.shape)}")
+        rows_per_example = K if W is None else max(K, W.shape[1])
+        chunk = self.model.chunk_examples(rows_per_example) if chunk is None else int(chunk)
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 example, got {chunk}")
+        params = self.model.params_of(self._t.detach())
+        for start in range(0, B, chunk):
+            rows = slice(start, min(start + chunk, B))
+            yield rows, self._block(params, rows, None if W is None else W[rows])
+
+    def _block(self, params: dict[str, torch.Tensor], rows: slice, W: torch.Tensor | None
+               ) -> dict[str, torch.Tensor]:
+        m = self.model
+        if m.per_example is not False:
+            try:
+                if W is None:
+                    jac, out = vmap(jacrev(self._single, has_aux=True), in_dims=(None, 0))(params, self._x[rows])
+                else:
+                    jac, out = vmap(jacrev(self._weighted, has_aux=True), in_dims=(None, 0, 0))(
+                        params, self._x[rows], W)
+                ref = torch.as_tensor(self.out[rows])
+                top = float(ref.abs().max()) if ref.numel() else 0.0
+                if torch.allclose(out, ref, rtol=1e-9, atol=1e-9 * (1.0 + top)):
+                    m.per_example = True
+                    return jac
+            except RuntimeError:        # e.g. an in-place update of a buffer under vmap
+                pass
+            m.per_example = False
+        # the examples interact: rows of the whole batch's Jacobian (each through the batch)
+        x = self._x
+
+        def rows_of(p: dict[str, torch.Tensor]) -> torch.Tensor:
+            out = functional_call(m._f64, p, (x,))
+            return out.reshape(out.shape[0], -1)[rows]
+        jac = jacrev(rows_of)(params)
+        if W is None:
+            return jac
+        return {n: torch.einsum("cjk,ck...->cj...", W, J) for n, J in jac.items()}
+
+    def _single(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = functional_call(self.model._f64, params, (x[None],)).reshape(-1)
+        return out, out
+
+    def _weighted(self, params: dict[str, torch.Tensor], x: torch.Tensor, w: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = functional_call(self.model._f64, params, (x[None],)).reshape(-1)
+        return w @ out, out
