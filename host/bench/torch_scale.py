@@ -12,8 +12,10 @@ not mix:
 - **ngd**: ``host.optim.ngd(solver="woodbury")`` on ``host.torch.TorchObjective`` (float64
   gradient, the factor U with G = UᵀU, the r×r solve);
 - **tngd**: ``host.optim.tngd`` on the daemon, split as ``host/bench/tngd_split.py`` does:
-  digital (gradient and U), emulation (the daemon core's COMMIT and run, re-timed in the worker
-  on the same U), protocol (the rest of the device call).
+  digital (gradient and U), emulation (the daemon core's COMMIT and an exact run, re-timed in
+  the worker on the same U), protocol (the rest of the device call). ``exact`` is the share of
+  the device time the daemon propagated exactly (EMU_EXACT_TIME): a stretch whose path may come
+  near a rail is integrated by Euler–Maruyama instead, and that time falls in "protocol".
 
 Times are medians over the iterations after the first. Host and torch run on one thread each
 (``threadpool_limits(1)``, ``torch.set_num_threads(1)``), as the daemon does, so on a two-core
@@ -32,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -112,16 +114,20 @@ def _adam(module: Any, batches: list, iterations: int) -> list[float]:
     return times[1:]
 
 
-def _library(opt: Any, objective: Any, batches: list, iterations: int) -> tuple[Any, dict]:
-    """Steps of a host.optim optimizer; per-step wall time and time in device calls."""
+def _library(opt: Any, objective: Any, batches: list, iterations: int,
+             after: Callable[[], float] | None = None) -> tuple[Any, dict]:
+    """Steps of a host.optim optimizer; per-step wall time, time in device calls and what
+    ``after`` reads after each step (untimed)."""
     state = opt.init(objective.model.flatten(), np.random.default_rng(0))
-    rows: dict[str, list[float]] = {"wall": [], "call": []}
+    rows: dict[str, list[float]] = {"wall": [], "call": [], "after": []}
     for X, y in batches[:iterations + 1]:
         t0 = time.perf_counter()
         state, info = opt.step(state, X, y, objective)
         rows["wall"].append(time.perf_counter() - t0)
         rows["call"].append(info.get("device_call_s", 0.0))
-    return state, {k: v[1:] for k, v in rows.items()}
+        if after is not None:
+            rows["after"].append(after())
+    return state, {k: v[1:] for k, v in rows.items()} | {"after": rows["after"]}
 
 
 def _emulation(U: np.ndarray, t_run: float) -> float:
@@ -174,7 +180,8 @@ def worker(spec: dict) -> dict:
             pid = dev.driver.proc.pid
             daemon_base = _status_mib("VmRSS", pid)
             opt = Optimizer("tngd", tngd(dev, lr=0.01, lam=0.01, t=T_RUN))
-            state, rows = _library(opt, objective, batches, iterations)
+            state, rows = _library(opt, objective, batches, iterations, lambda: dev.read("EMU_EXACT_TIME"))
+            exact_time = rows["after"][-1] - rows["after"][0]     # over the timed iterations
             host_peak = _status_mib("VmHWM")
             out["traced_mib"] = _traced(opt, objective, batches[-2:])
             daemon_peak = _status_mib("VmHWM", pid)
@@ -185,6 +192,7 @@ def worker(spec: dict) -> dict:
         step, call = float(np.median(walls)), float(np.median(calls))
         out |= {"step_s": step, "digital_s": float(np.median(walls - calls)), "device_call_s": call,
                 "emulation_s": emulation, "protocol_s": call - emulation, "exact": exact,
+                "exact_frac": exact_time / (iterations * T_RUN),
                 "host_base_mib": base, "host_peak_mib": host_peak,
                 "daemon_base_mib": daemon_base, "daemon_peak_mib": daemon_peak}
     return out
@@ -242,13 +250,14 @@ def _t(s: float) -> str:
 
 def table(rows: list[dict]) -> str:
     """The markdown table of docs/performance.md."""
-    out = ["| model (N, r = B·K) | step | time | / Adam | digital | protocol | emulation | host peak "
-           "(Δ, Δ / J) | daemon peak (Δ, Δ / J) |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| model (N, r = B·K) | step | time | / Adam | digital | protocol | emulation | exact | host peak "
+           "(Δ, Δ / J) | daemon peak (Δ, Δ / J) |", "|---|---|---|---|---|---|---|---|---|---|"]
     names = {"adam": "torch Adam", "ngd": "NGD, Woodbury", "tngd": "TNGD, spawn://"}
     for r in rows:
-        split = ["—"] * 3
+        split = ["—"] * 4
         if r["algo"] == "tngd":
             split = [f"{r[k] / r['step_s']:.0%} ({_t(r[k])})" for k in ("digital_s", "protocol_s", "emulation_s")]
+            split.append(f"{r.get('exact_frac', float('nan')):.0%}")
         host = (f"{r['host_peak_mib']:.0f} MiB (+{r['host_peak_mib'] - r['host_base_mib']:.0f}, "
                 f"{r['host_over_j']:.1f}×)")
         daemon = (f"{r['daemon_peak_mib']:.0f} MiB (+{r['daemon_peak_mib'] - r['daemon_base_mib']:.0f}, "

@@ -128,3 +128,30 @@ def test_tngd_on_a_torch_model_through_a_spawned_daemon():
         proc = run.optimizer.device.driver.proc
     assert losses[-1] < 0.8 * losses[0]
     assert proc.poll() is not None                                     # the run's daemon is stopped
+
+
+def test_the_bench_table_gives_ratios_to_adam_and_memory_as_multiples_of_j():
+    from host.bench.torch_scale import table
+    base = {"case": "MLP 64-8-10", "n": 610, "r": 320, "batch": 32, "j_mib": 1.5, "host_base_mib": 500.0}
+    rows = [base | {"algo": "adam", "step_s": 1e-3, "over_adam": 1.0, "host_peak_mib": 501.0, "host_over_j": 0.7},
+            base | {"algo": "tngd", "step_s": 0.1, "over_adam": 100.0, "digital_s": 0.02, "protocol_s": 0.05,
+                    "emulation_s": 0.03, "host_peak_mib": 506.0, "host_over_j": 4.0, "daemon_base_mib": 200.0,
+                    "daemon_peak_mib": 206.0, "daemon_over_j": 4.0, "exact": False, "exact_frac": 0.25}]
+    lines = table(rows).splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == lines[3].count("|")
+    assert "| torch Adam | 1 ms | 1.0 | — | — | — | — | 501 MiB (+1, 0.7×) | — |" in lines[2]
+    assert ("| 100.0 | 20% (20 ms) | 50% (50 ms) | 30% (30 ms) | 25% | 506 MiB (+6, 4.0×) | 206 MiB (+6, 4.0×) |"
+            in lines[3])
+    assert "NOT in use" in lines[3]
+
+
+@pytest.mark.slow
+def test_the_bench_runs_quick():
+    """python -m host.bench.torch_scale --quick: the N ≈ 10⁴ case, three fresh workers (~1 min)."""
+    from host.bench.torch_scale import run
+    rows = run(quick=True, iterations=1)
+    assert [r["algo"] for r in rows] == ["adam", "ngd", "tngd"]
+    tngd_row = rows[-1]
+    assert tngd_row["exact"] and tngd_row["daemon_peak_mib"] > tngd_row["daemon_base_mib"]
+    assert 0.0 <= tngd_row["exact_frac"] <= 1.0 + 1e-9
+    assert tngd_row["digital_s"] + tngd_row["device_call_s"] <= 1.5 * tngd_row["step_s"]
