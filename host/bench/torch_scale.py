@@ -14,16 +14,18 @@ not mix:
 - **tngd**: ``host.optim.tngd`` on the daemon, split as ``host/bench/tngd_split.py`` does:
   digital (gradient and U), emulation (the daemon core's COMMIT and an exact run, re-timed in
   the worker on the same U), protocol (the rest of the device call). ``exact`` is the share of
-  the device time the daemon propagated exactly (EMU_EXACT_TIME): a stretch whose path may come
-  near a rail is integrated by Euler–Maruyama instead, and that time falls in "protocol".
+  the runs' device time (drift checks left out) the daemon propagated exactly (EMU_EXACT_TIME):
+  a stretch whose path may come near a rail is integrated by Euler–Maruyama instead, and that
+  time falls in "protocol".
 
 Times are medians over the iterations after the first. Host and torch run on one thread each
 (``threadpool_limits(1)``, ``torch.set_num_threads(1)``), as the daemon does, so on a two-core
 machine host and daemon each have one. Memory: the worker's peak resident set (VmHWM, reset
 once the imports are done and torch.func is warm) above its resident set at that point, and the
 same for the daemon above its resident set after boot; each also as a multiple of J's size
-r·N·8 bytes (the per-example Jacobian of the batch, float64). ``traced`` is tracemalloc's peak
-(numpy and Python allocations, not torch's) over two more iterations.
+r·N·8 bytes (the per-example Jacobian of the batch, float64). "numpy" is tracemalloc's peak
+(numpy and Python allocations, not torch's) over two more steps, above what was allocated before
+them: the share of the host's Δ that is not torch's.
 """
 from __future__ import annotations
 
@@ -119,12 +121,13 @@ def _library(opt: Any, objective: Any, batches: list, iterations: int,
     """Steps of a host.optim optimizer; per-step wall time, time in device calls and what
     ``after`` reads after each step (untimed)."""
     state = opt.init(objective.model.flatten(), np.random.default_rng(0))
-    rows: dict[str, list[float]] = {"wall": [], "call": [], "after": []}
+    rows: dict[str, list[float]] = {"wall": [], "call": [], "device_time": [], "after": []}
     for X, y in batches[:iterations + 1]:
         t0 = time.perf_counter()
         state, info = opt.step(state, X, y, objective)
         rows["wall"].append(time.perf_counter() - t0)
         rows["call"].append(info.get("device_call_s", 0.0))
+        rows["device_time"].append(info.get("device_time", 0.0) - info.get("calibration_time", 0.0))
         if after is not None:
             rows["after"].append(after())
     return state, {k: v[1:] for k, v in rows.items()} | {"after": rows["after"]}
@@ -192,7 +195,7 @@ def worker(spec: dict) -> dict:
         step, call = float(np.median(walls)), float(np.median(calls))
         out |= {"step_s": step, "digital_s": float(np.median(walls - calls)), "device_call_s": call,
                 "emulation_s": emulation, "protocol_s": call - emulation, "exact": exact,
-                "exact_frac": exact_time / (iterations * T_RUN),
+                "exact_frac": exact_time / max(sum(rows["device_time"]), 1e-300),
                 "host_base_mib": base, "host_peak_mib": host_peak,
                 "daemon_base_mib": daemon_base, "daemon_peak_mib": daemon_peak}
     return out
@@ -251,15 +254,16 @@ def _t(s: float) -> str:
 def table(rows: list[dict]) -> str:
     """The markdown table of docs/performance.md."""
     out = ["| model (N, r = B·K) | step | time | / Adam | digital | protocol | emulation | exact | host peak "
-           "(Δ, Δ / J) | daemon peak (Δ, Δ / J) |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "(Δ, Δ / J; numpy) | daemon peak (Δ, Δ / J) |", "|---|---|---|---|---|---|---|---|---|---|"]
     names = {"adam": "torch Adam", "ngd": "NGD, Woodbury", "tngd": "TNGD, spawn://"}
     for r in rows:
         split = ["—"] * 4
         if r["algo"] == "tngd":
             split = [f"{r[k] / r['step_s']:.0%} ({_t(r[k])})" for k in ("digital_s", "protocol_s", "emulation_s")]
             split.append(f"{r.get('exact_frac', float('nan')):.0%}")
+        numpy_share = f"; {r['traced_mib']:.0f}" if "traced_mib" in r else ""
         host = (f"{r['host_peak_mib']:.0f} MiB (+{r['host_peak_mib'] - r['host_base_mib']:.0f}, "
-                f"{r['host_over_j']:.1f}×)")
+                f"{r['host_over_j']:.1f}×{numpy_share})")
         daemon = (f"{r['daemon_peak_mib']:.0f} MiB (+{r['daemon_peak_mib'] - r['daemon_base_mib']:.0f}, "
                   f"{r['daemon_over_j']:.1f}×)") if "daemon_peak_mib" in r else "—"
         exact = "" if r.get("exact", True) else " (EM: exact propagation NOT in use)"

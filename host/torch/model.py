@@ -10,9 +10,9 @@ Per-example Jacobians come a chunk of examples at a time (``jacobian_blocks``), 
 through its own small graph (``vmap`` of ``jacrev`` of one example): the batch's J (B·K × N) is
 never held twice, and the work is B times less than ``jacrev`` of the whole batch's outputs,
 which backpropagates every row through every example. A module whose outputs couple the
-examples of a batch (BatchNorm in training mode, anything reducing over the batch) is detected
-— its per-example outputs differ from the batch's — and gets the whole-batch Jacobian instead,
-a chunk of rows at a time.
+examples of a batch (anything that reduces over the batch dimension) is detected — its
+per-example outputs differ from the batch's — and gets the rows of the whole-batch Jacobian
+instead, a chunk of rows at a time.
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
+from host.nn.mlp import ParamGroup
+
 JACOBIAN_CHUNK_MB = 64.0
 """Default size of one chunk of the per-example Jacobian (float64): at N = 10⁵ parameters and
 10 outputs, 8 examples."""
-
-from host.nn.mlp import ParamGroup
 
 
 class TorchModel:

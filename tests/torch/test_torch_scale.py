@@ -136,11 +136,12 @@ def test_the_bench_table_gives_ratios_to_adam_and_memory_as_multiples_of_j():
     rows = [base | {"algo": "adam", "step_s": 1e-3, "over_adam": 1.0, "host_peak_mib": 501.0, "host_over_j": 0.7},
             base | {"algo": "tngd", "step_s": 0.1, "over_adam": 100.0, "digital_s": 0.02, "protocol_s": 0.05,
                     "emulation_s": 0.03, "host_peak_mib": 506.0, "host_over_j": 4.0, "daemon_base_mib": 200.0,
-                    "daemon_peak_mib": 206.0, "daemon_over_j": 4.0, "exact": False, "exact_frac": 0.25}]
+                    "daemon_peak_mib": 206.0, "daemon_over_j": 4.0, "exact": False, "exact_frac": 0.25,
+                    "traced_mib": 3.2}]
     lines = table(rows).splitlines()
     assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == lines[3].count("|")
     assert "| torch Adam | 1 ms | 1.0 | — | — | — | — | 501 MiB (+1, 0.7×) | — |" in lines[2]
-    assert ("| 100.0 | 20% (20 ms) | 50% (50 ms) | 30% (30 ms) | 25% | 506 MiB (+6, 4.0×) | 206 MiB (+6, 4.0×) |"
+    assert ("| 100.0 | 20% (20 ms) | 50% (50 ms) | 30% (30 ms) | 25% | 506 MiB (+6, 4.0×; 3) | 206 MiB (+6, 4.0×) |"
             in lines[3])
     assert "NOT in use" in lines[3]
 
