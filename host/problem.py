@@ -97,9 +97,15 @@ def build_model(spec: Any, ds: Dataset, n_out: int, hidden: tuple[int, ...] | No
                          "a factory build(n_inputs, n_outputs) or FILE.py:FACTORY")
     module = getattr(model, "module", model)
     record = {"kind": kind, "class": f"{type(module).__module__}.{type(module).__qualname__}",
-              "n_params": int(model.n_params), "description": repr(module)[:2000]}
+              "n_params": int(model.n_params),
+              "description": type(module).__name__,
+              "architecture": repr(module)[:4000], "n_inputs": _input_size(ds), "n_outputs": n_out}
     if ref:
         record["factory"] = ref
+        where = ref.rpartition(":")[0]
+        if where.endswith(".py"):           # load_run finds the file from anywhere
+            from pathlib import Path
+            record["factory_file"] = str(Path(where).resolve())
     if kind == "mlp" or hasattr(model, "sizes"):
         record["sizes"] = list(getattr(model, "sizes", []))
     return model, record
@@ -123,10 +129,11 @@ def check_outputs(model: Any, ds: Dataset, n_out: int, loss: str, where: str) ->
 
 
 def build_problem(dataset: Any, model: Any = None, loss: Any = None, *, hidden: tuple[int, ...] | None = None,
-                  activation: str = "relu", seed: int = 0) -> Problem:
-    """Data, model and loss, each checked against the others."""
+                  activation: str = "relu") -> Problem:
+    """Data, model and loss, each checked against the others. A split the data set does not
+    bring is seeded with 0, whatever the run's seed, so a seed sweep keeps one split."""
     named = loss if loss is None or isinstance(loss, str) else None
-    ds = resolve(dataset, loss=named, seed=seed)
+    ds = resolve(dataset, loss=named, seed=0)
     if loss is None or isinstance(loss, str):
         name = ds.loss if loss is None else loss_name(loss)
         n_out = ds.n_outputs(name)
@@ -146,4 +153,10 @@ def build_problem(dataset: Any, model: Any = None, loss: Any = None, *, hidden: 
             objective = Objective(m, loss)
         else:
             objective = Objective(m, _NN_LOSSES[name]())
+    theta = m.flatten() if hasattr(m, "flatten") else m.init(np.random.default_rng(0))
+    try:                                  # the loss must accept the model's outputs and these targets
+        objective.evaluate(theta, ds.X_train[:2], ds.y_train[:2])
+    except Exception as e:
+        raise ValueError(f"the loss {name} does not fit {ds.name}'s targets (shape {ds.y_train.shape[1:] or '(n,)'}, "
+                         f"{ds.y_train.dtype}) and the model's outputs: {type(e).__name__}: {e}") from None
     return Problem(ds, objective, name, n_out, record)

@@ -16,7 +16,8 @@ from host.plots import pyplot
 
 #: What an overlay can draw: the evaluation rows' metrics, and the step rows' batch loss.
 METRICS = ("test_loss", "test_accuracy", "train_loss", "train_accuracy",
-           "posterior_test_loss", "posterior_test_accuracy", "batch_loss")
+           "posterior_test_loss", "posterior_test_accuracy", "batch_loss",
+           "test_r2", "train_r2", "posterior_test_r2")
 #: An overlay's x axes: the iteration, or the run's cumulative time so far.
 X_AXES = {"step": "iteration", "hw_time": "cumulative projected hardware time (s)",
           "wall_time": "cumulative wall time (s)"}
@@ -42,8 +43,13 @@ class Run:
 
     @property
     def regression(self) -> bool:
-        """MSE runs report R² where classification runs report accuracy."""
+        """MSE runs report R² (``*_r2``) where classification runs report accuracy."""
         return self.config.get("loss") == "mse"
+
+    @property
+    def score_key(self) -> str:
+        """'r2' or 'accuracy': the rows' key (runs written before the R² keys used 'accuracy')."""
+        return "r2" if any("test_r2" in r for r in self.evals) else "accuracy"
 
     def hyper(self) -> dict[str, Any]:
         """The hyperparameters actually used when the run recorded them, else those given."""
@@ -212,7 +218,7 @@ def figures_of_run(run_dir: str | Path) -> dict[str, Any] | None:
     for key, fmt, color, label in (("train", "o-", "C1", "train"), ("test", "s-", "C2", "test"),
                                    ("posterior_test", "^-", "C3", "test, posterior predictive")):
         _plot(loss, series(run.evals, f"{key}_loss"), fmt, ms=3, color=color, label=label)
-        _plot(acc, series(run.evals, f"{key}_accuracy"), fmt, ms=3, color=color, label=label)
+        _plot(acc, series(run.evals, f"{key}_{run.score_key}"), fmt, ms=3, color=color, label=label)
     loss.set(xlabel="iteration", ylabel="loss", title="loss")
     acc.set(xlabel="iteration", ylabel=score, title=score)
     _plot(timed, series(run.evals, "test_loss", "hw_time"), "s-", ms=3, label="projected hardware time")
@@ -261,7 +267,9 @@ def overlay_figure(run_dirs: Sequence[str | Path], x: str = "step", metric: str 
     if x not in X_AXES:
         raise ValueError(f"unknown x axis {x!r}; known: {', '.join(X_AXES)}")
     runs = [read_run(d) for d in run_dirs]
-    data = [series(r.steps if metric == "batch_loss" else r.evals, metric, x) for r in runs]
+    def key(run: Run) -> str:      # an accuracy asked of a regression run is its R², and back
+        return metric.replace("accuracy", "r2") if run.score_key == "r2" else metric.replace("r2", "accuracy")
+    data = [series(r.steps if metric == "batch_loss" else r.evals, key(r), x) for r in runs]
     if not any(xs for xs, _ in data):
         raise ValueError(f"none of the runs records {metric}")
     plt = pyplot()
@@ -277,10 +285,10 @@ def overlay_figure(run_dirs: Sequence[str | Path], x: str = "step", metric: str 
         fmt = "-" if metric == "batch_loss" else ".-"
         ax.plot(*xy, fmt, lw=0.6 if metric == "batch_loss" else 1.2, ms=4, label=label)
     name = metric.replace("_", " ")
-    if metric.endswith("accuracy"):
+    if metric.endswith(("accuracy", "r2")):
         kinds = {r.regression for r in runs}     # R² for regression runs
         score = "R²" if kinds == {True} else "accuracy / R²" if True in kinds else "accuracy"
-        name = name.replace("accuracy", score)
+        name = name.replace("accuracy", score).replace("r2", score)
     ax.set(xlabel=X_AXES[x], ylabel=name, title=f"{name} against {X_AXES[x].replace('cumulative ', '')}")
     _finish(ax, logx=x != "step", logy=metric.endswith("loss"))
     fig.subplots_adjust(left=0.11, right=0.97, top=0.93, bottom=0.1)

@@ -9,6 +9,7 @@ the module you pass) and loads the last checkpoint's parameters into it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -59,9 +60,20 @@ def device_record(info: dict) -> dict:
                if emu else {"emulated": False})}
 
 
+def fingerprint(ds: Any) -> str:
+    """SHA-1 of the split's arrays: two runs on the same data say so, whatever it was called."""
+    h = hashlib.sha1()
+    for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def data_record(ds: Any) -> dict:
-    return {"name": ds.name, "n_train": int(len(ds.X_train)), "n_test": int(len(ds.X_test)),
-            "input_shape": list(ds.X_train.shape[1:]), "n_classes": int(ds.n_classes), "loss": ds.loss}
+    return {"name": ds.name, "sha1": fingerprint(ds), "n_train": int(len(ds.X_train)),
+            "n_test": int(len(ds.X_test)), "input_shape": list(ds.X_train.shape[1:]),
+            "n_classes": int(ds.n_classes), "loss": ds.loss, "split_seed": 0}
 
 
 def resolved_hyper(spec: Any, given: dict) -> dict:
@@ -103,16 +115,14 @@ def load_run(path: str | Path, model: Any = None) -> Run:
             from host.nn import MLP
             model = MLP(rec["sizes"], activation=rec.get("activation", "relu"))
         elif rec.get("factory"):
-            from host.problem import build_model
-            from host.data import resolve
-            ds = resolve(config["dataset"], loss=config.get("loss"), seed=config.get("seed", 0))
-            model, _ = build_model(rec["factory"], ds, config["resolved"]["n_outputs"], None, "relu")
+            model = _from_factory(path, rec)
         else:
             raise ValueError(f"{path}: the model was a {rec.get('class', 'model')} given as an object; "
                              "pass one of the same architecture: load_run(path, model=...)")
     elif not hasattr(model, "linearize"):
         from host.torch import TorchModel
         model = TorchModel(model)
+    _check_architecture(path, rec, model)
     with np.load(ckpt) as z:
         theta = np.array(z["theta"]) if "theta" in z.files else None
         meta = json.loads(str(z["meta"]))
@@ -123,3 +133,36 @@ def load_run(path: str | Path, model: Any = None) -> Run:
     if hasattr(model, "load"):
         model.load(theta)               # a torch module holds the trained weights too
     return Run(path, config, model, theta, int(meta.get("step", 0)))
+
+
+def _from_factory(path: Path, rec: dict) -> Any:
+    """The model rebuilt by its factory (the file as recorded, from any directory), called with
+    the recorded input and output sizes: no data needs loading."""
+    from host.problem import build_model
+    ref = rec["factory"]
+    if rec.get("factory_file"):
+        ref = f"{rec['factory_file']}:{ref.rpartition(':')[2]}"
+    n_in = rec.get("n_inputs")
+    n_out = rec.get("n_outputs")
+    if n_in is None or n_out is None:
+        raise ValueError(f"{path}: the record does not say the model's input and output sizes; pass "
+                         "the model: load_run(path, model=...)")
+    shape = tuple(n_in) if isinstance(n_in, list) else n_in
+    from host.data import Dataset
+    probe = Dataset(np.zeros((1, *((shape,) if isinstance(shape, int) else shape))), np.zeros(1, int),
+                    np.zeros((1, 1)), np.zeros(1, int), n_classes=int(n_out), name="probe")
+    model, _ = build_model(ref, probe, int(n_out), None, "relu")
+    return model
+
+
+def _check_architecture(path: Path, rec: dict, model: Any) -> None:
+    """The model must be the one the run trained: same parameter count and, for a torch model,
+    the same printed architecture (a factory file edited since the run would load its weights
+    into another network)."""
+    if rec.get("n_params") is not None and rec["n_params"] != model.n_params:
+        raise ValueError(f"{path}: the run trained {rec['n_params']} parameters, this model has {model.n_params}")
+    recorded, module = rec.get("architecture"), getattr(model, "module", None)
+    if recorded and module is not None and repr(module)[:4000] != recorded:
+        raise ValueError(f"{path}: this model's architecture differs from the one the run trained "
+                         f"(recorded in config.json under resolved.model.architecture): "
+                         f"{' '.join(repr(module).split())[:120]} … vs {' '.join(recorded.split())[:120]} …")

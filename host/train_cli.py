@@ -129,14 +129,17 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--batch-size", type=_at_least_one, default=None,
                    help="minibatch size (default: 25 for spiral, as in the paper; 32 for digits)")
     t.add_argument("--seed", type=int, default=0, help="initialisation, batches and noise (default 0)")
-    t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED)")
+    t.add_argument("--out", default=None, help="run directory (default runs/ALGO-DATASET-sSEED, plus a short tag of the settings that "
+                        "differ from the defaults: the same command finds its run again, another one "
+                        "never overwrites it)")
     t.add_argument("--hidden", type=_hidden, default=None, help="hidden widths of the built-in MLP, e.g. 64,32")
     t.add_argument("--activation", choices=("relu", "tanh"), default="relu")
     t.add_argument("--eval-every", type=_at_least_zero, default=0, help="also evaluate every N steps (default 0: at epoch ends only)")
     t.add_argument("--posterior-every", type=_at_least_zero, default=0, metavar="K",
                    help="keep every K-th step's parameters as a sample of the chain (after the burn-in) "
-                        "and report the posterior-predictive accuracy beside the last iterate's "
-                        "(the Langevin family; default 0: off)")
+                        "and report the posterior-predictive accuracy beside the last iterate's: "
+                        "meaningful for the samplers (the Langevin family); for other optimizers it "
+                        "averages the iterates' predictions (default 0: off)")
     t.add_argument("--posterior-burn-in", type=_at_least_zero, default=None, metavar="EPOCHS",
                    help="epochs before samples are kept (default: half the epochs)")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
@@ -159,7 +162,6 @@ def add_train_parser(sub: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from host.run_record import slug
     from host.training import TrainConfig, train
     # this process owns its BLAS: one thread, so the small per-step matrix work is not slowed by
     # threads waiting for cores the device daemon holds (docs/performance.md)
@@ -179,9 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.device not in (None, "none"):
             raise ValueError(f"--algo {args.algo} is digital and uses no device; drop --device")
         device = None
-    out = args.out or f"runs/{args.algo}-{slug(args.dataset)}-s{args.seed}"
     cfg = TrainConfig(algo=args.algo, dataset=args.dataset, device=device, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=args.seed, out=out, hidden=args.hidden,
+                      batch_size=args.batch_size, seed=args.seed, out=args.out, hidden=args.hidden,
                       activation=args.activation, hyper=hyper, resume=args.resume,
                       progress=False if args.no_progress else None, eval_every=args.eval_every,
                       timeout=args.timeout, retries=args.retries, calibrate=args.calibrate,
@@ -191,20 +192,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         where = f" on {device}" if device else ""
         batch = f"batch {args.batch_size}" if args.batch_size else "the data set's batch size"
         print(f"thermohil train: {args.algo} on {args.dataset}{where}, {args.epochs} epoch{'s' * (args.epochs != 1)}, "
-              f"{batch}, seed {args.seed} -> {out}", file=sys.stderr)
+              f"{batch}, seed {args.seed}", file=sys.stderr)
     summary = train(cfg)
     if args.json:
         print(json.dumps(summary))
     else:
-        score = (f"test R² {summary['test_accuracy']:.4f}" if summary["loss"] == "mse"
+        score = (f"test R² {summary['test_r2']:.4f}" if "test_r2" in summary
                  else f"test accuracy {summary['test_accuracy']:.2%}")
         print(f"iterations {summary['iterations']}  train loss {summary['final_train_loss']:.4f}  "
               f"test loss {summary['final_test_loss']:.4f}  {score}  ({summary['n_params']} parameters)")
-        if "posterior_test_accuracy" in summary:
-            pscore = (f"R² {summary['posterior_test_accuracy']:.4f}" if summary["loss"] == "mse"
+        if "posterior_samples" in summary:
+            pscore = (f"R² {summary['posterior_test_r2']:.4f}" if "test_r2" in summary
                       else f"accuracy {summary['posterior_test_accuracy']:.2%}")
             print(f"posterior-predictive over {summary['posterior_samples']} samples: test loss "
                   f"{summary['posterior_test_loss']:.4f}  test {pscore}")
         print(f"step time {summary['wall_time_s']:.3g} s  device time {summary['device_time']:g} τ0  "
-              f"projected hardware time {summary['projected_hw_time_s']:.3g} s  -> {out}/metrics.jsonl")
+              f"projected hardware time {summary['projected_hw_time_s']:.3g} s  -> {summary['out']}/")
     return 0

@@ -11,6 +11,7 @@ with a delay t_d the device's t_d overlaps the host's digital work: max(digital,
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -30,7 +31,8 @@ from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 from host.optim import state_io
 from host.posterior import PredictiveAverage
 from host.problem import MODEL_DEFAULTS, Problem, build_problem
-from host.run_record import data_record, describe, device_record, library_version, resolved_hyper, slug
+from host.run_record import (data_record, describe, device_record, fingerprint, library_version,
+                               resolved_hyper, slug)
 from protocol.regmap import REGMAP
 
 LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
@@ -185,46 +187,72 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {cfg.algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
     _check_options(cfg)
-    problem = build_problem(cfg.dataset, cfg.model, cfg.loss, hidden=cfg.hidden,
-                            activation=cfg.activation, seed=cfg.seed)
+    problem = build_problem(cfg.dataset, cfg.model, cfg.loss, hidden=cfg.hidden, activation=cfg.activation)
     if cfg.batch_size is None:
         cfg = replace(cfg, batch_size=problem.defaults["batch"])
     if cfg.posterior_every and problem.loss not in ("ce", "bce", "mse"):
         raise ValueError(f"the posterior-predictive average needs loss ce, bce or mse, not {problem.loss}")
-    out = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.algo}-{slug(problem.data.name)}-s{cfg.seed}"
+    out = Path(cfg.out) if cfg.out else default_out(cfg, problem)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     ckpt = out / "checkpoint.npz"
     config = _config(cfg, problem)
+    saved = saved_meta = None
     if cfg.resume:
         saved, saved_meta = _check_resume(cfg, out, ckpt, config)
+        config["resolved"]["posterior_burn_in"] = saved.get("resolved", {}).get(
+            "posterior_burn_in", config["resolved"]["posterior_burn_in"])
 
     # everything that can be refused is checked (and the device connected) before the run
-    # directory is touched, so a rejected command never damages an earlier run
+    # directory is touched, and the directory is only prepared once the first step has worked,
+    # so a rejected command or a run that fails at once never damages an earlier run
     optimizer, dev = _build_optimizer(cfg, problem.objective, problem.n_outputs, len(problem.data.X_train))
     try:
         optimizer.check_model(problem.objective.model)   # e.g. a partition naming a layer the model lacks
-        config["resolved"]["device"] = device_record(dev.info()) if dev is not None else None
-        out.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume:
-            if (out / "metrics.jsonl").exists():
-                print(f"thermohil: note: {out} held an earlier run; it is replaced (--resume continues "
-                      "a run instead)", file=sys.stderr)
-            (out / "config.json").write_text(json.dumps(config, indent=1))
-            ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
-            shutil.rmtree(out / "samples", ignore_errors=True)
-        else:
-            _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
-            saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
-            saved["resolved"] = {**saved.get("resolved", {}), "device": config["resolved"]["device"]}
-            (out / "config.json").write_text(json.dumps(saved, indent=1))
+        device = device_record(dev.info()) if dev is not None else None
+        config["resolved"]["device"] = device
+
+        def prepare() -> None:
+            out.mkdir(parents=True, exist_ok=True)
+            if saved is None:
+                if (out / "metrics.jsonl").exists():
+                    print(f"thermohil: note: {out} held an earlier run; it is replaced (--resume continues "
+                          "a run instead)", file=sys.stderr)
+                (out / "config.json").write_text(json.dumps(config, indent=1))
+                ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
+                (out / "model.pt").unlink(missing_ok=True)
+                shutil.rmtree(out / "samples", ignore_errors=True)
+            else:
+                _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
+                saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
+                resolved = saved.setdefault("resolved", {})
+                resolved.setdefault("sessions", [{"from_step": 0, "device": resolved.get("device")}])
+                resolved["sessions"].append({"from_step": saved_meta["step"], "device": device})
+                (out / "config.json").write_text(json.dumps(saved, indent=1))
+
         timing = dev.info().get("timing") if dev is not None else None
         startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
-        return _loop(cfg, problem, optimizer, out, ckpt, timing, startup,
-                     link=(lambda: _link_stats(dev)) if dev is not None else None)
+        return _loop(cfg, problem, optimizer, out, ckpt, prepare, config["resolved"]["posterior_burn_in"],
+                     timing, startup, link=(lambda: _link_stats(dev)) if dev is not None else None)
     finally:
         if dev is not None:
             dev.close()
+
+
+def default_out(cfg: TrainConfig, problem: Problem) -> Path:
+    """runs/ALGO-DATA-sSEED, with a short tag of any setting that is not the default (so runs
+    with other hyperparameters, models or data never land in one another's directory, and the
+    same command finds its own run again for --resume)."""
+    data = problem.data.name if problem.data.name != "arrays" else f"arrays-{fingerprint(problem.data)[:8]}"
+    settings = {k: describe(getattr(cfg, k)) for k in ("hyper", "model", "loss", "hidden",
+                                                       "posterior_every", "posterior_burn_in")
+                if getattr(cfg, k) not in (None, {}, 0)}
+    if cfg.batch_size not in (None, problem.defaults["batch"]):
+        settings["batch_size"] = cfg.batch_size
+    if cfg.activation != "relu":
+        settings["activation"] = cfg.activation
+    tag = "-" + hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6] if settings else ""
+    return Path("runs") / f"{cfg.algo}-{slug(data)}-s{cfg.seed}{tag}"
 
 
 def _check_options(cfg: TrainConfig) -> None:
@@ -258,6 +286,8 @@ def _config(cfg: TrainConfig, problem: Problem) -> dict:
     given["resolved"] = {"hyper": resolved_hyper(spec, cfg.hyper), "data": data_record(problem.data),
                          "model": problem.record, "n_outputs": problem.n_outputs,
                          "algorithm": spec.doc or cfg.algo, "device": None,
+                         "posterior_burn_in": (cfg.posterior_burn_in if cfg.posterior_burn_in is not None
+                                               else cfg.epochs // 2) if cfg.posterior_every else None,
                          "library_version": library_version()}
     return given
 
@@ -310,14 +340,14 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: Path,
-          timing: dict | None = None, calibration_time: float = 0.0,
-          link: Callable[[], dict[str, int]] | None = None) -> dict:
+          prepare: Callable[[], None], burn_in: int | None, timing: dict | None = None,
+          calibration_time: float = 0.0, link: Callable[[], dict[str, int]] | None = None) -> dict:
     ds, objective = problem.data, problem.objective
     rng = np.random.default_rng(cfg.seed)
     state = optimizer.init(objective.model.init(rng), rng, groups=objective.model.groups)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
                               "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
-    chain = Chain(cfg, problem, out) if cfg.posterior_every else None
+    chain = Chain(cfg.posterior_every, burn_in or 0, problem, out) if cfg.posterior_every else None
     if cfg.resume:
         state, saved_meta = state_io.load(ckpt, state)
         start_epoch, saved = saved_meta["epoch"] + 1, saved_meta["totals"]
@@ -326,8 +356,10 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
             chain.resume(saved_meta.get("posterior_samples", 0))
     totals["device_time"] += calibration_time      # this session's start-up calibration
     totals["calibration_time"] += calibration_time
-    metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w")
+    metrics_f = None
+    pending: list[dict] = []             # rows written once the run directory is prepared
     name = problem.data.name
+    score = "r2" if problem.loss == "mse" else "accuracy"    # regression is scored by R²
     n_batches = math.ceil(len(ds.X_train) / cfg.batch_size)
     show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     log_lines = cfg.progress is None and not show   # e.g. under nohup: a plain line now and then
@@ -339,14 +371,24 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
                    unit="it", file=sys.stderr)
 
     def emit(row: dict) -> None:
+        if metrics_f is None:
+            pending.append(row)
+            return
         metrics_f.write(json.dumps(row) + "\n")
         metrics_f.flush()
 
+    def open_directory() -> None:
+        nonlocal metrics_f
+        prepare()
+        metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w")
+        for row in pending:
+            emit(row)
+
     def evaluate(epoch: int) -> dict:
-        train_loss, train_acc = objective.evaluate(state.theta, ds.X_train, ds.y_train)
-        test_loss, test_acc = objective.evaluate(state.theta, ds.X_test, ds.y_test)
-        row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-               "test_loss": test_loss, "test_accuracy": test_acc, **(chain.scores() if chain else {}),
+        train_loss, train_score = objective.evaluate(state.theta, ds.X_train, ds.y_train)
+        test_loss, test_score = objective.evaluate(state.theta, ds.X_test, ds.y_test)
+        row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, f"train_{score}": train_score,
+               "test_loss": test_loss, f"test_{score}": test_score, **(chain.scores(score) if chain else {}),
                **totals}
         emit(row)
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):   # finite steps, overflowed model
@@ -375,6 +417,8 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
                       **{k: info[k] for k in _STEP_INFO if k in info},
                       **_group_info(info), "cumulative": dict(totals),
                       **({"link": link()} if link else {})})
+                if metrics_f is None:
+                    open_directory()
                 if chain is not None:
                     chain.offer(epoch, state)
                 if bar:
@@ -393,7 +437,7 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
                 last_line = time.perf_counter()
                 print(f"{cfg.algo} on {name}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "
                       f"train loss {last['train_loss']:.4f}, test loss {last['test_loss']:.4f}, "
-                      f"test {_score_name(problem)} {_score(problem, last['test_accuracy'])}",
+                      f"test {_score_text(score, last[f'test_{score}'])}",
                       file=sys.stderr, flush=True)
     except (NonFiniteError, CurvatureSaturates) as e:
         kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt.exists() else \
@@ -412,14 +456,18 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
     finally:
         if bar:
             bar.close()
-        metrics_f.close()
+        if metrics_f is not None:
+            metrics_f.close()
     figures = _figures(out)
+    if chain is not None and chain.average.count == 0:
+        print(f"thermohil: note: no sample of the chain was kept (every {chain.every} steps after epoch "
+              f"{chain.burn_in}, {state.step} steps in all): no posterior-predictive average", file=sys.stderr)
     assert last is not None
     return {"algo": cfg.algo, "dataset": name, "loss": problem.loss, "epochs": cfg.epochs,
             "iterations": state.step, "n_params": int(objective.model.n_params),
             "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
-            "test_accuracy": last["test_accuracy"],
-            **{k: last[k] for k in ("posterior_test_loss", "posterior_test_accuracy", "posterior_samples")
+            f"test_{score}": last[f"test_{score}"],
+            **{k: last[k] for k in ("posterior_test_loss", f"posterior_test_{score}", "posterior_samples")
                if k in last},
             "wall_time_s": totals["wall_time_s"],
             "device_time": totals["device_time"], "calibration_time": totals["calibration_time"],
@@ -432,12 +480,8 @@ _STEP_INFO = ("device_time", "bytes_sent", "bytes_received", "rank", "scale", "c
               "direction_error", "xi", "kinetic_temperature")
 
 
-def _score_name(problem: Problem) -> str:
-    return "R²" if problem.loss == "mse" else "accuracy"
-
-
-def _score(problem: Problem, value: float) -> str:
-    return f"{value:.4f}" if problem.loss == "mse" else f"{value:.2%}"
+def _score_text(score: str, value: float) -> str:
+    return f"R² {value:.4f}" if score == "r2" else f"accuracy {value:.2%}"
 
 
 def _save_module(out: Path, model: Any, theta: np.ndarray) -> None:
@@ -455,9 +499,8 @@ class Chain:
     """The kept samples of a sampler's chain: their predictive average (scored at evaluations)
     and the samples themselves, one file per epoch under DIR/samples/."""
 
-    def __init__(self, cfg: TrainConfig, problem: Problem, out: Path) -> None:
-        self.every = cfg.posterior_every
-        self.burn_in = cfg.posterior_burn_in if cfg.posterior_burn_in is not None else cfg.epochs // 2
+    def __init__(self, every: int, burn_in: int, problem: Problem, out: Path) -> None:
+        self.every, self.burn_in = every, burn_in
         self.model = problem.objective.model
         self.average = PredictiveAverage(problem.loss, problem.data.X_test, problem.data.y_test)
         self.dir = out / "samples"
@@ -468,11 +511,11 @@ class Chain:
             self.average.add(self.model, state.theta)
             self.pending.append(np.array(state.theta))
 
-    def scores(self) -> dict:
+    def scores(self, score: str) -> dict:
         if self.average.count == 0:
             return {}
-        loss, acc = self.average.scores()
-        return {"posterior_test_loss": loss, "posterior_test_accuracy": acc,
+        loss, value = self.average.scores()
+        return {"posterior_test_loss": loss, f"posterior_test_{score}": value,
                 "posterior_samples": self.average.count}
 
     def save(self, epoch: int) -> None:

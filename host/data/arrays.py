@@ -34,8 +34,11 @@ def _features(X: Any, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be numeric: {e}") from None
     if X.ndim < 2 or len(X) == 0:
         raise ValueError(f"{what} must have one row per example and at least one example, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{what} holds NaN or infinite values")
+    bad = ~np.all(np.isfinite(X.reshape(len(X), -1)), axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{what} holds NaN or infinite values in {len(rows)} row(s), the first at rows "
+                         f"{', '.join(map(str, rows[:5]))}")
     return X
 
 
@@ -46,7 +49,11 @@ def _targets(y: Any, n: int, what: str) -> np.ndarray:
     if y.dtype.kind not in "biuf":
         raise ValueError(f"{what} must be numeric (integer labels or real targets), got dtype {y.dtype}")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise ValueError(f"{what} holds NaN or infinite values")
+        rows = np.flatnonzero(~np.all(np.isfinite(y.reshape(n, -1)), axis=1))
+        raise ValueError(f"{what} holds NaN or infinite values in {len(rows)} row(s), the first at rows "
+                         f"{', '.join(map(str, rows[:5]))}")
+    if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind in "biu":
+        y = y[:, 0]                       # a column of integer labels
     return y
 
 
@@ -54,20 +61,35 @@ def _is_labels(y: np.ndarray) -> bool:
     return y.ndim == 1 and (y.dtype.kind in "biu" or bool(np.all(y == np.round(y))))
 
 
+def _infer_loss(y: np.ndarray) -> str:
+    """'ce' for integer labels, 'mse' for real targets; targets that look like class labels in
+    another form are refused rather than silently fitted as a regression."""
+    if y.ndim == 1 and y.dtype.kind in "biu":
+        return "ce"
+    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        raise ValueError("the targets are one-hot rows: give the class indices (y.argmax(axis=1)), or "
+                         "loss='mse' to fit them as real numbers")
+    if y.ndim == 1 and _is_labels(y) and len(np.unique(y)) <= 20:
+        values = ", ".join(f"{v:g}" for v in np.unique(y)[:6])
+        raise ValueError(f"the targets are whole numbers stored as floats ({values}, …): say which task it "
+                         "is — loss='ce' (class labels) or loss='mse' (regression)")
+    return "mse"
+
+
 def from_arrays(X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, *,
                 loss: str | None = None, test_fraction: float = 0.25, seed: int = 0,
                 name: str = "arrays") -> Dataset:
     """A data set from arrays; without a test split, ``test_fraction`` of the rows (seeded).
 
-    ``loss`` None infers it: integer labels → 'ce', real targets → 'mse'.
+    ``loss`` None infers it: integer labels → 'ce', real targets → 'mse'; whole numbers stored as
+    floats and one-hot rows are ambiguous and refused without it. The split is seeded by
+    ``seed`` (``host.train`` uses 0 for every run seed, so a seed sweep keeps one split).
     """
     X = _features(X_train, "X_train")
     y = _targets(y_train, len(X), "y_train")
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither (then the rows are split)")
-    # only integer dtypes are taken for labels: real targets that happen to be whole numbers
-    # (counts, scores) are regression unless the caller says otherwise
-    loss = loss_name(loss) if loss is not None else ("ce" if y.ndim == 1 and y.dtype.kind in "biu" else "mse")
+    loss = loss_name(loss) if loss is not None else _infer_loss(y)
     if X_test is None:
         rng = np.random.default_rng(seed)
         if loss == "mse":
@@ -91,9 +113,15 @@ def from_arrays(X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = No
             raise ValueError(f"{what}: {loss} needs integer class labels of shape (n,); for real "
                              "targets use loss='mse'")
     y, yt = y.astype(np.int64), yt.astype(np.int64)
-    if min(y.min(), yt.min()) < 0:
-        raise ValueError("class labels must be 0, 1, 2, …")
-    n_classes = int(max(y.max(), yt.max())) + 1
+    found = np.unique(np.concatenate([y, yt]))
+    if found[0] < 0:
+        raise ValueError(f"class labels must be 0, 1, 2, …; these are {', '.join(map(str, found[:6]))}"
+                         f"{', …' if len(found) > 6 else ''}")
+    n_classes = int(found[-1]) + 1
+    empty = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
+    if empty:
+        raise ValueError(f"class label(s) {', '.join(map(str, empty[:6]))} have no training example (labels "
+                         f"found: {', '.join(map(str, found[:8]))}): number the classes 0 … C−1")
     if loss == "bce" and n_classes > 2:
         raise ValueError(f"bce is for two classes (labels 0/1); these labels have {n_classes}: use 'ce'")
     return Dataset(X, y, Xt, yt, n_classes=n_classes, name=name, loss=loss)

@@ -90,7 +90,9 @@ def test_wine_arrays_train_from_python_and_the_run_directory_says_what_ran(tmp_p
     monkeypatch.chdir(tmp_path)
     s = train(TrainConfig(algo="adam", dataset=wine(), epochs=10, progress=False))
     assert s["test_accuracy"] > 0.8            # chance is 0.40 (the largest class)
-    run = tmp_path / "runs" / "adam-arrays-s0"
+    from host.data import from_arrays
+    from host.run_record import fingerprint
+    run = tmp_path / "runs" / f"adam-arrays-{fingerprint(from_arrays(*wine()))[:8]}-s0"
     assert s["out"] == str(run.relative_to(tmp_path))
     cfg = json.loads((run / "config.json").read_text())
     r = cfg["resolved"]
@@ -104,9 +106,11 @@ def test_wine_arrays_train_from_python_and_the_run_directory_says_what_ran(tmp_p
 def test_regression_with_mse_reports_r2(tmp_path):
     s = train(TrainConfig(algo="adam", dataset=diabetes(), epochs=10, hyper={"lr": 0.003},
                           out=str(tmp_path / "run"), progress=False))
-    assert s["loss"] == "mse"
+    assert s["loss"] == "mse" and "test_accuracy" not in s
     # R² on held-out data: 0 is predicting the mean; a linear fit of this set reaches about 0.45
-    assert 0.25 < s["test_accuracy"] < 0.7
+    assert 0.25 < s["test_r2"] < 0.7
+    evals = [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl") if "test_loss" in x]
+    assert all("test_r2" in r and "test_accuracy" not in r for r in evals)
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["resolved"]["model"]["sizes"] == [10, 32, 1]
 
@@ -126,7 +130,11 @@ def test_a_dataset_object_and_an_explicit_loss(tmp_path):
     (dict(dataset="digits", loss="bce"), "bce is for two classes"),
     (dict(dataset="digits", loss="hinge"), "unknown loss 'hinge'; known: ce, cross_entropy, bce, mse"),
     (dict(dataset=(np.zeros((4, 2)), np.zeros(3))), "y_train has 3 rows but its inputs have 4"),
-    (dict(dataset=(np.full((8, 2), np.nan), np.zeros(8))), "NaN"),
+    (dict(dataset=(np.full((8, 2), np.nan), np.zeros(8))), "NaN or infinite values in 8 row.s., the first at rows 0, 1"),
+    (dict(dataset=(np.zeros((40, 2)), np.arange(40) % 3 * 1.0)), "whole numbers stored as floats .0, 1, 2, …."),
+    (dict(dataset=(np.zeros((40, 2)), np.eye(4)[np.arange(40) % 4])), "one-hot rows"),
+    (dict(dataset=(np.zeros((40, 2)), 1 + np.arange(40) % 3)), "class label.s. 0 have no training example"),
+    (dict(dataset=(np.zeros((40, 2)), np.where(np.arange(40) % 2, 1, -1))), "class labels must be 0, 1, 2, …; these are -1, 1"),
     (dict(dataset=np.zeros(3)), "cannot make a data set of a ndarray"),
     (dict(dataset="digits", hidden=(8,), model=lambda n_in, n_out: None), "hidden widths shape the built-in MLP"),
 ])
@@ -210,19 +218,18 @@ def test_cli_trains_user_data_and_a_torch_model_from_files(user_dir):
                   "--epochs", "8", "--json", cwd=user_dir)
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout.splitlines()[-1])
-    assert s["dataset"] == "mydata.py:wine" and s["out"] == "runs/adam-mydata-wine-s0"
+    assert s["dataset"] == "mydata.py:wine" and s["out"].startswith("runs/adam-mydata-wine-s0-")
     assert s["test_accuracy"] > 0.8 and s["n_params"] == 13 * 12 + 12 + 13 * 3
     cfg = json.loads((user_dir / s["out"] / "config.json").read_text())
     assert cfg["resolved"]["model"]["factory"] == "nets.py:build"
-    # the directory alone gives the model back: its factory is re-imported
-    import os
-    os.chdir(user_dir)
-    try:
-        run = load_run(s["out"])
-    finally:
-        os.chdir(REPO)
+    # the directory alone gives the model back, from anywhere: its factory file is re-imported
+    run = load_run(user_dir / s["out"])
     X = wine()[0]
     assert run.predict(X).shape == (178, 3)
+    # … and refuses when that file has changed the network since
+    (user_dir / "nets.py").write_text((user_dir / "nets.py").read_text().replace("Tanh", "ReLU"))
+    with pytest.raises(ValueError, match="architecture differs from the one the run trained"):
+        load_run(user_dir / s["out"])
 
 
 def test_cli_regression_with_mse(user_dir):
@@ -277,3 +284,51 @@ def test_training_error_still_names_the_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match="non-finite"):
         train(TrainConfig(algo="sgd", dataset=diabetes(), epochs=3, hyper={"lr": 1e6},
                           out=str(tmp_path / "r"), progress=False))
+
+
+def test_integer_label_columns_and_float_labels_with_a_loss_train(tmp_path):
+    X, y = wine()
+    s = train(TrainConfig(algo="adam", dataset=(X, y[:, None]), epochs=1, out=str(tmp_path / "a"), progress=False))
+    assert s["loss"] == "ce" and "test_accuracy" in s
+    s = train(TrainConfig(algo="adam", dataset=(X, y.astype(float)), loss="ce", epochs=1, out=str(tmp_path / "b"),
+                          progress=False))
+    assert s["loss"] == "ce"
+
+
+def test_a_run_that_fails_at_once_leaves_the_earlier_run_alone(tmp_path):
+    """The run directory is prepared only after the first step worked: a command that fails on
+    its first step (a step size that overflows at once), or earlier (a torch loss that does not
+    fit the targets), leaves the earlier run's files as they were."""
+    out = tmp_path / "run"
+    train(TrainConfig(algo="adam", dataset="spiral", epochs=1, out=str(out), progress=False))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"config.json", "metrics.jsonl", "checkpoint.npz"} <= set(before)
+    X, y = wine()
+    with pytest.raises(TrainingError, match="non-finite update at step 0"):   # the first step overflows
+        train(TrainConfig(algo="sgd", dataset=(X * 1e10, y), epochs=1, hyper={"lr": 1e300}, out=str(out),
+                          progress=False))
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="the loss MSELoss does not fit"):
+        train(TrainConfig(algo="adam", dataset=wine(), model=torch.nn.Linear(13, 3), loss=torch.nn.MSELoss(),
+                          out=str(out), progress=False))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_default_directories_differ_by_settings_and_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    X, y = wine()
+    a = train(TrainConfig(algo="adam", dataset=(X, y), epochs=1, progress=False))["out"]
+    b = train(TrainConfig(algo="adam", dataset=(X, y), epochs=1, hyper={"lr": 0.01}, progress=False))["out"]
+    c = train(TrainConfig(algo="adam", dataset=(X[:, :5], y), epochs=1, progress=False))["out"]
+    d = train(TrainConfig(algo="adam", dataset=(X, y), epochs=2, progress=False))["out"]
+    assert len({a, b, c}) == 3 and d == a       # epochs are not a setting: --resume finds the run
+
+
+def test_a_resume_records_each_session_s_device(tmp_path):
+    out = tmp_path / "run"
+    common = dict(algo="tngd", dataset="spiral", batch_size=10, progress=False, out=str(out))
+    train(TrainConfig(epochs=1, device="spawn://?seed=4", **common))
+    train(TrainConfig(epochs=2, device="spawn://?seed=9", resume=True, **common))
+    r = json.loads((out / "config.json").read_text())["resolved"]
+    assert r["device"]["seed"] == 4
+    assert [(x["from_step"], x["device"]["seed"]) for x in r["sessions"]] == [(0, 4), (50, 9)]
