@@ -9,6 +9,9 @@ not mix:
 
 - **adam**: ``torch.optim.Adam`` — forward, backward and step on the float32 module: the
   reference every time in the table is divided by;
+- **factor**: the GGN factor U (G = UᵀU) alone, as host.torch computes it (streamed, a chunk of
+  examples at a time); **factor_jacrev**: the same U the way host.torch did before, ``jacrev`` of
+  the whole batch's outputs (J whole), then L_bᵀJ_b/√B — the reference for the streamed form;
 - **ngd**: ``host.optim.ngd(solver="woodbury")`` on ``host.torch.TorchObjective`` (float64
   gradient, the factor U with G = UᵀU, the r×r solve);
 - **tngd**: ``host.optim.tngd`` on the daemon, split as ``host/bench/tngd_split.py`` does:
@@ -45,7 +48,7 @@ CASES: tuple[dict, ...] = (
     {"name": "MLP 64-512-128-10", "hidden": (512, 128), "batch": 32},
     {"name": "MLP 64-512-128-10", "hidden": (512, 128), "batch": 51},
 )
-ALGOS = ("adam", "ngd", "tngd")
+ALGOS = ("adam", "factor", "factor_jacrev", "ngd", "tngd")
 FEATURES, CLASSES = 64, 10
 T_RUN = 50.0        # TNGD's analog time per iteration (τ0), the library's default
 MIB = 2.0**20
@@ -169,6 +172,17 @@ def worker(spec: dict) -> dict:
         from host.optim import Optimizer, ngd, tngd
         from host.torch import TorchObjective
         objective = TorchObjective(module, "cross_entropy")
+        if algo in ("factor", "factor_jacrev"):
+            make = objective.ggn_sqrt if algo == "factor" else _factor_by_whole_jacobian(objective)
+            theta, times = objective.model.flatten(), []
+            for X, y in batches[:iterations + 1]:
+                t0 = time.perf_counter()
+                U = make(theta, X, y)
+                times.append(time.perf_counter() - t0)
+                del U
+            out |= {"step_s": statistics.median(times[1:]),
+                    "host_base_mib": base, "host_peak_mib": _status_mib("VmHWM")}
+            return out
         if algo == "ngd":
             opt = Optimizer("ngd", ngd(lr=0.01, lam=0.01, solver="woodbury"))
             _, rows = _library(opt, objective, batches, iterations)
@@ -199,6 +213,20 @@ def worker(spec: dict) -> dict:
                 "host_base_mib": base, "host_peak_mib": host_peak,
                 "daemon_base_mib": daemon_base, "daemon_peak_mib": daemon_peak}
     return out
+
+
+def _factor_by_whole_jacobian(objective: Any) -> Callable[[np.ndarray, Any, Any], np.ndarray]:
+    """U the way host.torch computed it before streaming: jacrev of the whole batch's outputs
+    (every row backpropagated through every example, J held whole), then L_bᵀJ_b/√B."""
+    from torch.func import jacrev
+
+    def factor(theta: np.ndarray, X: Any, y: Any) -> np.ndarray:
+        lin = objective.model.linearize(theta, X)
+        B = lin.batch_size
+        L = objective.loss.hessian_sqrt(lin.out, y)
+        J = jacrev(lin._f)(lin._t).detach().numpy()
+        return (np.einsum("bkr,bkp->brp", L, J) / np.sqrt(B)).reshape(B * L.shape[2], -1)
+    return factor
 
 
 def _traced(opt: Any, objective: Any, batches: list) -> float:
@@ -255,7 +283,8 @@ def table(rows: list[dict]) -> str:
     """The markdown table of docs/performance.md."""
     out = ["| model (N, r = B·K) | step | time | / Adam | digital | protocol | emulation | exact | host peak "
            "(Δ, Δ / J; numpy) | daemon peak (Δ, Δ / J) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    names = {"adam": "torch Adam", "ngd": "NGD, Woodbury", "tngd": "TNGD, spawn://"}
+    names = {"adam": "torch Adam", "factor": "U, streamed", "factor_jacrev": "U, whole-batch jacrev (before)",
+             "ngd": "NGD, Woodbury", "tngd": "TNGD, spawn://"}
     for r in rows:
         split = ["—"] * 4
         if r["algo"] == "tngd":

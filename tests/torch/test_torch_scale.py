@@ -148,10 +148,10 @@ def test_the_bench_table_gives_ratios_to_adam_and_memory_as_multiples_of_j():
 
 @pytest.mark.slow
 def test_the_bench_runs_quick():
-    """python -m host.bench.torch_scale --quick: the N ≈ 10⁴ case, three fresh workers (~1 min)."""
+    """python -m host.bench.torch_scale --quick: the N ≈ 10⁴ case, five fresh workers (~1 min)."""
     from host.bench.torch_scale import run
     rows = run(quick=True, iterations=1)
-    assert [r["algo"] for r in rows] == ["adam", "ngd", "tngd"]
+    assert [r["algo"] for r in rows] == ["adam", "factor", "factor_jacrev", "ngd", "tngd"]
     tngd_row = rows[-1]
     assert tngd_row["exact"] and tngd_row["daemon_peak_mib"] > tngd_row["daemon_base_mib"]
     assert 0.0 <= tngd_row["exact_frac"] <= 1.0 + 1e-9
