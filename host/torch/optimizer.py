@@ -10,6 +10,7 @@ gradient-only transforms (SGD, Adam, RMSprop, the Langevin family) in a user's o
 """
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -46,7 +47,9 @@ class TorchRun:
                                  f"'spawn://?cells={self.model.n_params}&max_rank=R', or a connected device)")
             if isinstance(device, str):
                 import host
+                from host.calibration import ensure_calibrated
                 device = self._owned = host.connect(device)
+                ensure_calibrated(device, say=lambda m: print(f"thermohil: {m}", file=sys.stderr))  # as train does
         try:
             self.optimizer = spec.build(device, **hyper)
             self.optimizer.check_model(SimpleNamespace(n_params=self.model.n_params, groups=self.groups))

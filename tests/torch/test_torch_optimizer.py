@@ -98,3 +98,13 @@ def test_explicit_groups_choose_what_a_partition_splits():
         optimizer("adlala", net, "cross_entropy", groups=[["0.weight", "nope"]])
     with pytest.raises(ValueError, match="parameter groups cover"):
         optimizer("adlala", net, "cross_entropy", groups=[[net[0]]])
+
+
+def test_a_device_the_run_connects_itself_is_calibrated():
+    """A URL given to host.torch.optimizer: the run connects and, like thermohil train,
+    calibrates a chip whose calibration is not valid (the realistic profile boots without)."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2)
+    with optimizer("tngd", net, "cross_entropy", device="spawn://?cells=10&max_rank=16&profile=realistic") as run:
+        assert run._owned.calibration_valid()
+        assert np.isfinite(run.step(torch.randn(8, 4), torch.randint(0, 2, (8,))))
