@@ -43,6 +43,9 @@ class TorchModel:
         self.per_example: bool | None = None
         """Whether the examples pass through the module independently (per-example Jacobians by
         vmap); None until the first Jacobian finds out."""
+        self.output_shape: tuple[int, ...] | None = None
+        """One example's output shape as the module returns it (outputs are flattened to (B, K)
+        here; a generic loss gets them back in this shape); None before the first forward."""
         self.module = module
         self._f64 = copy.deepcopy(module).to(torch.float64)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
@@ -112,6 +115,7 @@ class TorchModel:
 
         def f(t: torch.Tensor) -> torch.Tensor:
             out = functional_call(self._f64, self.params_of(t), (x,))
+            self.output_shape = tuple(out.shape[1:])
             return out.reshape(out.shape[0], -1)
         return f
 

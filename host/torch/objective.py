@@ -65,7 +65,9 @@ class TorchLoss:
 
     ``loss_fn`` must be a mean of per-example losses: each ``hessian`` checks that its batch
     value is the mean of its single-example values (a class-weighted or summed loss is not) and
-    raises ValueError otherwise.
+    raises ValueError otherwise. It gets the outputs in the shape the module returns them
+    (``output_shape``, set by ``TorchObjective`` from the model: a regression module returning
+    (B,) gets (B,), not (B, 1), which torch's losses would broadcast against (B,) targets).
     """
 
     name = "torch_loss"
@@ -76,6 +78,8 @@ class TorchLoss:
             raise ValueError(f"loss_fn must be callable (outputs, targets) -> scalar tensor, got {loss_fn!r}")
         self.loss_fn = loss_fn
         self._accuracy = accuracy
+        self.model: Any = None
+        """The TorchModel whose ``output_shape`` the outputs are given back in (None: (B, K))."""
 
     def __repr__(self) -> str:
         return f"TorchLoss({self.loss_fn!r})"
@@ -90,6 +94,13 @@ class TorchLoss:
             raise ValueError(f"targets must have one entry per example ({o.shape[0]}), got shape {tuple(t.shape)}")
         return o, t
 
+    def _shaped(self, o: torch.Tensor) -> torch.Tensor:
+        """Outputs (…, K) in the module's own per-example shape, where it is known and fits."""
+        shape = getattr(self.model, "output_shape", None)
+        if shape is None or math.prod(shape) != o.shape[-1]:
+            return o
+        return o.reshape(*o.shape[:-1], *shape)
+
     def _scalar(self, v: Any) -> torch.Tensor:
         if not isinstance(v, torch.Tensor) or v.numel() != 1:
             raise ValueError(f"loss_fn must return a scalar torch tensor, got {type(v).__name__}"
@@ -97,25 +108,25 @@ class TorchLoss:
         return v.reshape(())
 
     def _example(self, o: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self._scalar(self.loss_fn(o[None], t[None]))
+        return self._scalar(self.loss_fn(self._shaped(o[None]), t[None]))
 
     # ------------------------------------------------------------------ the interface
     def value(self, out: Any, y: Any) -> float:
         o, t = self._tensors(out, y)
         with torch.no_grad():
-            return float(self._scalar(self.loss_fn(o, t)))
+            return float(self._scalar(self.loss_fn(self._shaped(o), t)))
 
     def grad(self, out: Any, y: Any) -> np.ndarray:
         o, t = self._tensors(out, y)
         o = o.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self._scalar(self.loss_fn(o, t)), o)
+        (g,) = torch.autograd.grad(self._scalar(self.loss_fn(self._shaped(o), t)), o)
         return g.detach().numpy()
 
     def raw_hessian(self, out: Any, y: Any) -> np.ndarray:
         """The per-example Hessians as they are (B, K, K), after checking the mean convention."""
         o, t = self._tensors(out, y)
         with torch.no_grad():
-            batch = float(self._scalar(self.loss_fn(o, t)))
+            batch = float(self._scalar(self.loss_fn(self._shaped(o), t)))
             each = vmap(self._example)(o, t)
         mean = float(each.mean())
         if abs(batch - mean) > MEAN_RTOL * max(1.0, abs(batch), abs(mean)):
@@ -149,7 +160,7 @@ class TorchLoss:
     def accuracy(self, out: Any, y: Any) -> float:
         o, t = self._tensors(out, y)
         if self._accuracy is not None:
-            return float(self._accuracy(o, t))
+            return float(self._accuracy(self._shaped(o), t))
         if o.shape[1] > 1 and not t.is_floating_point() and t.numel() == o.shape[0]:
             return float((o.argmax(dim=1) == t.reshape(-1)).double().mean())
         return float("nan")
@@ -236,4 +247,7 @@ def TorchObjective(module: Any, loss: Any, jacobian_chunk_mb: float | None = Non
             model.jacobian_chunk_mb = float(jacobian_chunk_mb)
     else:
         model = TorchModel(module, **({} if jacobian_chunk_mb is None else {"jacobian_chunk_mb": jacobian_chunk_mb}))
-    return TorchModelObjective(model, loss_of(loss))
+    ours = loss_of(loss)
+    if isinstance(ours, TorchLoss):
+        ours.model = model          # outputs back in the module's shape
+    return TorchModelObjective(model, ours)

@@ -148,3 +148,31 @@ def test_tngd_trains_with_a_generic_loss_on_a_device():
     with torch.no_grad():
         assert float(F.huber_loss(module(X), y, delta=0.5)) == pytest.approx(
             float(run.objective.loss.value(run.model.apply(run.state.theta, X.numpy()), y.numpy())), rel=1e-5)
+
+
+class Squeeze(torch.nn.Module):
+    def forward(self, x):
+        return x.squeeze(-1)
+
+
+def test_the_loss_gets_the_outputs_in_the_modules_shape():
+    """A regression module returning (B,): the loss sees (B,), as in a torch loop (given (B, 1)
+    against (B,) targets, mse_loss would broadcast to B × B), so value, gradient and H_b = 2 are
+    torch's, and NGD and Adam agree on what they minimise."""
+    torch.manual_seed(5)
+    module = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1), Squeeze())
+    X, _, rng = batch(n=7)
+    y = rng.standard_normal(7)
+    objective = TorchObjective(module, lambda out, t: F.mse_loss(out, t))
+    theta = objective.model.flatten()
+    value, grad = objective.value_and_grad(theta, X, y)
+    assert objective.model.output_shape == ()
+    Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
+    ref = torch.func.functional_call(objective.model._f64, objective.model.params_of(torch.as_tensor(theta)), (Xt,))
+    assert value == pytest.approx(float(F.mse_loss(ref, yt)), rel=1e-12)
+    out = objective.model.apply(theta, X)
+    np.testing.assert_allclose(objective.loss.hessian(out, y), np.full((7, 1, 1), 2.0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(objective.loss.grad(out, y)[:, 0], 2 * (out[:, 0] - y) / 7, rtol=0, atol=1e-12)
+    with optimizer("ngd", module, lambda out, t: F.mse_loss(out, t), lr=0.5, lam=0.1) as run:
+        losses = [run.step(X, y) for _ in range(5)]
+    assert losses[-1] < 0.5 * losses[0]
