@@ -715,7 +715,7 @@ class ThermoDevice:
             raise ValueError(f"J is {r}x{n}; the device has {self.n_cells} cells and MAX_RANK "
                              f"{self._static['max_rank']}")
         for name, m in (("J", J), ("H", H), ("lam", lam)):
-            if not np.all(np.isfinite(m)):
+            if not scan(m)[2]:          # one pass, no temporary the size of J
                 raise ValueError(f"{name} has non-finite entries")
         self._staged_active = n
         tx = [wr("ACTIVE_CELLS", [n]), wr("COUPLING_MODE", [1]), wr("RANK", [r])]

@@ -386,8 +386,7 @@ def _lowrank(eff: EffectiveParams, sm: F64, kappa: float, mu: float) -> Spectrum
     if J.shape[0] == 0:
         _check_positive(np.array([mu]))
         return Spectrum(sm, kappa, np.zeros(0), mu, J=J, coef=np.zeros((0, 0)))
-    Jm = J if np.all(sm == 1.0) else J * sm          # U = J M^½, r×a
-    omega, P = np.linalg.eigh(Jm @ Jm.T)
+    omega, P = np.linalg.eigh(_scaled_gram(J, sm))   # U = J M^½ (r×a): UUᵀ, without U
     keep = omega > 1e-12 * max(float(omega[-1]), 1e-300)
     omega, P = omega[keep], P[:, keep]
     root = np.sqrt(omega)
@@ -401,6 +400,18 @@ def _lowrank(eff: EffectiveParams, sm: F64, kappa: float, mu: float) -> Spectrum
     # the complement's rate μ counts only if there is a complement (U of rank < N)
     _check_positive(np.concatenate([rates, [mu]]) if rates.size < J.shape[1] else rates)
     return Spectrum(sm, kappa, rates, mu, J=J, coef=np.ascontiguousarray(coef))
+
+
+def _scaled_gram(J: F64, sm: F64, columns: int = 8192) -> F64:
+    """(J M^½)(J M^½)ᵀ without a copy of J: a uniform mobility is a scalar (MOBILITY 1.0 decodes
+    to 1 − 1.4e-14, not 1), anything else is summed over blocks of columns."""
+    if sm.size == 0 or np.all(sm == sm[0]):
+        return float(sm[0] if sm.size else 1.0) ** 2 * (J @ J.T)
+    G = np.zeros((J.shape[0], J.shape[0]))
+    for a in range(0, J.shape[1], columns):
+        Jb = J[:, a:a + columns] * sm[a:a + columns]
+        G += Jb @ Jb.T
+    return G
 
 
 def _check_positive(w: F64) -> None:

@@ -2,7 +2,10 @@
 
 The module's parameters, in ``named_parameters`` order, are flattened into θ. Every product is
 computed on a float64 copy of the module with ``torch.func.functional_call`` — the user's
-module (float32 is fine) is only read at construction and written by ``init``. Groups: one
+module (float32 is fine) is only read at construction and written by ``init``. The copy runs in
+eval mode: the optimizers need one deterministic function of θ, so dropout is off and batch norm
+uses the running statistics it had (they are not updated); a module with such layers is told so
+by a warning. Groups: one
 per module that owns parameters directly (an ``nn.Linear``, a ``nn.Conv2d``: a layer, weights
 and biases together), in order.
 
@@ -17,6 +20,7 @@ instead, a chunk of rows at a time.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -28,6 +32,18 @@ from host.nn.mlp import ParamGroup
 JACOBIAN_CHUNK_MB = 64.0
 """Default size of one chunk of the per-example Jacobian (float64): at N = 10⁵ parameters and
 10 outputs, 8 examples."""
+
+
+_MODAL = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._NormBase)
+
+
+def _say_modes(module: torch.nn.Module) -> None:
+    """Warn about layers that behave differently in training mode (dropout, batch norm)."""
+    found = sorted({type(m).__name__ for m in module.modules() if isinstance(m, _MODAL)})
+    if found:
+        warnings.warn(f"{', '.join(found)}: the library evaluates the module in eval mode (no dropout; "
+                      "batch norm with its running statistics, not updated), so that gradient and "
+                      "curvature are of one deterministic network", UserWarning, stacklevel=3)
 
 
 class TorchModel:
@@ -47,7 +63,9 @@ class TorchModel:
         """One example's output shape as the module returns it (outputs are flattened to (B, K)
         here; a generic loss gets them back in this shape); None before the first forward."""
         self.module = module
-        self._f64 = copy.deepcopy(module).to(torch.float64)
+        # one deterministic function of θ: the gradient, J and the GGN must be of the same network
+        self._f64 = copy.deepcopy(module).to(torch.float64).eval()
+        _say_modes(module)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("the module has no trainable parameters")

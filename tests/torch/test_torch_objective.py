@@ -96,3 +96,21 @@ def test_bad_losses_and_modules_are_refused():
         TorchModel(ours)
     with pytest.raises(ValueError, match="theta must have shape"):
         tm.apply(np.zeros(3), np.zeros((1, 5)))
+
+
+def test_dropout_and_batch_norm_run_in_eval_mode_with_a_warning():
+    """The optimizers need one deterministic function of θ: outputs are the same on every call
+    (dropout off) and batch norm works in torch.func with its running statistics."""
+    from host.torch import TorchModel
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Dropout(0.5), torch.nn.Linear(8, 3))
+    with pytest.warns(UserWarning, match="BatchNorm1d, Dropout: the library evaluates the module in eval mode"):
+        model = TorchModel(net)
+    theta, X = model.flatten(), np.random.default_rng(0).normal(size=(6, 4))
+    np.testing.assert_array_equal(model.apply(theta, X), model.apply(theta, X))
+    lin = model.linearize(theta, X)
+    assert lin.jacobian().shape == (6, 3, model.n_params)
+    net.eval()
+    np.testing.assert_allclose(model.apply(theta, X), net(torch.as_tensor(X, dtype=torch.float32)).detach().numpy(),
+                               rtol=1e-5, atol=1e-5)

@@ -49,12 +49,11 @@ def assemble(phase: list[Relax], n: int, boost: float, uncoupled_rest: bool) -> 
     if whole:
         J, H = phase[0].J, hessian(phase[0])
     else:
-        rows = []
+        J = np.zeros((sum(r.rank for r in phase), n))   # filled in place: one r × n array, no copies
+        top = 0
         for r in phase:
-            block = np.zeros((r.rank, n))
-            block[:, r.cells] = r.J
-            rows.append(block)
-        J = np.vstack(rows)
+            J[top:top + r.rank, r.cells] = r.J
+            top += r.rank
         H = scipy.linalg.block_diag(*[hessian(r) for r in phase])
     diag = np.full(n, fill)
     for r in phase:

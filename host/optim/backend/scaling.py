@@ -43,7 +43,7 @@ def sample_scale(grad: np.ndarray, kappa: float, lam: float, room: float) -> flo
 def within_full_scale(J: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """JᵀHJ = (J/c)ᵀ(c²H)(J/c): move a power of two c from J into H when J's entries grow
     toward the converters' full-scale limit, as they do late in training."""
-    m = float(np.max(np.abs(J), initial=0.0))
+    m = max(float(J.max(initial=0.0)), -float(J.min(initial=0.0)))   # no |J| temporary the size of J
     if m <= J_FULL_SCALE_MAX:
         return J, H
     c = 2.0 ** math.ceil(math.log2(m / J_FULL_SCALE_MAX))
