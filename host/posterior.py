@@ -9,7 +9,9 @@ the averaged prediction (MSE and R²).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +59,58 @@ class PredictiveAverage:
         return float(nll), float(np.mean((q > 0.5) == (y > 0.5)))
 
     def save(self, path: Path) -> None:
-        np.savez(path, total=self.total if self.total is not None else np.zeros(0), count=self.count)
+        """Atomically: a crash mid-write leaves the previous average."""
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, total=self.total if self.total is not None else np.zeros(0), count=self.count)
+        os.replace(tmp, path)
 
     def load(self, path: Path) -> None:
         with np.load(path) as z:
             self.count = int(z["count"])
             self.total = np.array(z["total"]) if self.count else None
+
+
+class Chain:
+    """The kept samples of a sampler's chain: their predictive average (scored at evaluations)
+    and the samples themselves, one file per epoch under DIR/samples/."""
+
+    def __init__(self, every: int, burn_in: int, problem: Any, out: Path) -> None:
+        self.every, self.burn_in = every, burn_in
+        self.model = problem.objective.model
+        self.average = PredictiveAverage(problem.loss, problem.data.X_test, problem.data.y_test)
+        self.dir = out / "samples"
+        self.pending: list[np.ndarray] = []
+
+    def offer(self, epoch: int, state: Any) -> None:
+        if epoch >= self.burn_in and state.step % self.every == 0:
+            self.average.add(self.model, state.theta)
+            self.pending.append(np.array(state.theta))
+
+    def scores(self, score: str) -> dict:
+        if self.average.count == 0:
+            return {}
+        loss, value = self.average.scores()
+        return {"posterior_test_loss": loss, f"posterior_test_{score}": value,
+                "posterior_samples": self.average.count}
+
+    def save(self, epoch: int) -> None:
+        """At a checkpoint: this epoch's samples and the running average (what a resume needs)."""
+        self.dir.mkdir(exist_ok=True)
+        if self.pending:
+            tmp = self.dir / f"epoch-{epoch + 1:04d}.tmp.npy"
+            np.save(tmp, np.stack(self.pending))
+            os.replace(tmp, self.dir / f"epoch-{epoch + 1:04d}.npy")
+        self.pending = []
+        self.average.save(self.dir / "average.npz")
+
+    def resume(self, count: int) -> None:
+        """The average as of the checkpoint, which counted ``count`` samples; anything else (a
+        crash between the two writes) is refused rather than averaged twice or lost."""
+        if count:
+            if not (self.dir / "average.npz").exists():
+                raise ValueError(f"--resume: the checkpoint counts {count} samples of the chain, but "
+                                 f"{self.dir} holds no average.npz")
+            self.average.load(self.dir / "average.npz")
+        if self.average.count != count:
+            raise ValueError(f"--resume: {self.dir}/average.npz holds {self.average.count} samples, the "
+                             f"checkpoint counts {count}: they were not written together; start afresh")

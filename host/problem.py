@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from host import nn
+from host.nn import LOSSES
 from host.data import Dataset, resolve
 from host.data.arrays import loss_name
 from host.objective import Objective
+from host.run_record import describe
 
 #: The built-in MLP and batch per data set: the spiral network of the seed paper (2-100-1 ReLU,
 #: sigmoid/BCE, batch 25), a small digits classifier; a user's data gets the last row.
@@ -26,7 +28,6 @@ MODEL_DEFAULTS = {
     "digits": dict(hidden=(32,), batch=32),
 }
 USER_DEFAULTS = dict(hidden=(32,), batch=32)
-_NN_LOSSES = {"ce": nn.SoftmaxCrossEntropy, "bce": nn.SigmoidBCE, "mse": nn.MSE}
 
 
 @dataclass
@@ -40,6 +41,15 @@ class Problem:
     @property
     def defaults(self) -> dict:
         return MODEL_DEFAULTS.get(self.data.name, USER_DEFAULTS)
+
+    def initial_theta(self, rng: np.random.Generator) -> np.ndarray:
+        """Where training starts: a torch module you passed trains from the weights it has (it
+        may be pretrained); the built-in MLP and a factory's module are initialised from the
+        run's seed."""
+        model = self.objective.model
+        if self.record.get("kind") == "torch" and "factory" not in self.record:
+            return model.flatten()
+        return model.init(rng)
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -106,15 +116,14 @@ def build_model(spec: Any, ds: Dataset, n_out: int, hidden: tuple[int, ...] | No
         if where.endswith(".py"):           # load_run finds the file from anywhere
             from pathlib import Path
             record["factory_file"] = str(Path(where).resolve())
-    if kind == "mlp" or hasattr(model, "sizes"):
-        record["sizes"] = list(getattr(model, "sizes", []))
+    if hasattr(model, "sizes"):
+        record["sizes"] = list(model.sizes)
     return model, record
 
 
 def check_outputs(model: Any, ds: Dataset, n_out: int, loss: str, where: str) -> None:
     """A model whose output size does not fit the data set and loss, refused in one line."""
-    # the module's own parameters where it has them: a check must not re-initialise a user's model
-    theta = model.flatten() if hasattr(model, "flatten") else model.init(np.random.default_rng(0))
+    theta = _start(model)
     try:
         out = np.asarray(model.apply(theta, ds.X_train[:2]))
     except Exception as e:
@@ -128,35 +137,58 @@ def check_outputs(model: Any, ds: Dataset, n_out: int, loss: str, where: str) ->
                          f"needs {need}")
 
 
+#: The closed-form losses by their ``name``: what decides the score (accuracy or R²), the
+#: outputs the data need and the posterior-predictive average, however the loss was given.
+_CANONICAL = {"softmax_cross_entropy": "ce", "sigmoid_bce": "bce", "mse": "mse"}
+
+
 def build_problem(dataset: Any, model: Any = None, loss: Any = None, *, hidden: tuple[int, ...] | None = None,
                   activation: str = "relu") -> Problem:
     """Data, model and loss, each checked against the others. A split the data set does not
     bring is seeded with 0, whatever the run's seed, so a seed sweep keeps one split."""
-    named = loss if loss is None or isinstance(loss, str) else None
-    ds = resolve(dataset, loss=named, seed=0)
-    if loss is None or isinstance(loss, str):
+    named = loss is None or isinstance(loss, str)
+    ds = resolve(dataset, loss=loss if named else None, seed=0)
+    if named:
         name = ds.loss if loss is None else loss_name(loss)
-        n_out = ds.n_outputs(name)
-    else:                                   # a torch loss module or callable: the data decide K
-        name = getattr(loss, "__name__", type(loss).__name__)
-        n_out = ds.n_outputs()
+    else:                    # a loss object: its closed form when it has one (MSELoss → 'mse')
+        name = _CANONICAL.get(getattr(_library_loss(loss), "name", ""), "") or describe(loss)
+    n_out = ds.n_outputs(name if name in LOSSES else None)
     m, record = build_model(model, ds, n_out, hidden, activation)
     where = f"model {record.get('factory') or record.get('class', 'MLP')}"
-    check_outputs(m, ds, n_out, name if isinstance(loss, (str, type(None))) else ds.loss, where)
+    check_outputs(m, ds, n_out, name if name in LOSSES else ds.loss, where)
     if record["kind"] == "torch":
         from host.torch import TorchObjective
-        objective = TorchObjective(m, name if loss is None or isinstance(loss, str) else loss)
+        objective = TorchObjective(m, name if named else loss)
+    elif named:
+        objective = Objective(m, LOSSES[name]())
+    elif hasattr(loss, "hessian") and hasattr(loss, "value"):
+        objective = Objective(m, loss)
     else:
-        if not (loss is None or isinstance(loss, str)):
-            if not (hasattr(loss, "hessian") and hasattr(loss, "value")):
-                raise ValueError("a host.nn model trains with 'ce', 'bce', 'mse' or a host.nn loss object")
-            objective = Objective(m, loss)
-        else:
-            objective = Objective(m, _NN_LOSSES[name]())
-    theta = m.flatten() if hasattr(m, "flatten") else m.init(np.random.default_rng(0))
+        raise ValueError("a host.nn model trains with 'ce', 'bce', 'mse' or a host.nn loss object")
     try:                                  # the loss must accept the model's outputs and these targets
-        objective.evaluate(theta, ds.X_train[:2], ds.y_train[:2])
+        objective.evaluate(_start(m), ds.X_train[:2], ds.y_train[:2])
     except Exception as e:
         raise ValueError(f"the loss {name} does not fit {ds.name}'s targets (shape {ds.y_train.shape[1:] or '(n,)'}, "
                          f"{ds.y_train.dtype}) and the model's outputs: {type(e).__name__}: {e}") from None
     return Problem(ds, objective, name, n_out, record)
+
+
+def _library_loss(loss: Any) -> Any:
+    """The host.nn form of a loss object (a torch loss module maps to its closed form)."""
+    if hasattr(loss, "hessian") and hasattr(loss, "value"):
+        return loss
+    if _is_torch_module(loss) or callable(loss):
+        try:
+            from host.torch.objective import loss_of
+        except ImportError:
+            return None
+        try:
+            return loss_of(loss)
+        except ValueError:
+            return None
+    return None
+
+
+def _start(model: Any) -> np.ndarray:
+    """Parameters to probe a model with: a module's own (a check must not re-initialise it)."""
+    return model.flatten() if hasattr(model, "flatten") else model.init(np.random.default_rng(0))

@@ -40,8 +40,14 @@ def describe(value: Any) -> Any:
         return f"Dataset {name}"
     if isinstance(value, (tuple, list)):
         return f"arrays ({', '.join('x'.join(map(str, np.shape(v))) for v in value)})"
-    if callable(value) and hasattr(value, "__qualname__"):
+    if callable(value) and hasattr(value, "__qualname__"):          # a function: by its name only
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    if type(value).__repr__ is not object.__repr__:                  # schedules, torch modules: with
+        settings = {k: v for k, v in vars(value).items()             # their settings (HuberLoss(delta=…))
+                    if not k.startswith("_") and k != "training" and isinstance(v, (int, float, str, bool))} \
+            if hasattr(value, "__dict__") else {}
+        text = " ".join(repr(value).split())[:300]
+        return text + (f" {settings}" if settings and "(" in text and text.endswith("()") else "")
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 

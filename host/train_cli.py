@@ -200,15 +200,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        score = (f"test R² {summary['test_r2']:.4f}" if "test_r2" in summary
-                 else f"test accuracy {summary['test_accuracy']:.2%}")
+        from host.training import score_text
+        score = score_text("r2" if "test_r2" in summary else "accuracy",
+                            summary.get("test_r2", summary.get("test_accuracy")))
         print(f"iterations {summary['iterations']}  train loss {summary['final_train_loss']:.4f}  "
               f"test loss {summary['final_test_loss']:.4f}  {score}  ({summary['n_params']} parameters)")
         if "posterior_samples" in summary:
-            pscore = (f"R² {summary['posterior_test_r2']:.4f}" if "test_r2" in summary
-                      else f"accuracy {summary['posterior_test_accuracy']:.2%}")
+            pscore = score_text("r2" if "test_r2" in summary else "accuracy",
+                                 summary.get("posterior_test_r2", summary.get("posterior_test_accuracy")))
             print(f"posterior-predictive over {summary['posterior_samples']} samples: test loss "
-                  f"{summary['posterior_test_loss']:.4f}  test {pscore}")
+                  f"{summary['posterior_test_loss']:.4f}  {pscore}")
         print(f"step time {summary['wall_time_s']:.3g} s  device time {summary['device_time']:g} τ0  "
               f"projected hardware time {summary['projected_hw_time_s']:.3g} s  -> {summary['out']}/")
     return 0

@@ -11,13 +11,11 @@ with a delay t_d the device's t_d overlaps the host's digital work: max(digital,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -29,10 +27,10 @@ from host.errors import DeviceError
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
 from host.optim import state_io
-from host.posterior import PredictiveAverage
-from host.problem import MODEL_DEFAULTS, Problem, build_problem
-from host.run_record import (data_record, describe, device_record, fingerprint, library_version,
-                               resolved_hyper, slug)
+from host import run_dir
+from host.posterior import Chain
+from host.problem import Problem, build_problem
+from host.run_record import device_record
 from protocol.regmap import REGMAP
 
 LOG_EVERY_S = 30.0  # without a terminal (and without --no-progress): one progress line at most this often
@@ -79,6 +77,8 @@ class TrainConfig:
     #: last iterate at each evaluation; the samples go to DIR/samples/.
     posterior_every: int = 0
     posterior_burn_in: int | None = None
+    #: called with every evaluation row as it is written (e.g. Ray Tune's report); not recorded
+    on_evaluation: Callable[[dict], None] | None = None
 
 
 #: A training run waits this long for another host's lease to run out (a host that crashed or
@@ -192,14 +192,14 @@ def train(cfg: TrainConfig) -> dict:
         cfg = replace(cfg, batch_size=problem.defaults["batch"])
     if cfg.posterior_every and problem.loss not in ("ce", "bce", "mse"):
         raise ValueError(f"the posterior-predictive average needs loss ce, bce or mse, not {problem.loss}")
-    out = Path(cfg.out) if cfg.out else default_out(cfg, problem)
+    out = Path(cfg.out) if cfg.out else run_dir.default_out(cfg, problem)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     ckpt = out / "checkpoint.npz"
-    config = _config(cfg, problem)
+    config = run_dir.config_record(cfg, problem)
     saved = saved_meta = None
     if cfg.resume:
-        saved, saved_meta = _check_resume(cfg, out, ckpt, config)
+        saved, saved_meta = run_dir.check_resume(cfg, out, config)
         config["resolved"]["posterior_burn_in"] = saved.get("resolved", {}).get(
             "posterior_burn_in", config["resolved"]["posterior_burn_in"])
 
@@ -213,22 +213,7 @@ def train(cfg: TrainConfig) -> dict:
         config["resolved"]["device"] = device
 
         def prepare() -> None:
-            out.mkdir(parents=True, exist_ok=True)
-            if saved is None:
-                if (out / "metrics.jsonl").exists():
-                    print(f"thermohil: note: {out} held an earlier run; it is replaced (--resume continues "
-                          "a run instead)", file=sys.stderr)
-                (out / "config.json").write_text(json.dumps(config, indent=1))
-                ckpt.unlink(missing_ok=True)  # a stale checkpoint of an earlier run is not ours
-                (out / "model.pt").unlink(missing_ok=True)
-                shutil.rmtree(out / "samples", ignore_errors=True)
-            else:
-                _trim_metrics(out / "metrics.jsonl", saved_meta["step"])
-                saved["epochs"] = cfg.epochs          # the run now aims at the new epoch count
-                resolved = saved.setdefault("resolved", {})
-                resolved.setdefault("sessions", [{"from_step": 0, "device": resolved.get("device")}])
-                resolved["sessions"].append({"from_step": saved_meta["step"], "device": device})
-                (out / "config.json").write_text(json.dumps(saved, indent=1))
+            run_dir.prepare(out, config, saved, saved_meta, device)
 
         timing = dev.info().get("timing") if dev is not None else None
         startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
@@ -237,22 +222,6 @@ def train(cfg: TrainConfig) -> dict:
     finally:
         if dev is not None:
             dev.close()
-
-
-def default_out(cfg: TrainConfig, problem: Problem) -> Path:
-    """runs/ALGO-DATA-sSEED, with a short tag of any setting that is not the default (so runs
-    with other hyperparameters, models or data never land in one another's directory, and the
-    same command finds its own run again for --resume)."""
-    data = problem.data.name if problem.data.name != "arrays" else f"arrays-{fingerprint(problem.data)[:8]}"
-    settings = {k: describe(getattr(cfg, k)) for k in ("hyper", "model", "loss", "hidden",
-                                                       "posterior_every", "posterior_burn_in")
-                if getattr(cfg, k) not in (None, {}, 0)}
-    if cfg.batch_size not in (None, problem.defaults["batch"]):
-        settings["batch_size"] = cfg.batch_size
-    if cfg.activation != "relu":
-        settings["activation"] = cfg.activation
-    tag = "-" + hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6] if settings else ""
-    return Path("runs") / f"{cfg.algo}-{slug(data)}-s{cfg.seed}{tag}"
 
 
 def _check_options(cfg: TrainConfig) -> None:
@@ -271,43 +240,6 @@ def _check_options(cfg: TrainConfig) -> None:
                          f"got {cfg.posterior_burn_in}")
 
 
-#: What a resumed run must share with the run it continues.
-_RESUME_KEYS = ("algo", "dataset", "model", "loss", "seed", "batch_size", "hidden", "activation", "hyper",
-                "posterior_every", "posterior_burn_in")
-
-
-def _config(cfg: TrainConfig, problem: Problem) -> dict:
-    """config.json: the options as given (objects by their description) and what they resolved to."""
-    given = {f.name: describe(getattr(cfg, f.name)) for f in fields(cfg)}
-    if not isinstance(cfg.dataset, str):
-        given["dataset"] = problem.data.name if problem.data.name != "arrays" else given["dataset"]
-    given["loss"] = problem.loss
-    spec = ALGORITHMS[cfg.algo]
-    given["resolved"] = {"hyper": resolved_hyper(spec, cfg.hyper), "data": data_record(problem.data),
-                         "model": problem.record, "n_outputs": problem.n_outputs,
-                         "algorithm": spec.doc or cfg.algo, "device": None,
-                         "posterior_burn_in": (cfg.posterior_burn_in if cfg.posterior_burn_in is not None
-                                               else cfg.epochs // 2) if cfg.posterior_every else None,
-                         "library_version": library_version()}
-    return given
-
-
-def _check_resume(cfg: TrainConfig, out: Path, ckpt: Path, config: dict) -> tuple[dict, dict]:
-    if not ckpt.exists():
-        raise ValueError(f"--resume: {out} holds no checkpoint.npz (no earlier run there, or it "
-                         "stopped before its first epoch ended)")
-    saved = json.loads((out / "config.json").read_text())
-    for key in _RESUME_KEYS:
-        default = config[key] if key in ("model", "loss") else None   # runs recorded before these keys
-        if saved.get(key, default) != config[key]:
-            raise ValueError(f"--resume: {key} was {saved.get(key)!r} in {out}, now {config[key]!r}")
-    saved_meta = _checkpoint_meta(ckpt)
-    done = saved_meta["epoch"] + 1
-    if done >= cfg.epochs:
-        raise ValueError(f"--resume: {out} already holds {done} epoch(s); ask for more with --epochs")
-    return saved, saved_meta
-
-
 def _calibrate(dev: Any) -> float:
     """Calibrate a device whose calibration is not valid (saying so); the device time it took."""
     from host.calibration import ensure_calibrated
@@ -323,28 +255,12 @@ def _link_stats(dev: Any) -> dict[str, int]:
         {k: v for k, v in vars(stats).items() if isinstance(v, int)}
 
 
-def _checkpoint_meta(path: Path) -> dict:
-    with np.load(path) as z:
-        return json.loads(str(z["meta"]))
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop rows written after the checkpoint's step (a run interrupted mid-epoch), so a
-    resumed run does not log those steps twice."""
-    if not path.exists():
-        return
-    rows = path.read_text().splitlines(keepends=True)
-    keep = [r for r in rows if json.loads(r).get("step", 0) <= step]
-    if len(keep) != len(rows):
-        path.write_text("".join(keep))
-
-
 def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: Path,
           prepare: Callable[[], None], burn_in: int | None, timing: dict | None = None,
           calibration_time: float = 0.0, link: Callable[[], dict[str, int]] | None = None) -> dict:
     ds, objective = problem.data, problem.objective
     rng = np.random.default_rng(cfg.seed)
-    state = optimizer.init(objective.model.init(rng), rng, groups=objective.model.groups)
+    state = optimizer.init(problem.initial_theta(rng), rng, groups=objective.model.groups)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
                               "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
     chain = Chain(cfg.posterior_every, burn_in or 0, problem, out) if cfg.posterior_every else None
@@ -387,10 +303,14 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
     def evaluate(epoch: int) -> dict:
         train_loss, train_score = objective.evaluate(state.theta, ds.X_train, ds.y_train)
         test_loss, test_score = objective.evaluate(state.theta, ds.X_test, ds.y_test)
-        row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, f"train_{score}": train_score,
-               "test_loss": test_loss, f"test_{score}": test_score, **(chain.scores(score) if chain else {}),
-               **totals}
+        row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+               # a loss with no accuracy of its own (a generic torch loss on real targets) has no score
+               **({f"train_{score}": train_score, f"test_{score}": test_score}
+                  if math.isfinite(train_score) and math.isfinite(test_score) else {}),
+               **(chain.scores(score) if chain else {}), **totals}
         emit(row)
+        if cfg.on_evaluation is not None:
+            cfg.on_evaluation(dict(row))
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):   # finite steps, overflowed model
             raise NonFiniteError(f"non-finite loss at the evaluation of step {state.step}: the parameters "
                                  "have overflowed; training stopped (lower the step size?)")
@@ -432,12 +352,12 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
                 chain.save(epoch)
             state_io.save(ckpt, state, {"epoch": epoch, "totals": totals,
                                         **({"posterior_samples": chain.average.count} if chain else {})})
-            _save_module(out, objective.model, state.theta)
+            run_dir.save_module(out, objective.model, state.theta)
             if log_lines and (time.perf_counter() - last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):
                 last_line = time.perf_counter()
                 print(f"{cfg.algo} on {name}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "
                       f"train loss {last['train_loss']:.4f}, test loss {last['test_loss']:.4f}, "
-                      f"test {_score_text(score, last[f'test_{score}'])}",
+                      f"{score_text(score, last.get(f'test_{score}'))}",
                       file=sys.stderr, flush=True)
     except (NonFiniteError, CurvatureSaturates) as e:
         kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt.exists() else \
@@ -466,9 +386,8 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
     return {"algo": cfg.algo, "dataset": name, "loss": problem.loss, "epochs": cfg.epochs,
             "iterations": state.step, "n_params": int(objective.model.n_params),
             "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
-            f"test_{score}": last[f"test_{score}"],
-            **{k: last[k] for k in ("posterior_test_loss", f"posterior_test_{score}", "posterior_samples")
-               if k in last},
+            **{k: last[k] for k in (f"test_{score}", "posterior_test_loss", f"posterior_test_{score}",
+                                    "posterior_samples") if k in last},
             "wall_time_s": totals["wall_time_s"],
             "device_time": totals["device_time"], "calibration_time": totals["calibration_time"],
             "projected_hw_time_s": totals["projected_hw_time_s"],
@@ -480,60 +399,9 @@ _STEP_INFO = ("device_time", "bytes_sent", "bytes_received", "rank", "scale", "c
               "direction_error", "xi", "kinetic_temperature")
 
 
-def _score_text(score: str, value: float) -> str:
-    return f"R² {value:.4f}" if score == "r2" else f"accuracy {value:.2%}"
+def score_text(score: str, value: float | None) -> str:
+    if value is None:
+        return "no accuracy (the loss defines none)"
+    return f"test R² {value:.4f}" if score == "r2" else f"test accuracy {value:.2%}"
 
 
-def _save_module(out: Path, model: Any, theta: np.ndarray) -> None:
-    """A torch model's trained weights as DIR/model.pt (``module.load_state_dict(torch.load(...))``),
-    so the run is usable with torch alone; the module holds them too."""
-    if hasattr(model, "module") and hasattr(model, "load"):
-        import torch
-        model.load(theta)
-        tmp = out / "model.pt.tmp"
-        torch.save(model.module.state_dict(), tmp)
-        tmp.replace(out / "model.pt")
-
-
-class Chain:
-    """The kept samples of a sampler's chain: their predictive average (scored at evaluations)
-    and the samples themselves, one file per epoch under DIR/samples/."""
-
-    def __init__(self, every: int, burn_in: int, problem: Problem, out: Path) -> None:
-        self.every, self.burn_in = every, burn_in
-        self.model = problem.objective.model
-        self.average = PredictiveAverage(problem.loss, problem.data.X_test, problem.data.y_test)
-        self.dir = out / "samples"
-        self.pending: list[np.ndarray] = []
-
-    def offer(self, epoch: int, state: Any) -> None:
-        if epoch >= self.burn_in and state.step % self.every == 0:
-            self.average.add(self.model, state.theta)
-            self.pending.append(np.array(state.theta))
-
-    def scores(self, score: str) -> dict:
-        if self.average.count == 0:
-            return {}
-        loss, value = self.average.scores()
-        return {"posterior_test_loss": loss, f"posterior_test_{score}": value,
-                "posterior_samples": self.average.count}
-
-    def save(self, epoch: int) -> None:
-        """At a checkpoint: this epoch's samples and the running average (what a resume needs)."""
-        self.dir.mkdir(exist_ok=True)
-        if self.pending:
-            np.save(self.dir / f"epoch-{epoch + 1:04d}.npy", np.stack(self.pending))
-        self.pending = []
-        self.average.save(self.dir / "average.npz")
-
-    def resume(self, count: int) -> None:
-        """The average as of the checkpoint, which counted ``count`` samples; anything else (a
-        crash between the two writes) is refused rather than averaged twice or lost."""
-        if count:
-            if not (self.dir / "average.npz").exists():
-                raise ValueError(f"--resume: the checkpoint counts {count} samples of the chain, but "
-                                 f"{self.dir} holds no average.npz")
-            self.average.load(self.dir / "average.npz")
-        if self.average.count != count:
-            raise ValueError(f"--resume: {self.dir}/average.npz holds {self.average.count} samples, the "
-                             f"checkpoint counts {count}: they were not written together; start afresh")

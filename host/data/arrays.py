@@ -52,8 +52,8 @@ def _targets(y: Any, n: int, what: str) -> np.ndarray:
         rows = np.flatnonzero(~np.all(np.isfinite(y.reshape(n, -1)), axis=1))
         raise ValueError(f"{what} holds NaN or infinite values in {len(rows)} row(s), the first at rows "
                          f"{', '.join(map(str, rows[:5]))}")
-    if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind in "biu":
-        y = y[:, 0]                       # a column of integer labels
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]                       # one column (e.g. pandas' df[["label"]]): one target
     return y
 
 

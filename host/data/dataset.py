@@ -18,7 +18,7 @@ class Dataset:
     targets (n,) / (n, k) for regression (``n_classes`` 0).
 
     ``loss`` is the loss the data set is meant for ('ce', 'bce' or 'mse'): what a run trains
-    with unless it is told otherwise.
+    with unless it is told otherwise; by default 'mse' without classes, else 'ce'.
     """
     X_train: np.ndarray
     y_train: np.ndarray
@@ -26,7 +26,11 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     name: str
-    loss: str = "ce"
+    loss: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss is None:               # regression sets have no classes
+            self.loss = "mse" if self.n_classes == 0 else "ce"
 
     def n_outputs(self, loss: str | None = None) -> int:
         """Network outputs the data set needs under ``loss``: one logit per class (ce), one

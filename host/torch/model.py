@@ -122,6 +122,7 @@ class TorchModel:
             for sub in self.module.modules():
                 if hasattr(sub, "reset_parameters"):
                     sub.reset_parameters()
+        self._f64.load_state_dict(self.module.state_dict())   # fresh buffers (batch norm) too
         return self.flatten()
 
     # ------------------------------------------------------------------ outputs and products

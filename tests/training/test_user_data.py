@@ -308,7 +308,7 @@ def test_a_run_that_fails_at_once_leaves_the_earlier_run_alone(tmp_path):
         train(TrainConfig(algo="sgd", dataset=(X * 1e10, y), epochs=1, hyper={"lr": 1e300}, out=str(out),
                           progress=False))
     torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="the loss MSELoss does not fit"):
+    with pytest.raises(ValueError, match="gives 3 output.s. per example; arrays under loss mse needs one"):
         train(TrainConfig(algo="adam", dataset=wine(), model=torch.nn.Linear(13, 3), loss=torch.nn.MSELoss(),
                           out=str(out), progress=False))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
@@ -332,3 +332,123 @@ def test_a_resume_records_each_session_s_device(tmp_path):
     r = json.loads((out / "config.json").read_text())["resolved"]
     assert r["device"]["seed"] == 4
     assert [(x["from_step"], x["device"]["seed"]) for x in r["sessions"]] == [(0, 4), (50, 9)]
+
+
+# ---------------------------------------------------------------------------------- review fixes
+def test_a_torch_loss_module_is_named_by_its_closed_form(tmp_path):
+    """MSELoss() is the closed-form MSE: the run says 'mse' and scores by R², as loss='mse' does."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    X, y = diabetes()
+    by_module = train(TrainConfig(algo="adam", dataset=(X, y), model=torch.nn.Linear(10, 1), loss=torch.nn.MSELoss(),
+                                  epochs=2, out=str(tmp_path / "m"), progress=False))
+    torch.manual_seed(0)
+    by_name = train(TrainConfig(algo="adam", dataset=(X, y), model=torch.nn.Linear(10, 1), loss="mse",
+                                epochs=2, out=str(tmp_path / "n"), progress=False))
+    assert by_module["loss"] == by_name["loss"] == "mse"
+    assert by_module["test_r2"] == by_name["test_r2"] and "test_accuracy" not in by_module
+
+
+def test_a_generic_loss_without_accuracy_writes_valid_json(tmp_path):
+    torch = pytest.importorskip("torch")
+    X, y = diabetes()
+    s = train(TrainConfig(algo="adam", dataset=(X, y), model=torch.nn.Linear(10, 1),
+                          loss=torch.nn.HuberLoss(delta=0.5), epochs=1, out=str(tmp_path / "h"), progress=False))
+    assert s["loss"].startswith("HuberLoss()") and "delta': 0.5" in s["loss"]
+    for line in open(tmp_path / "h" / "metrics.jsonl"):
+        row = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
+        assert "test_accuracy" not in row and "test_r2" not in row
+
+
+def test_a_module_passed_in_trains_from_its_own_weights(tmp_path):
+    """A (possibly pretrained) module keeps its weights at the start; a factory's module is
+    initialised from the run's seed."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Linear(13, 3)
+    with torch.no_grad():
+        net.weight.fill_(0.01)
+        net.bias.zero_()
+    X, y = wine()
+    train(TrainConfig(algo="adam", dataset=(X, y), model=net, epochs=1, out=str(tmp_path / "p"), progress=False))
+    first = json.loads(open(tmp_path / "p" / "metrics.jsonl").readline())
+    ds = from_arrays(X, y)
+    z = ds.X_test @ np.full((13, 3), 0.01)
+    expected = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), ds.y_test]))
+    assert first["step"] == 0 and first["test_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_resume_refuses_other_data_architecture_or_schedule(tmp_path):
+    torch = pytest.importorskip("torch")
+    from host.optim import exponential_decay
+    X, y = wine()
+    out = str(tmp_path / "r")
+    train(TrainConfig(algo="sgd", dataset=(X, y), epochs=1, hyper={"lr": exponential_decay(0.1, 0.9)}, out=out,
+                      progress=False))
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["hyper"] == {"lr": "exponential_decay(0.1, 0.9, 1)"}
+    with pytest.raises(ValueError, match="the data differ"):
+        train(TrainConfig(algo="sgd", dataset=(X + 1.0, y), epochs=2, hyper={"lr": exponential_decay(0.1, 0.9)},
+                          out=out, resume=True, progress=False))
+    with pytest.raises(ValueError, match="hyper was"):
+        train(TrainConfig(algo="sgd", dataset=(X, y), epochs=2, hyper={"lr": exponential_decay(5.0, 1.0)},
+                          out=out, resume=True, progress=False))
+    a = torch.nn.Sequential(torch.nn.Linear(13, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    b = torch.nn.Sequential(torch.nn.Linear(13, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))   # same size
+    train(TrainConfig(algo="adam", dataset=(X, y), model=a, epochs=1, out=str(tmp_path / "t"), progress=False))
+    with pytest.raises(ValueError, match=r"model was 'Sequential\(.*Tanh.*now 'Sequential\(.*ReLU"):
+        train(TrainConfig(algo="adam", dataset=(X, y), model=b, epochs=2, out=str(tmp_path / "t"), resume=True,
+                          progress=False))
+    # the same factory reference, its file edited since: the recorded architecture tells
+    nets = tmp_path / "nets.py"
+    nets.write_text("import torch\ndef build(i, o):\n    return torch.nn.Sequential(torch.nn.Linear(i, 4), "
+                    "torch.nn.Tanh(), torch.nn.Linear(4, o))\n")
+    ref = f"{nets}:build"
+    train(TrainConfig(algo="adam", dataset=(X, y), model=ref, epochs=1, out=str(tmp_path / "f"), progress=False))
+    nets.write_text(nets.read_text().replace("Tanh", "ReLU"))
+    with pytest.raises(ValueError, match="the model's architecture differs"):
+        train(TrainConfig(algo="adam", dataset=(X, y), model=ref, epochs=2, out=str(tmp_path / "f"), resume=True,
+                          progress=False))
+
+
+def test_default_directories_of_two_architectures_differ(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    X, y = wine()
+    outs = {train(TrainConfig(algo="adam", dataset=(X, y), model=m, epochs=1, progress=False))["out"]
+            for m in (torch.nn.Linear(13, 3),
+                      torch.nn.Sequential(torch.nn.Linear(13, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)))}
+    assert len(outs) == 2
+
+
+def test_a_float_label_column_is_ambiguous_too():
+    X, y = wine()
+    with pytest.raises(ValueError, match="whole numbers stored as floats"):
+        from_arrays(X, y.astype(float)[:, None])
+    assert from_arrays(X, y.astype(float)[:, None], loss="ce").loss == "ce"
+
+
+def test_a_run_recorded_before_the_new_keys_resumes(tmp_path):
+    out = tmp_path / "old"
+    common = dict(algo="adam", dataset="spiral", progress=False, out=str(out))
+    train(TrainConfig(epochs=1, **common))
+    cfg = json.loads((out / "config.json").read_text())
+    for key in ("model", "loss", "posterior_every", "posterior_burn_in", "resolved"):
+        cfg.pop(key)
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert train(TrainConfig(epochs=2, resume=True, **common))["iterations"] == 40
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce", "mse"])
+def test_one_sample_s_predictive_average_is_that_model_s_evaluation(loss):
+    """With one sample the posterior-predictive loss and score are the model's own."""
+    from host.nn import LOSSES, MLP
+    from host.objective import Objective
+    from host.posterior import PredictiveAverage
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+    y = {"ce": rng.integers(0, 3, 50), "bce": rng.integers(0, 2, 50), "mse": rng.normal(size=50)}[loss]
+    mlp = MLP([4, 6, 3 if loss == "ce" else 1])
+    theta = mlp.init(rng)
+    avg = PredictiveAverage(loss, X, y)
+    avg.add(mlp, theta)
+    assert avg.scores() == pytest.approx(Objective(mlp, LOSSES[loss]()).evaluate(theta, X, y), rel=1e-12)
