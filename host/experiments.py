@@ -19,6 +19,10 @@ under ``--runs`` (default runs/experiments) and reused when a later study has th
 A step-size sweep instead trains each method at its default step × 2^k and writes the table of
 final test accuracies (which methods keep working over the widest range) and its figure. A run
 that diverges is a result: it is recorded as such and counts as chance accuracy.
+
+With ``--ray [ADDRESS]`` every arm × seed is a Ray task (digital arms) or a call to a device-
+owning actor (device arms) across a cluster (``host/farm.py``); the results are the same runs,
+so the same numbers. A worker that dies mid-run costs that run's steps since its checkpoint.
 """
 from __future__ import annotations
 
@@ -229,7 +233,8 @@ def working_range(values: list[float], means: list[float], threshold: float = WO
 
 
 def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
-              runs_dir: Path, dataset: str, device: str = "spawn://", only: str | None = None) -> dict:
+              runs_dir: Path, dataset: str, device: str = "spawn://", only: str | None = None,
+              ray: str | None = None, devices: int = 2) -> dict:
     """Final test accuracy of every method at every step size; a diverged run counts as chance
     (0.5) and is reported as such."""
     title, sweeps = SWEEPS[name]
@@ -240,6 +245,10 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     out.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {title} — {len(sweeps)} methods x {len(OCTAVES)} step sizes x {seeds} seeds, "
           f"{epochs} epochs", file=sys.stderr)
+    def job(arm: Arm, seed: int) -> Job:
+        return Job(arm, seed, str(runs_dir.resolve()), dataset, epochs, batch, eval_every, device)
+    run_jobs([job(sw.arm(v), seed) for sw in sweeps for v in sw.values(OCTAVES) for seed in range(seeds)],
+             ray, devices)
     methods = {}
     for sw in sweeps:
         cells = []
@@ -247,8 +256,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
             arm = sw.arm(v)
             finals, diverged = [], 0
             for seed in range(seeds):
-                rows = run_arm(arm, seed, root=runs_dir, dataset=dataset, epochs=epochs, batch=batch,
-                               eval_every=eval_every, device=device)
+                rows = _rows(job(arm, seed))
                 failed = rows[-1].get("diverged", False)
                 diverged += failed
                 finals.append(0.5 if failed else rows[-1]["test_accuracy"])
@@ -317,33 +325,96 @@ def _run_dir(root: Path, arm: Arm, seed: int, epochs: int, batch: int, eval_ever
     return root / f"{arm.algo}-{hashlib.sha1(key.encode()).hexdigest()[:10]}-s{seed}"
 
 
-def run_arm(arm: Arm, seed: int, *, root: Path, dataset: str, epochs: int, batch: int,
-            eval_every: int, device: str) -> list[dict]:
-    """The evaluation rows of one training run (reused from disk when already done)."""
-    out = _run_dir(root, arm, seed, epochs, batch, eval_every)
-    done = out / "summary.json"
-    if not done.exists():
+@dataclass(frozen=True)
+class Job:
+    """One training run of a study: an arm, a seed and the study's settings (what a worker of a
+    cluster needs to run it; paths absolute so any worker's directory will do)."""
+    arm: Arm
+    seed: int
+    root: str
+    dataset: str
+    epochs: int
+    batch: int
+    eval_every: int
+    device: str
+
+    @property
+    def needs_device(self) -> bool:
         from host.optim import ALGORITHMS
-        cfg = TrainConfig(algo=arm.algo, dataset=dataset, epochs=epochs, batch_size=batch, seed=seed,
-                          out=str(out), hyper=dict(arm.hyper), progress=False, eval_every=eval_every,
-                          device=arm_device(arm, device, root) if ALGORITHMS[arm.algo].needs_device(arm.hyper)
-                          else None, calibrate=arm.calibrate)
-        t0 = time.perf_counter()
-        try:
-            summary = train(cfg)
-        except TrainingError as e:   # a diverged chain is a result of the study, kept as such
-            summary = {"diverged": str(e)}
-            print(f"  {arm.label:<22} seed {seed}: diverged ({time.perf_counter() - t0:.0f} s): {e}",
-                  file=sys.stderr, flush=True)
-        else:
-            print(f"  {arm.label:<22} seed {seed}: test loss {summary['final_test_loss']:.4f}, "
-                  f"accuracy {summary['test_accuracy']:.2%} ({time.perf_counter() - t0:.0f} s)",
-                  file=sys.stderr, flush=True)
+        return ALGORITHMS[self.arm.algo].needs_device(self.arm.hyper)
+
+    @property
+    def out(self) -> Path:
+        return _run_dir(Path(self.root), self.arm, self.seed, self.epochs, self.batch, self.eval_every)
+
+    @property
+    def done(self) -> bool:
+        return (self.out / "summary.json").exists()
+
+
+def run_job(job: Job, device: str | None = None) -> dict:
+    """Train the job's run unless it is done; a run a dead worker left with a checkpoint is
+    resumed from it (its steps since the checkpoint are dropped, none is counted twice).
+    ``device`` replaces the study's device URL (a board a cluster node owns). The summary."""
+    out, done = job.out, job.out / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    arm = job.arm
+    ckpt = out / "checkpoint.npz"
+    resume = ckpt.exists() and (out / "config.json").exists()
+    if resume and _checkpoint_epochs(ckpt) >= job.epochs:      # died between the last checkpoint
+        summary = _summary_from_metrics(out)                    # and the summary: nothing to train
         done.write_text(json.dumps(summary))
-    rows = [r for r in map(json.loads, open(out / "metrics.jsonl")) if "test_loss" in r]
-    if "diverged" in json.loads(done.read_text()):
+        return summary
+    url = device or job.device
+    cfg = TrainConfig(algo=arm.algo, dataset=job.dataset, epochs=job.epochs, batch_size=job.batch, seed=job.seed,
+                      out=str(out), hyper=dict(arm.hyper), progress=False, eval_every=job.eval_every,
+                      device=arm_device(arm, url, Path(job.root)) if job.needs_device else None,
+                      calibrate=arm.calibrate, resume=resume)
+    t0 = time.perf_counter()
+    try:
+        summary = train(cfg)
+    except TrainingError as e:   # a diverged chain is a result of the study, kept as such
+        summary = {"diverged": str(e)}
+        print(f"  {arm.label:<22} seed {job.seed}: diverged ({time.perf_counter() - t0:.0f} s): {e}",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"  {arm.label:<22} seed {job.seed}: test loss {summary['final_test_loss']:.4f}, "
+              f"accuracy {summary['test_accuracy']:.2%} ({time.perf_counter() - t0:.0f} s"
+              f"{', resumed' if resume else ''})", file=sys.stderr, flush=True)
+    done.write_text(json.dumps(summary))
+    return summary
+
+
+def _checkpoint_epochs(ckpt: Path) -> int:
+    with np.load(ckpt) as z:
+        return int(json.loads(str(z["meta"]))["epoch"]) + 1
+
+
+def _summary_from_metrics(out: Path) -> dict:
+    last = [r for r in map(json.loads, open(out / "metrics.jsonl")) if "test_loss" in r][-1]
+    return {"iterations": last["step"], "final_train_loss": last["train_loss"],
+            "final_test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"],
+            "out": str(out), "rebuilt_from": "metrics.jsonl"}
+
+
+def _rows(job: Job) -> list[dict]:
+    rows = [r for r in map(json.loads, open(job.out / "metrics.jsonl")) if "test_loss" in r]
+    if "diverged" in json.loads((job.out / "summary.json").read_text()):
         rows.append({"diverged": True})
     return rows
+
+
+def run_jobs(jobs: list[Job], ray: str | None = None, devices: int = 2) -> None:
+    """Train every job not yet done: in turn here, or across a Ray cluster (``ray``: its
+    address, or 'local' for a cluster of this machine with ``devices`` emulated devices)."""
+    todo = [j for j in jobs if not j.done]
+    if ray is None:
+        for job in todo:
+            run_job(job)
+        return
+    from host.farm import run_on_ray
+    run_on_ray(todo, address=None if ray == "local" else ray, devices=devices)
 
 
 def direction_errors(run_dir: Path) -> list[float]:
@@ -429,7 +500,7 @@ def _select(items: list, only: str | None, what: str) -> list:
 
 def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
               runs_dir: Path, dataset: str = "digits", device: str = "spawn://",
-              only: str | None = None) -> dict:
+              only: str | None = None, ray: str | None = None, devices: int = 2) -> dict:
     title, arms = STUDIES[name]
     study = name
     metric = SETTINGS.get(name, {}).get("metric", "test_loss")
@@ -438,10 +509,12 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
         name = f"{name}-only-{hashlib.sha1(only.encode()).hexdigest()[:6]}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {title} — {len(arms)} arms x {seeds} seeds, {epochs} epochs", file=sys.stderr)
+    def job(arm: Arm, seed: int) -> Job:
+        return Job(arm, seed, str(runs_dir.resolve()), dataset, epochs, batch, eval_every, device)
+    run_jobs([job(arm, s) for arm in arms for s in range(seeds)], ray, devices)
     curves = {}
     for arm in arms:
-        runs = [run_arm(arm, s, root=runs_dir, dataset=dataset, epochs=epochs, batch=batch,
-                        eval_every=eval_every, device=device) for s in range(seeds)]
+        runs = [_rows(job(arm, s)) for s in range(seeds)]
         curves[arm.label] = {"algo": arm.algo, "hyper": arm.hyper, **aggregate(runs)}
         errors = [direction_errors(_run_dir(runs_dir, arm, s, epochs, batch, eval_every))
                   for s in range(seeds)]
@@ -472,7 +545,16 @@ def main(argv: list[str] | None = None) -> int:
                         "committed figures; with --only the name is STUDY-only-HASH)")
     p.add_argument("--runs", default="runs/experiments", help="the individual training runs")
     p.add_argument("--only", default=None, help="comma-separated arm (sweeps: method) labels to run")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run every arm × seed across a Ray cluster: its ADDRESS (e.g. ray://head:10001 "
+                        "or auto), or none for a local cluster of this machine (pip install "
+                        "'thermohil[ray]'; docs/cluster.md)")
+    p.add_argument("--devices", type=int, default=2,
+                   help="emulated devices of the local cluster (default 2); a cluster at an ADDRESS "
+                        "has the thermo_device resources its nodes declare")
     a = p.parse_args(argv)
+    if a.devices < 1:
+        p.error("--devices must be >= 1")
     s = {"dataset": "digits", "seeds": 3, "epochs": 5, "batch": 32, "eval_every": 10,
          **SETTINGS.get(a.study, {})}
     for key, arg in (("seeds", "seeds"), ("epochs", "epochs"), ("batch", "batch_size"),
@@ -486,8 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     run = run_sweep if a.study in SWEEPS else run_study
     try:
         run(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
-            out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only)
-    except ValueError as e:     # e.g. an unknown --only label: one line, nothing run
+            out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only,
+            ray=a.ray, devices=a.devices)
+    except (ValueError, ImportError) as e:     # e.g. an unknown --only label: one line, nothing run
         print(f"python -m host.experiments: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,121 @@
+"""Studies on a local Ray cluster: the same numbers as the serial run, device runs on the
+device-owning actors, and a worker killed mid-run costing only the steps since its checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from host import experiments  # noqa: E402
+from host.experiments import STUDIES, Job, run_study  # noqa: E402
+
+SMALL = dict(seeds=2, epochs=4, batch=25, eval_every=40, dataset="spiral", device="spawn://")
+ARMS = "AdLaLa,AdLaLa (device)"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from host import farm
+    farm.start(None, devices=2)
+    yield farm
+    ray.shutdown()
+
+
+def finals(result: dict) -> dict:
+    return {label: (c["test_loss"][-1], c["test_accuracy"][-1], c["train_loss"][-1])
+            for label, c in result["curves"].items()}
+
+
+def test_a_study_on_ray_gives_the_serial_numbers(cluster, tmp_path):
+    serial = run_study("spiral-langevin", out=tmp_path / "a", runs_dir=tmp_path / "runs-a", only=ARMS, **SMALL)
+    on_ray = run_study("spiral-langevin", out=tmp_path / "b", runs_dir=tmp_path / "runs-b", only=ARMS,
+                       ray="local", devices=2, **SMALL)
+    assert finals(on_ray) == finals(serial)
+    assert set(finals(serial)) == {"AdLaLa", "AdLaLa (device)"}
+    # the device runs ran on a device (bytes went to a daemon), the digital ones did not
+    for run in (tmp_path / "runs-b").iterdir():
+        if run.is_dir() and run.name != "profiles":
+            summary = json.loads((run / "summary.json").read_text())
+            assert (summary["bytes_sent"] > 0) == run.name.startswith("adlala-device")
+
+
+def test_a_killed_actor_costs_only_the_steps_since_its_checkpoint(cluster, tmp_path):
+    """The actor running a job is killed (SIGKILL) after the run's second checkpoint; Ray
+    restarts it and re-runs the call, which resumes from the checkpoint: every step appears once
+    in metrics.jsonl, the run records two sessions, and (a digital run resumes exactly) the final
+    numbers are those of an uninterrupted run."""
+    arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa")
+    job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 60, 25, 0, "spawn://")
+    actor = cluster.DeviceActor.options(resources={cluster.DEVICE_RESOURCE: 1}).remote()
+    pid = ray.get(actor.where.remote())["pid"]
+    call = actor.run.remote(job)
+    ckpt = job.out / "checkpoint.npz"
+    deadline = time.monotonic() + 120
+    while not (ckpt.exists() and experiments._checkpoint_epochs(ckpt) >= 2):
+        assert time.monotonic() < deadline, "no checkpoint within 2 min"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    files = ray.get(call, timeout=300)
+    assert ray.get(actor.where.remote())["pid"] != pid           # a new actor process finished it
+    rows = [json.loads(x) for x in files["metrics.jsonl"].splitlines()]
+    steps = [r["step"] for r in rows if "batch_loss" in r]
+    assert steps == list(range(1, 60 * 20 + 1))
+    sessions = json.loads(files["config.json"])["resolved"]["sessions"]
+    assert len(sessions) == 2 and sessions[1]["from_step"] >= 2 * 20
+    whole = Job(arm, 0, str(tmp_path / "whole"), "spiral", 60, 25, 0, "spawn://")
+    uninterrupted = experiments.run_job(whole)
+    resumed = json.loads(files["summary.json"])
+    for key in ("final_test_loss", "final_train_loss", "test_accuracy", "iterations"):
+        assert resumed[key] == uninterrupted[key], key
+    ray.kill(actor)
+
+
+def test_boards_of_a_node_are_claimed_once_each(tmp_path, monkeypatch):
+    from host import farm
+    monkeypatch.setenv(farm.BOARDS_ENV, "tcp://10.0.0.5:5555, tcp://10.0.0.6:5555")
+    monkeypatch.setenv(farm.LOCK_DIR_ENV, str(tmp_path))
+    first, lock1 = farm.claim_board()
+    second, lock2 = farm.claim_board()
+    assert {first, second} == {"tcp://10.0.0.5:5555", "tcp://10.0.0.6:5555"}
+    with pytest.raises(RuntimeError, match="every board of this node"):
+        farm.claim_board()
+    lock1.close()
+    assert farm.claim_board()[0] == first            # released with its actor
+    monkeypatch.delenv(farm.BOARDS_ENV)
+    assert farm.claim_board() == (None, None)
+
+
+def test_a_cluster_without_devices_refuses_device_runs(tmp_path):
+    """Checked before anything runs: device runs need the thermo_device resource."""
+    from host import farm
+    arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa (device)")
+    job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 1, 25, 0, "spawn://")
+    ray.shutdown()                       # (the module's cluster, if any: this one has no device)
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
+    try:
+        with pytest.raises(ValueError, match="declares no thermo_device resource"):
+            farm.run_on_ray([job])
+    finally:
+        ray.shutdown()
+    assert not job.out.exists()
+
+
+def test_the_tune_example_runs_and_reports_a_best_trial(tmp_path):
+    """examples/ray_tune_tngd.py as the README runs it, small: its own local cluster in a
+    subprocess, trials on emulated devices, metrics streamed, the best trial printed."""
+    import subprocess
+    import sys
+    from support import REPO
+    p = subprocess.run([sys.executable, os.path.join(REPO, "examples", "ray_tune_tngd.py"), "--samples", "2",
+                        "--epochs", "1", "--storage", str(tmp_path / "tune")],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    best = [line for line in p.stdout.splitlines() if line.startswith("best: lam = ")]
+    assert best and "test accuracy" in best[0], p.stdout[-2000:]
+    runs = list((tmp_path / "tune").glob("tngd-lam-t/trial_*/run/metrics.jsonl"))
+    assert len(runs) == 2 and all(json.loads(r.read_text().splitlines()[0])["step"] == 0 for r in runs)
