@@ -20,10 +20,9 @@ Sizing the device: one cell per parameter, and the curvature of a batch is uploa
 form, rank r = batch × classes (32 × 10 = 320 here); the emulator offers r ≤ 1024, so the batch
 can be at most 102. ``host.training.device_url`` fills in cells, max_rank and seed for a
 ``spawn://`` URL; any other URL (``tcp://HOST:PORT`` of a running daemon) is used as given.
-The default profile is ``ideal``, which needs no calibration. ``thermohil train`` calibrates a
-non-ideal chip (``spawn://?profile=realistic``) before it trains; this loop does not. For such
-a chip, connect it yourself, call ``host.calibration.ensure_calibrated(dev)``, and pass
-``device=dev``.
+The default profile is ``ideal``, which needs no calibration; a non-ideal chip
+(``--device 'spawn://?profile=realistic'``) is calibrated by ``host.torch.optimizer`` when it
+connects the URL itself, as ``thermohil train`` does.
 
 Run it (30-70 s on a 2-core machine; the first start compiles the emulator's kernels)::
 

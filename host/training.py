@@ -51,7 +51,8 @@ class TrainConfig:
       factory ``build(n_inputs, n_outputs)`` (also as 'file.py:build');
     - loss: None (the data set's own), 'ce', 'bce', 'mse', or a torch loss for a torch model.
 
-    ``out`` None writes to runs/ALGO-DATA-sSEED, as the CLI does.
+    ``out`` None writes to runs/ALGO-DATA-sSEED[-TAG] (TAG: the non-default settings), as the
+    CLI does.
     """
     algo: str
     dataset: Any
