@@ -66,8 +66,13 @@ def _peak_rss_mib(pid: int) -> float:
 
 def _emulation(objective, theta, batch, t_run: float) -> float:
     """The daemon core's share, timed here on the same factor: COMMIT's spectrum and the run."""
+    return emulation_time(objective.ggn_sqrt(theta, *batch), t_run)
+
+
+def emulation_time(U: np.ndarray, t_run: float) -> float:
+    """The daemon core's work on the factor U, timed in this process: COMMIT's spectrum and a
+    run of t_run."""
     from device.analog import AnalogCore, CoreParams, get_profile
-    U = objective.ggn_sqrt(theta, *batch)
     r, n = U.shape
     core = AnalogCore(n, r, get_profile("ideal"), serial=0, seed=0)
     b = np.random.default_rng(2).standard_normal(n) * 0.01
@@ -92,7 +97,7 @@ def _case(hidden: tuple[int, ...] | None, iterations: int, reference: bool) -> d
         emulation = _emulation(objective, ours["theta"], ours["batch"], ours["t"])
     total = ours["iteration"]
     protocol = ours["device call"] - emulation
-    row = {"case": f"TNGD iteration, digits MLP {cfg.hidden or 'default'} (N = {n}, "
+    row = {"case": f"TNGD iteration, digits MLP {hidden or 'default'} (N = {n}, "
                    f"r = {32 * ds.n_classes}, t = {ours['t']:g} τ0), exact propagation"
                    + ("" if ours["exact"] else " NOT IN USE"),
            "n": n, "daemon_peak_rss_mib": ours["rss"], "iteration_s": total, "digital_s": ours["digital"], "emulation_s": emulation,

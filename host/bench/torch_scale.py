@@ -43,6 +43,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from host.bench.tngd_split import emulation_time
+
 CASES: tuple[dict, ...] = (
     {"name": "MLP 64-96-48-10", "hidden": (96, 48), "batch": 32},
     {"name": "MLP 64-512-128-10", "hidden": (512, 128), "batch": 32},
@@ -136,19 +138,6 @@ def _library(opt: Any, objective: Any, batches: list, iterations: int,
     return state, {k: v[1:] for k, v in rows.items()} | {"after": rows["after"]}
 
 
-def _emulation(U: np.ndarray, t_run: float) -> float:
-    """The daemon core's work on this U, timed here: COMMIT's spectrum and a run of t_run."""
-    from device.analog import AnalogCore, CoreParams, get_profile
-    from host.bench.timing import per_call
-    r, n = U.shape
-    core = AnalogCore(n, r, get_profile("ideal"), serial=0, seed=0)
-    b = np.random.default_rng(2).standard_normal(n) * 0.01
-    params = CoreParams(active=n, coupling="lowrank", J=U, H=np.eye(r), lam=np.full(n, 0.01),
-                        bias=b, temperature=0.0)
-    acc = np.zeros(n)
-    return per_call(lambda: (core.program(params), core.advance(t_run, acc)), repeats=3)
-
-
 def worker(spec: dict) -> dict:
     """One algorithm on one model in this (fresh) process; the figures as a dict."""
     import torch
@@ -205,7 +194,7 @@ def worker(spec: dict) -> dict:
             exact = bool(dev.read("EMU_EXACT"))
         walls, calls = np.array(rows["wall"]), np.array(rows["call"])
         U = objective.ggn_sqrt(state.theta, *batches[iterations])
-        emulation = _emulation(U, T_RUN)
+        emulation = emulation_time(U, T_RUN)
         step, call = float(np.median(walls)), float(np.median(calls))
         out |= {"step_s": step, "digital_s": float(np.median(walls - calls)), "device_call_s": call,
                 "emulation_s": emulation, "protocol_s": call - emulation, "exact": exact,
