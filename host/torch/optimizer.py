@@ -25,6 +25,12 @@ from host.optim.transform import Transform, apply_updates, init_of
 from host.torch.objective import TorchObjective
 
 
+def _unsized_spawn(url: str) -> bool:
+    from urllib.parse import parse_qs, urlparse
+    parsed = urlparse(url)
+    return parsed.scheme == "spawn" and not {"cells", "max_rank"} <= set(parse_qs(parsed.query))
+
+
 def _array(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
@@ -41,30 +47,59 @@ class TorchRun:
         self.model = self.objective.model
         self.groups = self.model.groups if groups is None else groups_of(self.model, groups)
         self._owned = None
+        self._spec, self._hyper, self._seed = spec, hyper, seed
+        self._unsized: str | None = None      # a spawn:// URL sized at the first batch
+        self.optimizer: Any = None
+        self.state: Any = None
+        self.info: dict = {}
         if spec.needs_device(hyper):
             if device is None:
-                raise ValueError(f"{algo} runs on a device: give device= (a URL such as "
-                                 f"'spawn://?cells={self.model.n_params}&max_rank=R', or a connected device)")
-            if isinstance(device, str):
-                import host
-                from host.calibration import ensure_calibrated
-                device = self._owned = host.connect(device)
-                ensure_calibrated(device, say=lambda m: print(f"thermohil: {m}", file=sys.stderr))  # as train does
+                raise ValueError(f"{algo} runs on a device: give device= (a URL such as 'spawn://', "
+                                 "sized for the model at the first batch, or a connected device)")
+            if isinstance(device, str) and _unsized_spawn(device):
+                self._unsized = device
+                return
+        self._start(device)
+
+    def _start(self, device: Any) -> None:
+        """Connect (a URL), build the optimizer and its state from the module's weights."""
+        if isinstance(device, str):
+            import host
+            from host.calibration import ensure_calibrated
+            device = self._owned = host.connect(device)
         try:
-            self.optimizer = spec.build(device, **hyper)
+            if self._owned is not None:     # as thermohil train does: trims of a non-ideal chip
+                ensure_calibrated(device, say=lambda m: print(f"thermohil: {m}", file=sys.stderr))
+            self.optimizer = self._spec.build(device, **self._hyper)
             self.optimizer.check_model(SimpleNamespace(n_params=self.model.n_params, groups=self.groups))
-            self.state = self.optimizer.init(self.model.flatten(), np.random.default_rng(seed),
+            self.state = self.optimizer.init(self.model.flatten(), np.random.default_rng(self._seed),
                                              groups=self.groups)
         except BaseException:
             self.close()
             raise
-        self.info: dict = {}
 
     def step(self, inputs: Any, targets: Any) -> float:
         """One step on a batch; the module holds the new parameters after it."""
-        self.state, self.info = self.optimizer.step(self.state, _array(inputs), _array(targets), self.objective)
+        X, y = _array(inputs), _array(targets)
+        if self._unsized is not None:
+            self._start(self._sized(self._unsized, X))
+            self._unsized = None
+        self.state, self.info = self.optimizer.step(self.state, X, y, self.objective)
         self.model.load(self.state.theta)
         return float(self.info["batch_loss"])
+
+    def _sized(self, url: str, X: np.ndarray) -> str:
+        """The spawn:// URL with one cell per parameter and the rank of this batch's curvature
+        (batch × outputs × curvature blocks): what thermohil train sizes its device by."""
+        from host.training import MAX_EMULATED_RANK, device_url
+        outputs = int(np.prod(np.shape(self.model.apply(self.model.flatten(), X[:1]))[1:]))
+        blocks = self._spec.curvature_blocks(self._hyper, [g.layer for g in self.groups])
+        rank = len(X) * outputs * blocks
+        if rank > MAX_EMULATED_RANK:
+            raise ValueError(f"the first batch's curvature has rank {len(X)} × {outputs} outputs"
+                             f"{f' × {blocks} groups' if blocks > 1 else ''} = {rank}, above the emulator's "
+                             f"limit {MAX_EMULATED_RANK}: use a smaller batch")
+        return device_url(url, self.model.n_params, rank, self._seed)
 
     def close(self) -> None:
         """Disconnect a device this run connected itself (one given to it stays open)."""
@@ -85,7 +120,9 @@ def optimizer(algo: str, module: torch.nn.Module, loss: Any, device: Any = None,
 
     Parameter groups (what AdLaLa, LOL and partitions split over) are the module's layers; give
     ``groups`` to choose them: a list whose entries are submodules or lists of them, or lists
-    of parameter names, each covering a contiguous run of ``named_parameters``.
+    of parameter names, each covering a contiguous run of ``named_parameters``. A ``spawn://``
+    URL without cells or max_rank is sized at the first batch (one cell per parameter, rank
+    batch × outputs), so later batches must not be larger than the first.
     """
     return TorchRun(algo, module, loss, device, seed=seed, groups=groups, **hyper)
 

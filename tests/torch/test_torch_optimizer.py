@@ -108,3 +108,18 @@ def test_a_device_the_run_connects_itself_is_calibrated():
     with optimizer("tngd", net, "cross_entropy", device="spawn://?cells=10&max_rank=16&profile=realistic") as run:
         assert run._owned.calibration_valid()
         assert np.isfinite(run.step(torch.randn(8, 4), torch.randint(0, 2, (8,))))
+
+
+def test_a_bare_spawn_url_is_sized_at_the_first_batch():
+    """device='spawn://': one cell per parameter, rank = first batch × outputs, seed = the run's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    with optimizer("tngd", net, "cross_entropy", device="spawn://", seed=7) as run:
+        assert run.optimizer is None                       # nothing spawned before a batch is seen
+        run.step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+        info = run._owned.info()
+        assert (info["n_cells"], info["max_rank"], info["emulator"]["seed"]) == (43, 24, 7)
+        run.step(torch.randn(5, 4), torch.randint(0, 3, (5,)))      # a smaller last batch fits
+    with pytest.raises(ValueError, match="above the emulator's limit"):
+        optimizer("tngd", net, "cross_entropy", device="spawn://").step(torch.randn(400, 4),
+                                                                        torch.randint(0, 3, (400,)))
