@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from host.plots import pyplot
+from host.run_dir import checkpoint_meta, write_atomic
 from host.training import TrainConfig, TrainingError, train
 
 
@@ -364,7 +365,7 @@ def run_job(job: Job, device: str | None = None) -> dict:
     resume = ckpt.exists() and (out / "config.json").exists()
     if resume and _checkpoint_epochs(ckpt) >= job.epochs:      # died between the last checkpoint
         summary = _summary_from_metrics(out)                    # and the summary: nothing to train
-        done.write_text(json.dumps(summary))
+        write_atomic(done, json.dumps(summary))
         return summary
     url = device or job.device
     cfg = TrainConfig(algo=arm.algo, dataset=job.dataset, epochs=job.epochs, batch_size=job.batch, seed=job.seed,
@@ -382,13 +383,12 @@ def run_job(job: Job, device: str | None = None) -> dict:
         print(f"  {arm.label:<22} seed {job.seed}: test loss {summary['final_test_loss']:.4f}, "
               f"accuracy {summary['test_accuracy']:.2%} ({time.perf_counter() - t0:.0f} s"
               f"{', resumed' if resume else ''})", file=sys.stderr, flush=True)
-    done.write_text(json.dumps(summary))
+    write_atomic(done, json.dumps(summary))     # a summary is the run's "done": never half written
     return summary
 
 
 def _checkpoint_epochs(ckpt: Path) -> int:
-    with np.load(ckpt) as z:
-        return int(json.loads(str(z["meta"]))["epoch"]) + 1
+    return int(checkpoint_meta(ckpt)["epoch"]) + 1
 
 
 def _summary_from_metrics(out: Path) -> dict:
