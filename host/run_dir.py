@@ -150,3 +150,35 @@ def save_module(out: Path, model: Any, theta: np.ndarray) -> None:
         tmp = out / "model.pt.tmp"
         torch.save(model.module.state_dict(), tmp)
         os.replace(tmp, out / "model.pt")
+
+
+class MetricsLog:
+    """metrics.jsonl, one row per line, flushed each row. Rows wait in memory until ``open()``:
+    the directory is prepared (an earlier run in it replaced) only once the run has shown it
+    can take a step."""
+
+    def __init__(self, path: Path, *, append: bool, prepare: Any) -> None:
+        self.path, self.append, self.prepare = path, append, prepare
+        self._file: Any = None
+        self._pending: list[dict] = []
+
+    def write(self, row: dict) -> None:
+        if self._file is None:
+            self._pending.append(row)
+            return
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def open(self) -> None:
+        if self._file is not None:
+            return
+        self.prepare()
+        self._file = open(self.path, "a" if self.append else "w")
+        for row in self._pending:
+            self.write(row)
+        self._pending = []
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+

@@ -11,7 +11,6 @@ with a delay t_d the device's t_d overlaps the host's digital work: max(digital,
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -267,52 +266,24 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
     chain = Chain(cfg.posterior_every, burn_in or 0, problem, out) if cfg.posterior_every else None
     if cfg.resume:
         state, saved_meta = state_io.load(ckpt, state)
-        start_epoch, saved = saved_meta["epoch"] + 1, saved_meta["totals"]
-        totals.update(saved)
+        start_epoch = saved_meta["epoch"] + 1
+        totals.update(saved_meta["totals"])
         if chain is not None:
             chain.resume(saved_meta.get("posterior_samples", 0))
     totals["device_time"] += calibration_time      # this session's start-up calibration
     totals["calibration_time"] += calibration_time
-    metrics_f = None
-    pending: list[dict] = []             # rows written once the run directory is prepared
-    name = problem.data.name
+    log = run_dir.MetricsLog(out / "metrics.jsonl", append=cfg.resume, prepare=prepare)
     score = "r2" if problem.loss == "mse" else "accuracy"    # regression is scored by R²
-    n_batches = math.ceil(len(ds.X_train) / cfg.batch_size)
-    show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
-    log_lines = cfg.progress is None and not show   # e.g. under nohup: a plain line now and then
-    last_line = time.perf_counter()
-    bar = None
-    if show:
-        from tqdm import tqdm
-        bar = tqdm(total=(cfg.epochs - start_epoch) * n_batches, desc=f"{cfg.algo} on {name}",
-                   unit="it", file=sys.stderr)
-
-    def emit(row: dict) -> None:
-        if metrics_f is None:
-            pending.append(row)
-            return
-        metrics_f.write(json.dumps(row) + "\n")
-        metrics_f.flush()
-
-    def open_directory() -> None:
-        nonlocal metrics_f
-        prepare()
-        metrics_f = open(out / "metrics.jsonl", "a" if cfg.resume else "w")
-        for row in pending:
-            emit(row)
+    progress = _Progress(cfg, problem.data.name, (cfg.epochs - start_epoch) * math.ceil(len(ds.X_train) / cfg.batch_size))
+    links = (lambda: {"link": link()}) if link else dict
 
     def evaluate(epoch: int) -> dict:
-        train_loss, train_score = objective.evaluate(state.theta, ds.X_train, ds.y_train)
-        test_loss, test_score = objective.evaluate(state.theta, ds.X_test, ds.y_test)
-        row = {"step": state.step, "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-               # a loss with no accuracy of its own (a generic torch loss on real targets) has no score
-               **({f"train_{score}": train_score, f"test_{score}": test_score}
-                  if math.isfinite(train_score) and math.isfinite(test_score) else {}),
-               **(chain.scores(score) if chain else {}), **totals}
-        emit(row)
+        row = {"step": state.step, "epoch": epoch} | _evaluation(objective, state.theta, ds, score) \
+            | (chain.scores(score) if chain else {}) | totals
+        log.write(row)
         if cfg.on_evaluation is not None:
             cfg.on_evaluation(dict(row))
-        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):   # finite steps, overflowed model
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):   # an overflowed model
             raise NonFiniteError(f"non-finite loss at the evaluation of step {state.step}: the parameters "
                                  "have overflowed; training stopped (lower the step size?)")
         return row
@@ -327,24 +298,12 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
                 t0 = time.perf_counter()
                 state, info = optimizer.step(state, X, y, objective)
                 wall = time.perf_counter() - t0
-                digital = wall - info.get("device_call_s", 0.0)
-                hw = projected_hw_time(digital, info, optimizer.uses_device, timing)
-                for key, value in (("wall_time_s", wall), ("projected_hw_time_s", hw)) + tuple(
-                        (k, info.get(k, 0)) for k in ("device_time", "bytes_sent", "bytes_received",
-                                                       "calibration_time")):
-                    totals[key] += value
-                emit({"step": state.step, "epoch": epoch + 1, "batch_loss": info["batch_loss"],
-                      "wall_time_s": wall, "digital_time_s": digital, "projected_hw_time_s": hw,
-                      **{k: info[k] for k in _STEP_INFO if k in info},
-                      **_group_info(info), "cumulative": dict(totals),
-                      **({"link": link()} if link else {})})
-                if metrics_f is None:
-                    open_directory()
+                log.write(_step_row(state.step, epoch + 1, info, wall, optimizer.uses_device, timing, totals)
+                          | links())
+                log.open()                  # the first step worked: now the directory is this run's
                 if chain is not None:
                     chain.offer(epoch, state)
-                if bar:
-                    bar.update()
-                    bar.set_postfix(loss=f"{info['batch_loss']:.4f}")
+                progress.step(info["batch_loss"])
                 if cfg.eval_every and state.step % cfg.eval_every == 0:
                     last = evaluate(epoch + 1)
             if last is None or last["step"] != state.step:   # not evaluated at this step already
@@ -354,12 +313,7 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
             state_io.save(ckpt, state, {"epoch": epoch, "totals": totals,
                                         **({"posterior_samples": chain.average.count} if chain else {})})
             run_dir.save_module(out, objective.model, state.theta)
-            if log_lines and (time.perf_counter() - last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):
-                last_line = time.perf_counter()
-                print(f"{cfg.algo} on {name}: epoch {epoch + 1}/{cfg.epochs}, step {state.step}, "
-                      f"train loss {last['train_loss']:.4f}, test loss {last['test_loss']:.4f}, "
-                      f"{score_text(score, last.get(f'test_{score}'))}",
-                      file=sys.stderr, flush=True)
+            progress.epoch(epoch, state.step, last, score)
     except (NonFiniteError, CurvatureSaturates) as e:
         kept = f" (checkpoint of the last completed epoch: {ckpt})" if ckpt.exists() else \
             " (no epoch was completed: no checkpoint)"
@@ -368,32 +322,81 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
         # never go on training on a device that rebooted, was taken over or stopped answering:
         # the steps since the last checkpoint are dropped, and --resume continues from it.
         # The last row says why, with the link's counters as they were when it failed.
-        emit({"step": state.step, "error": f"{type(e).__name__}: {e}",
-              **({"link": link()} if link else {})})
+        log.write({"step": state.step, "error": f"{type(e).__name__}: {e}"} | links())
         kept = (f"; the last completed epoch is checkpointed in {ckpt}: continue with --resume"
                 if ckpt.exists() else "; no epoch was completed, so there is no checkpoint")
         raise TrainingError(f"the device failed at step {state.step}, training stopped: "
                             f"{type(e).__name__}: {e}{kept}") from e
     finally:
-        if bar:
-            bar.close()
-        if metrics_f is not None:
-            metrics_f.close()
+        progress.close()
+        log.close()
     figures = _figures(out)
     if chain is not None and chain.average.count == 0:
         print(f"thermohil: note: no sample of the chain was kept (every {chain.every} steps after epoch "
               f"{chain.burn_in}, {state.step} steps in all): no posterior-predictive average", file=sys.stderr)
     assert last is not None
-    return {"algo": cfg.algo, "dataset": name, "loss": problem.loss, "epochs": cfg.epochs,
+    return {"algo": cfg.algo, "dataset": problem.data.name, "loss": problem.loss, "epochs": cfg.epochs,
             "iterations": state.step, "n_params": int(objective.model.n_params),
             "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
             **{k: last[k] for k in (f"test_{score}", "posterior_test_loss", f"posterior_test_{score}",
                                     "posterior_samples") if k in last},
-            "wall_time_s": totals["wall_time_s"],
-            "device_time": totals["device_time"], "calibration_time": totals["calibration_time"],
-            "projected_hw_time_s": totals["projected_hw_time_s"],
-            "bytes_sent": totals["bytes_sent"], "seed": cfg.seed, "out": str(out), "figures": figures,
-            "hyper": cfg.hyper, **({"link": link()} if link else {})}
+            **{k: totals[k] for k in ("wall_time_s", "device_time", "calibration_time", "projected_hw_time_s",
+                                      "bytes_sent")},
+            "seed": cfg.seed, "out": str(out), "figures": figures, "hyper": cfg.hyper, **links()}
+
+
+def _evaluation(objective: Objective, theta: np.ndarray, ds: Any, score: str) -> dict:
+    """Loss and score on both splits; a loss with no accuracy of its own (a generic torch loss
+    on real targets) gives no score."""
+    train_loss, train_score = objective.evaluate(theta, ds.X_train, ds.y_train)
+    test_loss, test_score = objective.evaluate(theta, ds.X_test, ds.y_test)
+    scores = {f"train_{score}": train_score, f"test_{score}": test_score} \
+        if math.isfinite(train_score) and math.isfinite(test_score) else {}
+    return {"train_loss": train_loss, "test_loss": test_loss, **scores}
+
+
+def _step_row(step: int, epoch: int, info: dict, wall: float, uses_device: bool, timing: dict | None,
+              totals: dict) -> dict:
+    """The metrics row of one step; ``totals`` are brought up to date with it."""
+    digital = wall - info.get("device_call_s", 0.0)
+    hw = projected_hw_time(digital, info, uses_device, timing)
+    totals["wall_time_s"] += wall
+    totals["projected_hw_time_s"] += hw
+    for key in ("device_time", "bytes_sent", "bytes_received", "calibration_time"):
+        totals[key] += info.get(key, 0)
+    return {"step": step, "epoch": epoch, "batch_loss": info["batch_loss"], "wall_time_s": wall,
+            "digital_time_s": digital, "projected_hw_time_s": hw,
+            **{k: info[k] for k in _STEP_INFO if k in info}, **_group_info(info), "cumulative": dict(totals)}
+
+
+class _Progress:
+    """A bar on a terminal; without one (e.g. under nohup), a plain line now and then."""
+
+    def __init__(self, cfg: TrainConfig, name: str, total: int) -> None:
+        show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+        self.lines = cfg.progress is None and not show
+        self.cfg, self.name, self.last_line = cfg, name, time.perf_counter()
+        self.bar = None
+        if show:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=f"{cfg.algo} on {name}", unit="it", file=sys.stderr)
+
+    def step(self, loss: float) -> None:
+        if self.bar:
+            self.bar.update()
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+
+    def epoch(self, epoch: int, step: int, last: dict, score: str) -> None:
+        cfg = self.cfg
+        if self.lines and (time.perf_counter() - self.last_line >= LOG_EVERY_S or epoch + 1 == cfg.epochs):
+            self.last_line = time.perf_counter()
+            print(f"{cfg.algo} on {self.name}: epoch {epoch + 1}/{cfg.epochs}, step {step}, "
+                  f"train loss {last['train_loss']:.4f}, test loss {last['test_loss']:.4f}, "
+                  f"{score_text(score, last.get(f'test_{score}'))}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
 
 
 _STEP_INFO = ("device_time", "bytes_sent", "bytes_received", "rank", "scale", "calibration_time",
