@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from host.nn import LOSSES
 from host.nn.losses import log_softmax, sigmoid
-
-LOSSES = ("ce", "bce", "mse")
 
 
 class PredictiveAverage:
     def __init__(self, loss: str, X: np.ndarray, y: np.ndarray) -> None:
         if loss not in LOSSES:
-            raise ValueError(f"the posterior-predictive average needs loss ce, bce or mse, not {loss!r}")
+            raise ValueError(f"the posterior-predictive average needs loss {', '.join(LOSSES)}, not {loss!r}")
         self.loss, self.X, self.y = loss, X, y
         self.total: np.ndarray | None = None
         self.count = 0
@@ -41,22 +40,21 @@ class PredictiveAverage:
         self.count += 1
 
     def scores(self) -> tuple[float, float]:
-        """(loss, accuracy) of the averaged prediction; accuracy is R² for regression."""
+        """(loss, accuracy) of the averaged prediction, by the closed-form loss itself: it is
+        given log p̄ as logits (softmax), the logit of q̄ (sigmoid), or the averaged output
+        (MSE; the accuracy is then R²)."""
         if self.count == 0 or self.total is None:
             raise ValueError("no sample has been kept yet")
         p = self.total / self.count
-        if self.loss == "mse":
-            y = self.y.reshape(p.shape)
-            sse, sst = float(np.sum((p - y) ** 2)), float(np.sum((y - y.mean(axis=0)) ** 2))
-            return float(np.mean((p - y) ** 2)), (1.0 - sse / sst if sst > 0 else float(sse == 0))
         tiny = np.finfo(np.float64).tiny
         if self.loss == "ce":
-            y = self.y.astype(np.intp)
-            return (float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], tiny)))),
-                    float(np.mean(p.argmax(axis=1) == y)))
-        q, y = p[:, 0], self.y.reshape(-1).astype(np.float64)
-        nll = -np.mean(y * np.log(np.maximum(q, tiny)) + (1 - y) * np.log(np.maximum(1 - q, tiny)))
-        return float(nll), float(np.mean((q > 0.5) == (y > 0.5)))
+            z = np.log(np.maximum(p, tiny))
+        elif self.loss == "bce":
+            z = np.log(np.maximum(p, tiny)) - np.log(np.maximum(1.0 - p, tiny))
+        else:
+            z = p
+        loss = LOSSES[self.loss]()
+        return float(loss.value(z, self.y)), float(loss.accuracy(z, self.y))
 
     def save(self, path: Path) -> None:
         """Atomically: a crash mid-write leaves the previous average."""

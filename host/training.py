@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 
 from host import data as datasets
+from host import nn
 from host.errors import DeviceError
 from host.objective import Objective
 from host.optim import ALGORITHMS, CurvatureSaturates, NonFiniteError
@@ -190,7 +191,7 @@ def train(cfg: TrainConfig) -> dict:
     problem = build_problem(cfg.dataset, cfg.model, cfg.loss, hidden=cfg.hidden, activation=cfg.activation)
     if cfg.batch_size is None:
         cfg = replace(cfg, batch_size=problem.defaults["batch"])
-    if cfg.posterior_every and problem.loss not in ("ce", "bce", "mse"):
+    if cfg.posterior_every and problem.loss not in nn.LOSSES:
         raise ValueError(f"the posterior-predictive average needs loss ce, bce or mse, not {problem.loss}")
     out = Path(cfg.out) if cfg.out else run_dir.default_out(cfg, problem)
     if out.exists() and not out.is_dir():

@@ -39,10 +39,15 @@ def ggn_factors(model: Any, loss: Any, theta: np.ndarray, X: np.ndarray,
     """
     lin = model.linearize(theta, X)
     B, K = lin.out.shape
-    Hb = loss.hessian(lin.out, y) / B
+    return lin.jacobian().reshape(B * K, -1), block_diagonal(loss.hessian(lin.out, y) / B)
+
+
+def block_diagonal(blocks: np.ndarray) -> np.ndarray:
+    """blockdiag(H_1 … H_B), (B·K, B·K), from per-example blocks (B, K, K)."""
+    B, K, _ = blocks.shape
     H = np.zeros((B, K, B, K))
-    H[np.arange(B), :, np.arange(B), :] = Hb
-    return lin.jacobian().reshape(B * K, -1), H.reshape(B * K, B * K)
+    H[np.arange(B), :, np.arange(B), :] = blocks
+    return H.reshape(B * K, B * K)
 
 
 def ggn_sqrt(model: Any, loss: Any, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -46,6 +46,12 @@ def _say_modes(module: torch.nn.Module) -> None:
                       "curvature are of one deterministic network", UserWarning, stacklevel=3)
 
 
+def checked_chunk_mb(value: Any) -> float:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"jacobian_chunk_mb must be a number > 0, got {value!r}")
+    return float(value)
+
+
 class TorchModel:
     """``jacobian_chunk_mb``: the per-example Jacobian is computed this many MB (float64) of it
     at a time; the host's memory for the curvature is the factor U plus about one chunk."""
@@ -53,9 +59,7 @@ class TorchModel:
     def __init__(self, module: torch.nn.Module, jacobian_chunk_mb: float = JACOBIAN_CHUNK_MB) -> None:
         if not isinstance(module, torch.nn.Module):
             raise ValueError(f"TorchModel takes a torch.nn.Module, got {type(module).__name__}")
-        if not (isinstance(jacobian_chunk_mb, (int, float)) and jacobian_chunk_mb > 0):
-            raise ValueError(f"jacobian_chunk_mb must be a number > 0, got {jacobian_chunk_mb!r}")
-        self.jacobian_chunk_mb = float(jacobian_chunk_mb)
+        self.jacobian_chunk_mb = checked_chunk_mb(jacobian_chunk_mb)
         self.per_example: bool | None = None
         """Whether the examples pass through the module independently (per-example Jacobians by
         vmap); None until the first Jacobian finds out."""
@@ -180,13 +184,18 @@ class TorchLinearization:
 
     def jacobian(self, chunk: int | None = None) -> np.ndarray:
         """J (B, K, P), assembled from ``jacobian_blocks`` straight into one array."""
-        B, K = self.out.shape
-        J = np.empty((B, K, self.model.n_params))
-        Jt = torch.from_numpy(J)
-        for rows, blocks in self.jacobian_blocks(chunk):
+        return self.assemble(self.out.shape[1], chunk=chunk)
+
+    def assemble(self, k: int, weights: Any = None, chunk: int | None = None) -> np.ndarray:
+        """The rows of ``jacobian_blocks`` (J_b, or W_b J_b with ``weights`` (B, k, K)) written
+        into one (B, k, P) array, a chunk at a time: the array plus one chunk in memory."""
+        out = np.empty((self.out.shape[0], k, self.model.n_params))
+        target = torch.from_numpy(out)
+        for rows, blocks in self.jacobian_blocks(chunk, weights=weights):
             for name, a, b in self.columns():
-                Jt[rows, :, a:b] = blocks[name].reshape(rows.stop - rows.start, K, b - a)
-        return J
+                target[rows, :, a:b] = blocks[name].reshape(rows.stop - rows.start, k, b - a)
+            del blocks
+        return out
 
     def columns(self) -> Iterator[tuple[str, int, int]]:
         """(parameter name, first column, end column) of each parameter tensor in θ."""

@@ -25,7 +25,8 @@ from torch.func import jacrev, vmap
 
 from host.nn import MSE, SigmoidBCE, SoftmaxCrossEntropy
 from host.objective import Objective
-from host.torch.model import TorchModel
+from host.nn.curvature import block_diagonal
+from host.torch.model import TorchModel, checked_chunk_mb
 
 LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "ce": SoftmaxCrossEntropy, "mse": MSE, "bce": SigmoidBCE}
 _MODULES = {torch.nn.CrossEntropyLoss: SoftmaxCrossEntropy, torch.nn.MSELoss: MSE,
@@ -213,25 +214,15 @@ class TorchModelObjective(Objective):
         L = np.asarray(self.loss.hessian_sqrt(lin.out, y), dtype=np.float64)     # (B, K, k)
         if L.ndim != 3 or L.shape[:2] != (B, K):
             raise ValueError(f"hessian_sqrt must have shape ({B}, {K}, k), got {L.shape}")
-        k = L.shape[2]
-        U = np.empty((B, k, self.model.n_params))
-        Ut = torch.from_numpy(U)
         weights = np.ascontiguousarray(L.transpose(0, 2, 1)) / math.sqrt(B)        # (B, k, K)
-        for rows, blocks in lin.jacobian_blocks(weights=weights):
-            c = rows.stop - rows.start
-            for name, a, b in lin.columns():
-                Ut[rows, :, a:b] = blocks[name].reshape(c, k, b - a)
-            del blocks
-        return U.reshape(B * k, -1)
+        return lin.assemble(L.shape[2], weights=weights).reshape(B * L.shape[2], -1)
 
     def ggn_factors(self, theta: np.ndarray, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """(J, H) as ``host.nn.curvature.ggn_factors``, J assembled chunk by chunk in place."""
         lin = self.model.linearize(theta, X)
         B, K = lin.out.shape
-        Hb = np.asarray(self.loss.hessian(lin.out, y), dtype=np.float64) / B
-        H = np.zeros((B, K, B, K))
-        H[np.arange(B), :, np.arange(B), :] = Hb
-        return lin.jacobian().reshape(B * K, -1), H.reshape(B * K, B * K)
+        H = block_diagonal(np.asarray(self.loss.hessian(lin.out, y), dtype=np.float64) / B)
+        return lin.jacobian().reshape(B * K, -1), H
 
 
 def TorchObjective(module: Any, loss: Any, jacobian_chunk_mb: float | None = None) -> Objective:
@@ -242,9 +233,7 @@ def TorchObjective(module: Any, loss: Any, jacobian_chunk_mb: float | None = Non
     if isinstance(module, TorchModel):
         model = module
         if jacobian_chunk_mb is not None:
-            if not (isinstance(jacobian_chunk_mb, (int, float)) and jacobian_chunk_mb > 0):
-                raise ValueError(f"jacobian_chunk_mb must be a number > 0, got {jacobian_chunk_mb!r}")
-            model.jacobian_chunk_mb = float(jacobian_chunk_mb)
+            model.jacobian_chunk_mb = checked_chunk_mb(jacobian_chunk_mb)
     else:
         model = TorchModel(module, **({} if jacobian_chunk_mb is None else {"jacobian_chunk_mb": jacobian_chunk_mb}))
     ours = loss_of(loss)

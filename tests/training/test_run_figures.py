@@ -42,10 +42,11 @@ def write_run(path: Path, algo: str = "tngd", *, n_steps: int = 20, eval_every: 
 
     def evaluation(step: int) -> dict:
         score = 0.5 + step / (2.0 * max(n_steps, 1)) if loss != "mse" else -0.3 + step / max(n_steps, 1)
-        row = {"step": step, "epoch": step // 10, "train_loss": 1.0 / (1 + step), "train_accuracy": score,
-               "test_loss": 1.1 / (1 + step), "test_accuracy": score - 0.02, **totals}
+        key = "r2" if loss == "mse" else "accuracy"          # as training writes them
+        row = {"step": step, "epoch": step // 10, "train_loss": 1.0 / (1 + step), f"train_{key}": score,
+               "test_loss": 1.1 / (1 + step), f"test_{key}": score - 0.02, **totals}
         if posterior:
-            row.update(posterior_test_loss=1.0 / (1 + step), posterior_test_accuracy=score)
+            row.update({"posterior_test_loss": 1.0 / (1 + step), f"posterior_test_{key}": score})
         return row
     rows = [evaluation(0)]
     for step in range(1, n_steps + 1):
@@ -137,6 +138,7 @@ def test_a_regression_run_says_r2(tmp_path):
     figures = figures_of_run(run)
     acc = figures["loss.png"].axes[1]
     assert acc.get_title() == "R²" and acc.get_ylabel() == "R²"
+    assert acc.get_lines() and len(acc.get_lines()[0].get_xdata()) == 3      # the test_r2 rows are drawn
     close(figures)
     assert overlay_figure([run], metric="test_accuracy").axes[0].get_ylabel() == "test R²"
 
