@@ -29,8 +29,9 @@ Series = tuple[list[float], list[float]]
 
 
 @dataclass
-class Run:
-    """One run directory: its configuration and its rows, sorted by kind."""
+class RunRows:
+    """One run directory as figures see it: its configuration and its metric rows, sorted by
+    kind (``host.load_run`` is the other reading, the trained model)."""
     path: Path
     config: dict
     steps: list[dict]          # one per optimizer step (they carry "batch_loss")
@@ -75,7 +76,7 @@ class Run:
         return " ".join(filter(None, (self.algo, self.key_hyper(n), f"s{self.config.get('seed', '?')}")))
 
 
-def read_run(run_dir: str | Path) -> Run:
+def read_rows(run_dir: str | Path) -> RunRows:
     """Read a run directory; lines that are not JSON objects (a line cut short by a killed run)
     are skipped rather than refusing the whole run."""
     path = Path(run_dir)
@@ -100,7 +101,7 @@ def read_run(run_dir: str | Path) -> Run:
             evals.append(row)
         elif "batch_loss" in row:
             steps.append(row)
-    return Run(path, config if isinstance(config, dict) else {}, steps, evals, error)
+    return RunRows(path, config if isinstance(config, dict) else {}, steps, evals, error)
 
 
 def _fmt(v: Any, width: int = 24) -> str:
@@ -194,7 +195,7 @@ def _langevin(steps: list[dict]) -> dict[str, dict[str, Series]]:
     return out
 
 
-def _stamp(fig: Any, run: Run) -> None:
+def _stamp(fig: Any, run: RunRows) -> None:
     """The run's title on top, and why it stopped at the bottom; fixed margins, because
     matplotlib's automatic layout costs more than the drawing."""
     fig.suptitle(run.title(), fontsize=10)
@@ -208,7 +209,7 @@ def _stamp(fig: Any, run: Run) -> None:
 def figures_of_run(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's figures by file name ("loss.png", and "langevin.png" when the steps carry
     Langevin diagnostics), not yet saved; None without matplotlib."""
-    run = read_run(run_dir)
+    run = read_rows(run_dir)
     plt = pyplot()
     if plt is None:
         return None
@@ -266,8 +267,8 @@ def overlay_figure(run_dirs: Sequence[str | Path], x: str = "step", metric: str 
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if x not in X_AXES:
         raise ValueError(f"unknown x axis {x!r}; known: {', '.join(X_AXES)}")
-    runs = [read_run(d) for d in run_dirs]
-    def key(run: Run) -> str:      # an accuracy asked of a regression run is its R², and back
+    runs = [read_rows(d) for d in run_dirs]
+    def key(run: RunRows) -> str:      # an accuracy asked of a regression run is its R², and back
         return metric.replace("accuracy", "r2") if run.score_key == "r2" else metric.replace("r2", "accuracy")
     data = [series(r.steps if metric == "batch_loss" else r.evals, key(r), x) for r in runs]
     if not any(xs for xs, _ in data):
