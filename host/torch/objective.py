@@ -15,7 +15,6 @@ chunk, never J and U together.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -202,9 +201,24 @@ def loss_of(loss: Any) -> Any:
                      "callable loss_fn(outputs, targets) -> scalar tensor (the mean over the batch)")
 
 
-@dataclass
-class TorchModelObjective(Objective):
-    """``Objective`` whose GGN factors are filled a chunk of examples at a time."""
+class TorchObjective(Objective):
+    """Loss and gradient, the GGN as (J, H), as U with G = UᵀU, as products Gv and dense, for a
+    torch module: the same questions every optimizer asks of ``host.objective.Objective``, the
+    GGN factors filled a chunk of examples at a time.
+    ``loss``: a name, a torch loss module, a host.nn loss or a callable (see the module
+    docstring); ``jacobian_chunk_mb``: the size of one chunk of the per-example Jacobian."""
+
+    def __init__(self, module: Any, loss: Any, jacobian_chunk_mb: float | None = None) -> None:
+        if isinstance(module, TorchModel):
+            model = module
+            if jacobian_chunk_mb is not None:
+                model.jacobian_chunk_mb = checked_chunk_mb(jacobian_chunk_mb)
+        else:
+            model = TorchModel(module, **({} if jacobian_chunk_mb is None else {"jacobian_chunk_mb": jacobian_chunk_mb}))
+        ours = loss_of(loss)
+        if isinstance(ours, TorchLoss):
+            ours.model = model          # outputs back in the module's shape
+        super().__init__(model, ours)
 
     def ggn_sqrt(self, theta: np.ndarray, X: Any, y: Any) -> np.ndarray:
         """U (B·k, P) with G = UᵀU, U_b = L_bᵀ J_b / √B, written chunk by chunk as the Jacobian
@@ -223,20 +237,3 @@ class TorchModelObjective(Objective):
         B, K = lin.out.shape
         H = block_diagonal(np.asarray(self.loss.hessian(lin.out, y), dtype=np.float64) / B)
         return lin.jacobian().reshape(B * K, -1), H
-
-
-def TorchObjective(module: Any, loss: Any, jacobian_chunk_mb: float | None = None) -> Objective:
-    """Loss and gradient, the GGN as (J, H), as U with G = UᵀU, as products Gv and dense, for a
-    torch module: the same questions every optimizer asks of ``host.objective.Objective``.
-    ``loss``: a name, a torch loss module, a host.nn loss or a callable (see the module
-    docstring); ``jacobian_chunk_mb``: the size of one chunk of the per-example Jacobian."""
-    if isinstance(module, TorchModel):
-        model = module
-        if jacobian_chunk_mb is not None:
-            model.jacobian_chunk_mb = checked_chunk_mb(jacobian_chunk_mb)
-    else:
-        model = TorchModel(module, **({} if jacobian_chunk_mb is None else {"jacobian_chunk_mb": jacobian_chunk_mb}))
-    ours = loss_of(loss)
-    if isinstance(ours, TorchLoss):
-        ours.model = model          # outputs back in the module's shape
-    return TorchModelObjective(model, ours)
