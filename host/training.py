@@ -263,7 +263,8 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
     rng = np.random.default_rng(cfg.seed)
     state = optimizer.init(problem.initial_theta(rng), rng, groups=objective.model.groups)
     start_epoch, totals = 0, {"wall_time_s": 0.0, "device_time": 0.0, "projected_hw_time_s": 0.0,
-                              "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0}
+                              "bytes_sent": 0, "bytes_received": 0, "calibration_time": 0.0,
+                              "saturation_retries": 0}
     chain = Chain(cfg.posterior_every, burn_in or 0, problem, out) if cfg.posterior_every else None
     if cfg.resume:
         state, saved_meta = state_io.load(ckpt, state)
@@ -342,7 +343,7 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
             **{k: last[k] for k in (f"test_{score}", "posterior_test_loss", f"posterior_test_{score}",
                                     "posterior_samples") if k in last},
             **{k: totals[k] for k in ("wall_time_s", "device_time", "calibration_time", "projected_hw_time_s",
-                                      "bytes_sent")},
+                                      "bytes_sent", "saturation_retries")},
             "seed": cfg.seed, "out": str(out), "figures": figures, "hyper": cfg.hyper, **links()}
 
 
@@ -363,7 +364,7 @@ def _step_row(step: int, epoch: int, info: dict, wall: float, uses_device: bool,
     hw = projected_hw_time(digital, info, uses_device, timing)
     totals["wall_time_s"] += wall
     totals["projected_hw_time_s"] += hw
-    for key in ("device_time", "bytes_sent", "bytes_received", "calibration_time"):
+    for key in ("device_time", "bytes_sent", "bytes_received", "calibration_time", "saturation_retries"):
         totals[key] += info.get(key, 0)
     return {"step": step, "epoch": epoch, "batch_loss": info["batch_loss"], "wall_time_s": wall,
             "digital_time_s": digital, "projected_hw_time_s": hw,
@@ -401,7 +402,7 @@ class _Progress:
 
 
 _STEP_INFO = ("device_time", "bytes_sent", "bytes_received", "rank", "scale", "calibration_time",
-              "direction_error", "xi", "kinetic_temperature")
+              "direction_error", "xi", "kinetic_temperature", "saturation_retries")
 
 
 def score_text(score: str, value: float | None) -> str:

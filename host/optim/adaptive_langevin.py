@@ -57,6 +57,7 @@ def adl(h: float | Schedule = 0.25, tau: float | Schedule = 1e-4, sigma_a: float
     def steps(grad: np.ndarray, state: dict, params: Any, *, rng: np.random.Generator,
               info: dict | None = None, **extra: Any) -> Generator:
         n, xi, scale = state["count"], state["xi"], state["scale"]
+        kept = scale
         hn, k = kick_sizes(h_of, n)
         temp = at("temperature τ", tau_of, n, 0.0, False)
         p = state["p"] - k * grad
@@ -68,10 +69,10 @@ def adl(h: float | Schedule = 0.25, tau: float | Schedule = 1e-4, sigma_a: float
                 p = noise_D(p, sigma_a, half, rng) if not second else friction_C(p, xi, half)
             else:
                 thermal = max(math.sqrt(temp), sigma_a * math.sqrt(half))
-                s = momentum_scale(p, thermal, half, headroom * device.vmax, scale or None)
+                s = momentum_scale(p, thermal, half, headroom * device.vmax, kept or None)
                 (res,) = yield [Oscillate(slice(0, p.size), xi, sigma_a**2, p, half, s, stability)]
                 if res.ran:
-                    p, scale = res.value, res.scale
+                    p, scale, kept = res.value, res.scale, res.kept
                 else:
                     p, on_host = exact_ou(p, xi, sigma_a**2, half, rng), 1.0
             if not second:
@@ -83,6 +84,6 @@ def adl(h: float | Schedule = 0.25, tau: float | Schedule = 1e-4, sigma_a: float
             info["kinetic_temperature"], info["xi"] = pp / p.size, float(xi)
             if device is not None:
                 info["on_host"], info["scale"] = on_host, 0.0 if on_host else scale
-        return u + (0.5 * hn) * p, {"count": n + 1, "p": p, "xi": xi, "scale": scale}
+        return u + (0.5 * hn) * p, {"count": n + 1, "p": p, "xi": xi, "scale": kept}
 
     return with_device(init, steps, device, rounds=2)

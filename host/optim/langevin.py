@@ -55,16 +55,17 @@ def langevin(h: float | Schedule = 0.25, gamma: float = 0.1, tau: float | Schedu
         temp = at("temperature τ", tau_of, n, 0.0, False)
         p = state["p"] - k * grad
         u = (0.5 * hn) * p
-        scale, on_host = state["scale"], 0.0
+        kept = scale = state["scale"]
+        on_host = 0.0
         if device is None:
             p = ou_O(p, gamma, temp, hn, rng)
         else:       # O_h as `rounds` runs, so it shares the packets of a partition's other groups
             parts = max(1, rounds or 1)
             for _ in range(parts):
-                s = momentum_scale(p, math.sqrt(temp), hn / parts, headroom * device.vmax, scale or None)
+                s = momentum_scale(p, math.sqrt(temp), hn / parts, headroom * device.vmax, kept or None)
                 (res,) = yield [Oscillate(slice(0, p.size), gamma, 2.0 * gamma * temp, p, hn / parts, s, stability)]
                 if res.ran:
-                    p, scale = res.value, res.scale
+                    p, scale, kept = res.value, res.scale, res.kept
                 else:       # the converters cannot program γ or τ beside the others: same step, host
                     p, on_host = exact_ou(p, gamma, 2.0 * gamma * temp, hn / parts, rng), 1.0
             if info is not None:
@@ -72,6 +73,6 @@ def langevin(h: float | Schedule = 0.25, gamma: float = 0.1, tau: float | Schedu
         check_finite("momenta", p, n)
         if info is not None:
             info["kinetic_temperature"] = float(p @ p) / p.size
-        return u + (0.5 * hn) * p, {"count": n + 1, "p": p, "scale": scale}
+        return u + (0.5 * hn) * p, {"count": n + 1, "p": p, "scale": kept}
 
     return with_device(init, steps, device)

@@ -69,7 +69,8 @@ def natural_langevin(h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, l
         n = state["count"]
         hn = at("step size h", h_of, n, 0.0, True)
         kappa = 2.0 * at("temperature τ", tau_of, n, 0.0, False) / hn      # so that h²κ = 2τh
-        scale, watched = 0.0, {}
+        scale = kept = 0.0
+        watched: dict = {}
         if device is None:
             x = natural_sample(curvature.sqrt(), lam, grad, kappa, rng)
         else:
@@ -82,13 +83,13 @@ def natural_langevin(h: float | Schedule = 0.05, tau: float | Schedule = 1e-4, l
             (res,) = yield [Relax(slice(0, grad.size), grad, lam, **coupling, kappa=kappa, t=t, start=init,
                                   initial=state["last"] if state["warm"] else None, scale=s,
                                   stability=stability)]
-            x, scale = res.value, res.scale
+            x, scale, kept = res.value, res.scale, res.kept
             if info is not None:
                 info.update(scale=scale, temperature=kappa / scale**2, curvature_time_s=digital,
                             rank=0 if form == "dense" else coupling["J"].shape[0])
         if info is not None:
             info["kappa"] = kappa
-        return -(hn * x), {**state, **watched, "count": n + 1, "scale": scale, "last": x, "warm": 1}
+        return -(hn * x), {**state, **watched, "count": n + 1, "scale": kept, "last": x, "warm": 1}
 
     return with_device(init_state, steps, device)
 

@@ -105,7 +105,7 @@ def tngd_direction(device: Any, *, lam: float, t: float, t_delay: float, kappa: 
                 # what the algorithm asked, whatever the loss then does
                 exact = natural_solve(curvature, lam, grad, "woodbury")
                 info["direction_error"] = float(np.linalg.norm(d - exact) / max(np.linalg.norm(exact), 1e-300))
-        return d, {**state, **watched, "scale": result.scale, "last": d, "warm": 1,
+        return d, {**state, **watched, "scale": result.kept, "last": d, "warm": 1,
                    "grad_norm": float(np.linalg.norm(grad))}
 
     return with_device(init_state, steps, device)

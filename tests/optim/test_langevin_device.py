@@ -568,3 +568,35 @@ def test_a_friction_the_realistic_dacs_cannot_program_is_taken_on_the_host():
     x = np.concatenate(out)
     var = tau * -math.expm1(-2 * gamma * h)
     assert abs(x.var() - var) < Z * var * math.sqrt(2 / x.size)
+
+
+def test_a_saturated_packet_is_retried_larger_for_that_step_only(local, monkeypatch):
+    """A read-out at the converters' full scale re-runs the packet with every scale ×16: that
+    step's momenta come from the larger scale, the retry is counted in the step's info, and the
+    next step starts again from the scale the optimizer asked for — a ×16 scale kept for good
+    (the hysteresis keeps one up to 64× too large) would cost every later read-out four bits."""
+    import host.optim.langevin as module
+    from host.optim.backend.scaling import RETRY_FACTOR
+    chosen, asked, squeeze_at = module.momentum_scale, [], 5
+
+    def momentum_scale(p, thermal, t_run, room, old):
+        s = chosen(p, thermal, t_run, room, old)
+        if len(asked) == squeeze_at:
+            s /= RETRY_FACTOR ** 2     # far too small: the thermal noise alone crosses the rails
+        asked.append((old, s))
+        return s
+    monkeypatch.setattr(module, "momentum_scale", momentum_scale)
+    k = stiffnesses([1.0], 50)
+    dev = local(k.size)
+    opt = trainable(langevin(h=0.5, gamma=1.0, tau=1.0, device=dev))
+    st = opt.init(np.zeros(k.size), np.random.default_rng(0))
+    infos = []
+    for _ in range(squeeze_at + 3):
+        st, info = opt.step(st, None, None, Quadratic(k))
+        infos.append(info)
+    retried = infos[squeeze_at]
+    assert [i["saturation_retries"] for i in infos].count(0) == len(infos) - 1
+    assert retried["saturation_retries"] in (1, 2)
+    assert retried["scale"] == asked[squeeze_at][1] * RETRY_FACTOR ** retried["saturation_retries"]
+    assert np.all(np.isfinite(st.theta)) and np.all(np.abs(st.opt["p"]) < 10)
+    assert asked[squeeze_at + 1][0] == asked[squeeze_at][1]      # the next step starts from what was asked

@@ -50,6 +50,7 @@ class Backend:
         self.dev = device
         self.mirror = Mirror()
         self._extra = [0.0, 0, 0, 0.0]     # calibration: device time, bytes up, bytes down, wall s
+        self.retries = 0                   # packets re-sent larger after a saturation, this update
 
     def forget(self) -> None:
         self.mirror.forget()
@@ -60,7 +61,7 @@ class Backend:
         device time, traffic and time in device calls go into ``info``."""
         stats = self.dev.stats
         sent0, recv0 = stats.bytes_sent, stats.bytes_received
-        self._extra = [0.0, 0, 0, 0.0]
+        self._extra, self.retries = [0.0, 0, 0, 0.0], 0
         device_time, call_s = 0.0, 0.0
         try:
             requests = next(steps)
@@ -77,7 +78,7 @@ class Backend:
             info.update(device_time=device_time + cal_t, calibration_time=cal_t,
                         bytes_sent=stats.bytes_sent - sent0 - cal_up,
                         bytes_received=stats.bytes_received - recv0 - cal_down,
-                        device_call_s=call_s + cal_s)
+                        device_call_s=call_s + cal_s, saturation_retries=self.retries)
         return value
 
     def calibration(self, check_only: bool) -> Any:
@@ -136,7 +137,8 @@ class Backend:
             self.dev.run(delay, wait=False)
             self.mirror.delay_running = True
         out = [Result(None, 0.0) if id(r) in refused else
-               Result(values[id(r)] * (r.scale * boost), r.scale * boost) for r in requests]
+               Result(values[id(r)] * (r.scale * boost), r.scale * boost, r.scale) for r in requests]
+        self.retries += attempt
         spent = sum(p[0].t for p in phases_of(relax, "readout")) + sum(p[0].t for p in phases_of(go)) + delay
         return out, spent
 

@@ -69,6 +69,10 @@ def moved(request: Any, offset: int) -> Any:
 class Result:
     value: np.ndarray | None            # in the request's units (None: refused)
     scale: float                        # the scale it ran at (s·16^retries; 0 when refused)
+    kept: float = 0.0                   # the scale to start from next step: the one asked for
+
+    # A retry's larger scale answers one packet's saturation; kept for good it would cost every
+    # later read-out four bits of resolution (the hysteresis keeps a scale up to 64× too large).
 
     @property
     def ran(self) -> bool:
