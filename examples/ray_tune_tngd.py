@@ -17,15 +17,20 @@ metrics.jsonl, loss.png) is under --storage.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
+
+from host import farm          # first: without Ray it says what to install
 
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from host import farm
+from host.data import load
 from host.training import TrainConfig, train
+
+BATCH = 32
 
 
 def trial(config: dict) -> None:
@@ -33,7 +38,7 @@ def trial(config: dict) -> None:
     board, _lock = farm.claim_board()           # a board of this node, held while the trial runs
     out = Path(tune.get_context().get_trial_dir()) / "run"
     keep = ("test_loss", "test_accuracy", "train_loss", "step", "projected_hw_time_s")
-    train(TrainConfig(algo="tngd", dataset="digits", device=board or "spawn://", epochs=config["epochs"],
+    train(TrainConfig(algo="tngd", dataset="digits", device=board or "spawn://", epochs=config["epochs"], batch_size=BATCH,
                       hyper={"lam": config["lam"], "t": config["t"]}, eval_every=config["eval_every"],
                       seed=config["seed"], out=str(out), progress=False,
                       on_evaluation=lambda row: tune.report({k: row[k] for k in keep if k in row})))
@@ -49,13 +54,15 @@ def main() -> None:
     p.add_argument("--storage", default="runs/tune", help="where the trials' directories go")
     a = p.parse_args()
     farm.start(a.address, a.devices)
+    steps = a.epochs * math.ceil(len(load("digits").X_train) / BATCH)   # a trial's whole length
     space = {"lam": tune.loguniform(1e-3, 1.0), "t": tune.choice([5.0, 20.0, 50.0]),
              "epochs": a.epochs, "eval_every": 10, "seed": a.seed}
     tuner = tune.Tuner(
         tune.with_resources(trial, {"cpu": 1, farm.DEVICE_RESOURCE: 1}),
         param_space=space,
         tune_config=tune.TuneConfig(metric="test_loss", mode="min", num_samples=a.samples,
-                                    scheduler=ASHAScheduler(time_attr="step", grace_period=20)),
+                                    scheduler=ASHAScheduler(time_attr="step", grace_period=min(20, steps),
+                                                            max_t=steps)),
         run_config=tune.RunConfig(storage_path=os.path.abspath(a.storage), name="tngd-lam-t", verbose=1))
     best = tuner.fit().get_best_result()
     print(f"best: lam = {best.config['lam']:.4g}, t = {best.config['t']:g}: test loss "

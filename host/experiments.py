@@ -18,7 +18,10 @@ against projected hardware time) and ``OUT/STUDY.md`` (the table of final number
 under ``--runs`` (default runs/experiments) and reused when a later study has the same arm, seed and settings.
 A step-size sweep instead trains each method at its default step × 2^k and writes the table of
 final test accuracies (which methods keep working over the widest range) and its figure. A run
-that diverges is a result: it is recorded as such and counts as chance accuracy.
+that diverges is a result: it is recorded as such and counts as chance accuracy. A run whose
+device fails (it died, stopped answering, was taken over) is not: it stays unfinished, the
+other runs go on, the command ends with an error naming it, and the same command resumes it
+from its checkpoint. The runs themselves (``Job``, ``run_job``) are ``host/study_runs.py``.
 
 With ``--ray [ADDRESS]`` every arm × seed is a Ray task (digital arms) or a call to a device-
 owning actor (device arms) across a cluster (``host/farm.py``); the results are the same runs,
@@ -30,7 +33,6 @@ import argparse
 import hashlib
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,53 +40,7 @@ from typing import Any
 import numpy as np
 
 from host.plots import pyplot
-from host.run_dir import checkpoint_meta, write_atomic
-from host.training import TrainConfig, TrainingError, train
-
-
-@dataclass(frozen=True)
-class Arm:
-    label: str
-    algo: str
-    hyper: dict[str, Any] = field(default_factory=dict)
-    profile: str | None = None
-    """Hardware profile of the device arms (None: the study's --device as given)."""
-    edits: dict[str, Any] = field(default_factory=dict)
-    """Changes to that profile (``{"dac_bits_coupling": 10}``): the run gets a profile file of
-    its own, written next to the runs, as a user would write one."""
-    calibrate: bool = True
-
-
-def profile_file(base: str, edits: dict[str, Any], root: Path) -> Path:
-    """A profile file: the built-in ``base`` with ``edits`` applied (the study's own chips)."""
-    from device.analog.profiles import SECTIONS, get_profile
-    prof = get_profile(base)
-    tag = "-".join(f"{k}{v}" for k, v in sorted(edits.items()))
-    name = f"{base}-{tag}"
-    lines = [f'name = "{name}"', f'description = "{prof.description} — with {tag}"']
-    for section, keys in SECTIONS.items():
-        lines.append(f"\n[{section}]")
-        lines += [f"{k} = {_toml_value(edits.get(k, getattr(prof, k)))}" for k in keys]
-    lines += ["\n[sources]", f'edits = "{base} with {tag} (a study\'s variant)"']
-    path = root / "profiles" / f"{name}.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _toml_value(value: Any) -> str:
-    """A TOML literal for the values profiles hold (numbers, strings, lists of strings)."""
-    if isinstance(value, (tuple, list, str)):
-        return json.dumps(list(value) if not isinstance(value, str) else value)
-    return repr(value)
-
-
-def arm_device(arm: Arm, device: str, root: Path) -> str:
-    """The study's device URL with the arm's profile (a file of its own when edited)."""
-    if arm.profile is None:
-        return device
-    profile = str(profile_file(arm.profile, arm.edits, root).resolve()) if arm.edits else arm.profile
-    return f"{device}{'&' if '?' in device else '?'}profile={profile}"
+from host.study_runs import Arm, Job, StudyError, evaluation_rows, run_dir_of, run_jobs
 
 
 # The paper's TNGD settings (Donatella et al. 2024): η = 0.01, t = 50τ, λ = 0.01.
@@ -235,7 +191,7 @@ def working_range(values: list[float], means: list[float], threshold: float = WO
 
 def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
               runs_dir: Path, dataset: str, device: str = "spawn://", only: str | None = None,
-              ray: str | None = None, devices: int = 2) -> dict:
+              ray_address: str | None = None, devices: int = 2) -> dict:
     """Final test accuracy of every method at every step size; a diverged run counts as chance
     (0.5) and is reported as such."""
     title, sweeps = SWEEPS[name]
@@ -249,7 +205,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     def job(arm: Arm, seed: int) -> Job:
         return Job(arm, seed, str(runs_dir.resolve()), dataset, epochs, batch, eval_every, device)
     run_jobs([job(sw.arm(v), seed) for sw in sweeps for v in sw.values(OCTAVES) for seed in range(seeds)],
-             ray, devices)
+             ray_address, devices)
     methods = {}
     for sw in sweeps:
         cells = []
@@ -257,7 +213,7 @@ def run_sweep(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
             arm = sw.arm(v)
             finals, diverged = [], 0
             for seed in range(seeds):
-                rows = _rows(job(arm, seed))
+                rows = evaluation_rows(job(arm, seed))
                 failed = rows[-1].get("diverged", False)
                 diverged += failed
                 finals.append(0.5 if failed else rows[-1]["test_accuracy"])
@@ -316,105 +272,6 @@ def _plot_sweep(path: Path, title: str, methods: dict[str, dict]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _run_dir(root: Path, arm: Arm, seed: int, epochs: int, batch: int, eval_every: int) -> Path:
-    key = [arm.algo, arm.hyper, epochs, batch, eval_every]
-    if arm.profile is not None or not arm.calibrate:  # (the older studies' runs keep their keys)
-        key += [arm.profile, arm.edits, arm.calibrate]
-    key = json.dumps(key, sort_keys=True)
-    return root / f"{arm.algo}-{hashlib.sha1(key.encode()).hexdigest()[:10]}-s{seed}"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run of a study: an arm, a seed and the study's settings (what a worker of a
-    cluster needs to run it; paths absolute so any worker's directory will do)."""
-    arm: Arm
-    seed: int
-    root: str
-    dataset: str
-    epochs: int
-    batch: int
-    eval_every: int
-    device: str
-
-    @property
-    def needs_device(self) -> bool:
-        from host.optim import ALGORITHMS
-        return ALGORITHMS[self.arm.algo].needs_device(self.arm.hyper)
-
-    @property
-    def out(self) -> Path:
-        return _run_dir(Path(self.root), self.arm, self.seed, self.epochs, self.batch, self.eval_every)
-
-    @property
-    def done(self) -> bool:
-        return (self.out / "summary.json").exists()
-
-
-def run_job(job: Job, device: str | None = None) -> dict:
-    """Train the job's run unless it is done; a run a dead worker left with a checkpoint is
-    resumed from it (its steps since the checkpoint are dropped, none is counted twice).
-    ``device`` replaces the study's device URL (a board a cluster node owns). The summary."""
-    out, done = job.out, job.out / "summary.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    arm = job.arm
-    ckpt = out / "checkpoint.npz"
-    resume = ckpt.exists() and (out / "config.json").exists()
-    if resume and _checkpoint_epochs(ckpt) >= job.epochs:      # died between the last checkpoint
-        summary = _summary_from_metrics(out)                    # and the summary: nothing to train
-        write_atomic(done, json.dumps(summary))
-        return summary
-    url = device or job.device
-    cfg = TrainConfig(algo=arm.algo, dataset=job.dataset, epochs=job.epochs, batch_size=job.batch, seed=job.seed,
-                      out=str(out), hyper=dict(arm.hyper), progress=False, eval_every=job.eval_every,
-                      device=arm_device(arm, url, Path(job.root)) if job.needs_device else None,
-                      calibrate=arm.calibrate, resume=resume)
-    t0 = time.perf_counter()
-    try:
-        summary = train(cfg)
-    except TrainingError as e:   # a diverged chain is a result of the study, kept as such
-        summary = {"diverged": str(e)}
-        print(f"  {arm.label:<22} seed {job.seed}: diverged ({time.perf_counter() - t0:.0f} s): {e}",
-              file=sys.stderr, flush=True)
-    else:
-        print(f"  {arm.label:<22} seed {job.seed}: test loss {summary['final_test_loss']:.4f}, "
-              f"accuracy {summary['test_accuracy']:.2%} ({time.perf_counter() - t0:.0f} s"
-              f"{', resumed' if resume else ''})", file=sys.stderr, flush=True)
-    write_atomic(done, json.dumps(summary))     # a summary is the run's "done": never half written
-    return summary
-
-
-def _checkpoint_epochs(ckpt: Path) -> int:
-    return int(checkpoint_meta(ckpt)["epoch"]) + 1
-
-
-def _summary_from_metrics(out: Path) -> dict:
-    last = [r for r in map(json.loads, open(out / "metrics.jsonl")) if "test_loss" in r][-1]
-    return {"iterations": last["step"], "final_train_loss": last["train_loss"],
-            "final_test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"],
-            "out": str(out), "rebuilt_from": "metrics.jsonl"}
-
-
-def _rows(job: Job) -> list[dict]:
-    rows = [r for r in map(json.loads, open(job.out / "metrics.jsonl")) if "test_loss" in r]
-    if "diverged" in json.loads((job.out / "summary.json").read_text()):
-        rows.append({"diverged": True})
-    return rows
-
-
-def run_jobs(jobs: list[Job], ray: str | None = None, devices: int = 2) -> None:
-    """Train every job not yet done: in turn here, or across a Ray cluster (``ray``: its
-    address, or 'local' for a cluster of this machine with ``devices`` emulated devices)."""
-    todo = [j for j in jobs if not j.done]
-    if ray is None:
-        for job in todo:
-            run_job(job)
-        return
-    from host.farm import run_on_ray
-    run_on_ray(todo, address=None if ray == "local" else ray, devices=devices)
 
 
 def direction_errors(run_dir: Path) -> list[float]:
@@ -500,7 +357,7 @@ def _select(items: list, only: str | None, what: str) -> list:
 
 def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int, out: Path,
               runs_dir: Path, dataset: str = "digits", device: str = "spawn://",
-              only: str | None = None, ray: str | None = None, devices: int = 2) -> dict:
+              only: str | None = None, ray_address: str | None = None, devices: int = 2) -> dict:
     title, arms = STUDIES[name]
     study = name
     metric = SETTINGS.get(name, {}).get("metric", "test_loss")
@@ -511,12 +368,12 @@ def run_study(name: str, *, seeds: int, epochs: int, batch: int, eval_every: int
     print(f"{name}: {title} — {len(arms)} arms x {seeds} seeds, {epochs} epochs", file=sys.stderr)
     def job(arm: Arm, seed: int) -> Job:
         return Job(arm, seed, str(runs_dir.resolve()), dataset, epochs, batch, eval_every, device)
-    run_jobs([job(arm, s) for arm in arms for s in range(seeds)], ray, devices)
+    run_jobs([job(arm, s) for arm in arms for s in range(seeds)], ray_address, devices)
     curves = {}
     for arm in arms:
-        runs = [_rows(job(arm, s)) for s in range(seeds)]
+        runs = [evaluation_rows(job(arm, s)) for s in range(seeds)]
         curves[arm.label] = {"algo": arm.algo, "hyper": arm.hyper, **aggregate(runs)}
-        errors = [direction_errors(_run_dir(runs_dir, arm, s, epochs, batch, eval_every))
+        errors = [direction_errors(run_dir_of(runs_dir, arm, s, epochs, batch, eval_every))
                   for s in range(seeds)]
         if any(errors):
             curves[arm.label]["direction_error"] = float(np.mean([e for run in errors for e in run]))
@@ -569,9 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
             out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only,
-            ray=a.ray, devices=a.devices)
+            ray_address=a.ray, devices=a.devices)
     except (ValueError, ImportError) as e:     # e.g. an unknown --only label: one line, nothing run
         print(f"python -m host.experiments: error: {e}", file=sys.stderr)
+        return 1
+    except StudyError as e:                    # some runs unfinished: the rest are kept
+        print(f"python -m host.experiments: {e}", file=sys.stderr)
         return 1
     return 0
 

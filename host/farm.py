@@ -9,12 +9,14 @@ every run gets a fresh ``spawn://`` daemon seeded by its own seed, exactly as a 
 so the numbers are the same. An actor runs one job at a time: a run on it has the device to
 itself for its whole duration. Digital runs are plain tasks and need no device.
 
-Faults: an actor is restarted and its job re-run (``max_restarts``, ``max_task_retries``); a
-task is retried (``max_retries``). The re-run resumes from the run's last checkpoint
-(``host.experiments.run_job``), so a dead worker costs the steps since that checkpoint, and a
-step is never counted twice. The runs directory is the results: on several machines it must be
-a filesystem every node sees (the run directories also come back to the driver, so a study
-finishes on a node without one, but a resumed run can only find its checkpoint where it is).
+Faults: a dead actor is restarted and its job re-run, a dead task's worker retried, a run whose
+device failed handed to a device again — each a bounded number of times (``ATTEMPTS``). The
+re-run resumes from the run's last checkpoint (``host.study_runs.run_job``), so a fault costs
+the steps since that checkpoint, and a step is never counted twice. A run that still cannot
+finish is reported at the end (``StudyError``) while the others complete. The runs directory is
+the results: on several machines it must be a filesystem every node sees (the run directories
+also come back to the driver, so a study finishes on a node without one, but a resumed run can
+only find its checkpoint where it is).
 """
 from __future__ import annotations
 
@@ -22,50 +24,68 @@ import fcntl
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 try:
     import ray
 except ImportError as e:        # pragma: no cover - exercised where ray is absent
     raise ImportError("studies on Ray need Ray: pip install 'thermohil[ray]' (or pip install 'ray[tune]')") from e
 
-from host.experiments import Job, run_job
+from host.run_dir import write_atomic
+from host.study_runs import Job, StudyError, run_job
+from host.training import DeviceFailed
 
 DEVICE_RESOURCE = "thermo_device"
 BOARDS_ENV = "THERMOHIL_DEVICE_URLS"
 LOCK_DIR_ENV = "THERMOHIL_LOCK_DIR"
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json")
+ATTEMPTS = 3            # tries per run (the first included) before it is reported unfinished
+PROGRESS_EVERY_S = 60.0
+
+
+def _board_key(url: str) -> str:
+    """One lock per board endpoint, however its URL's options are spelled."""
+    u = urlparse(url)
+    return "".join(c if c.isalnum() else "_" for c in f"{u.scheme}_{u.netloc}{u.path}")
 
 
 def claim_board() -> tuple[str | None, Any]:
     """One of this node's boards (``THERMOHIL_DEVICE_URLS``) that no other process on the node
-    holds, and the open lock that holds it; (None, None) on a node without boards."""
+    holds, and the open lock that holds it (the kernel releases it when the process dies);
+    (None, None) on a node without boards."""
     urls = [u.strip() for u in os.environ.get(BOARDS_ENV, "").split(",") if u.strip()]
     if not urls:
         return None, None
     lock_dir = Path(os.environ.get(LOCK_DIR_ENV, "/tmp"))
     for url in urls:
-        name = "".join(c if c.isalnum() else "_" for c in url)
-        fd = open(lock_dir / f"thermohil-board-{name}.lock", "w")
+        path = lock_dir / f"thermohil-board-{_board_key(url)}.lock"
+        try:
+            fd = open(path, "a")
+        except OSError as e:
+            raise RuntimeError(f"node {socket.gethostname()}: cannot open the board lock {path}: {e} "
+                               f"(set {LOCK_DIR_ENV} to a directory this user can write)") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fd.close()
             continue
         return url, fd
-    raise RuntimeError(f"every board of this node ({', '.join(urls)}) is held by another actor: the node "
-                       f"declares more {DEVICE_RESOURCE} than it lists in {BOARDS_ENV}")
+    raise RuntimeError(f"node {socket.gethostname()}: every board of this node ({', '.join(urls)}) is held "
+                       f"by another actor: the node declares more {DEVICE_RESOURCE} than it lists in {BOARDS_ENV}")
 
 
 def _run_files(job: Job, device: str | None) -> dict[str, str]:
+    """Train the job (one BLAS thread, as the serial study) and return its record's files."""
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):          # as the serial study: one BLAS thread per run
+    with threadpool_limits(1):
         run_job(job, device)
     return {name: (job.out / name).read_text() for name in RUN_FILES if (job.out / name).exists()}
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1)
+@ray.remote(max_restarts=ATTEMPTS - 1, max_task_retries=ATTEMPTS - 1)
 class DeviceActor:
     """Owns one device: a board of its node, or an emulator slot (``spawn://`` per run)."""
 
@@ -73,14 +93,16 @@ class DeviceActor:
         self.url, self._lock = claim_board()
 
     def where(self) -> dict:
+        """Which node, process and board (None: emulator slot) this actor is."""
         return {"node": socket.gethostname(), "pid": os.getpid(), "board": self.url}
 
     def run(self, job: Job) -> dict[str, str]:
         return _run_files(job, self.url)
 
 
-@ray.remote(max_retries=3)
+@ray.remote(max_retries=ATTEMPTS - 1)
 def _digital(job: Job) -> dict[str, str]:
+    """A run that needs no device, as a plain task (retried if its worker dies)."""
     return _run_files(job, None)
 
 
@@ -89,40 +111,112 @@ def start(address: str | None, devices: int) -> None:
     emulated devices (as many CPUs as the machine, at least one per device)."""
     if ray.is_initialized():
         return
-    if address is None:
-        ray.init(num_cpus=max(os.cpu_count() or 1, devices), resources={DEVICE_RESOURCE: devices},
-                 include_dashboard=False, log_to_driver=True, configure_logging=False)
-    else:
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
+    try:
+        if address is None:
+            ray.init(num_cpus=max(os.cpu_count() or 1, devices), resources={DEVICE_RESOURCE: devices},
+                     include_dashboard=False, log_to_driver=True, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=True, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
+        hint = (" (is it up? `ray status` on its head node; --ray without an address starts a local one)"
+                if address else "")
+        raise StudyError(f"could not join {where}: {type(e).__name__}: {e}{hint}") from e
+
+
+def _check_devices(device_jobs: list[Job]) -> None:
+    """On a cluster a device arm runs on the cluster's devices, so the study's --device can only
+    be the emulator (a board is given to the farm by the node that has it)."""
+    given = sorted({j.device for j in device_jobs if urlparse(j.device).scheme != "spawn"})
+    if given:
+        raise ValueError(f"--device {given[0]} with --ray: on a cluster, device runs use the cluster's "
+                         f"devices — emulators, or boards listed in {BOARDS_ENV} on the nodes that have "
+                         "them; --device names one device for a study run here")
+
+
+def _start_actors(n: int, device_jobs: list[Job]) -> list[Any]:
+    """The device actors, each checked alive; refused if they mix boards and emulators (one
+    arm's seeds would average two kinds of device), or if an arm sets an emulator profile and
+    the devices are boards."""
+    actors = [DeviceActor.options(resources={DEVICE_RESOURCE: 1}, num_cpus=1).remote() for _ in range(n)]
+    try:
+        where = ray.get([a.where.remote() for a in actors], timeout=300)
+    except Exception as e:      # noqa: BLE001 - every way an actor fails to start is reported the same
+        for a in actors:
+            ray.kill(a)
+        raise StudyError(f"the device actors did not start: {type(e).__name__}: {e}") from e
+    boards = [w for w in where if w["board"]]
+    refusal = None
+    if boards and len(boards) < len(where):
+        refusal = (f"this cluster mixes boards ({', '.join(w['node'] + ': ' + w['board'] for w in boards)}) and "
+                   f"{len(where) - len(boards)} emulator slot(s): a study's device runs must run on one kind "
+                   f"(declare {DEVICE_RESOURCE} only on the boards' nodes, or run the boards' study apart "
+                   "with its own --runs)")
+    profiled = sorted({j.arm.label for j in device_jobs if j.arm.profile is not None})
+    if boards and profiled and refusal is None:
+        refusal = (f"arm(s) {', '.join(profiled)} set an emulator profile (a chip's non-idealities), which a "
+                   "board cannot take: run them on emulators")
+    if refusal:
+        for a in actors:
+            ray.kill(a)
+        raise ValueError(refusal)
+    return actors
 
 
 def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
                say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> None:
     """Run every job on the cluster: device jobs on the device actors (one at a time each),
-    digital jobs as tasks; each run's files are written back to this machine's runs directory."""
-    start(address, devices)
-    n_devices = int(ray.cluster_resources().get(DEVICE_RESOURCE, 0))
+    digital jobs as tasks; each run's files are written back to this machine's runs directory.
+    Runs that cannot finish are named by a StudyError once every other run is done."""
     device_jobs = [j for j in jobs if j.needs_device]
     digital_jobs = [j for j in jobs if not j.needs_device]
+    _check_devices(device_jobs)
+    start(address, devices)
+    n_devices = int(ray.cluster_resources().get(DEVICE_RESOURCE, 0))
     if device_jobs and n_devices == 0:
         raise ValueError(f"the cluster declares no {DEVICE_RESOURCE} resource, and {len(device_jobs)} runs "
                          f"need a device: start its nodes with --resources '{{\"{DEVICE_RESOURCE}\": K}}'")
-    actors = [DeviceActor.options(resources={DEVICE_RESOURCE: 1}, num_cpus=1).remote()
-              for _ in range(min(n_devices, len(device_jobs)))]
+    actors = _start_actors(min(n_devices, len(device_jobs)), device_jobs) if device_jobs else []
     say(f"ray: {len(jobs)} runs ({len(device_jobs)} on {len(actors)} devices, {len(digital_jobs)} digital) "
         f"on {int(ray.cluster_resources().get('CPU', 0))} CPUs")
     pending: dict[Any, tuple[Job, Any]] = {}
     for job in digital_jobs:
         pending[_digital.options(num_cpus=1).remote(job)] = (job, None)
-    queue, idle = list(device_jobs), list(actors)
+    queue, idle, tries = list(device_jobs), list(actors), {id(j): 0 for j in device_jobs}
+    failed: list[str] = []
+    done, last_say = 0, time.monotonic()
     try:
         while pending or queue:
             while queue and idle:
                 actor, job = idle.pop(), queue.pop(0)
+                tries[id(job)] += 1
                 pending[actor.run.remote(job)] = (job, actor)
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            if not pending:         # device runs left, and no device actor alive to take them
+                failed += [f"{j.arm.label} seed {j.seed}: no device left (every device actor died)" for j in queue]
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+            if not ready or time.monotonic() - last_say >= PROGRESS_EVERY_S:
+                running = ", ".join(f"{j.arm.label} s{j.seed}" for j, _ in list(pending.values())[:6])
+                say(f"ray: {done}/{len(jobs)} runs done; running {running}{' …' if len(pending) > 6 else ''}")
+                last_say = time.monotonic()
+            if not ready:
+                continue
             job, actor = pending.pop(ready[0])
-            _write_back(job, ray.get(ready[0]))
+            try:
+                _write_back(job, ray.get(ready[0]))
+                done += 1
+            except DeviceFailed as e:            # the run is unfinished: another go, from its checkpoint
+                if tries[id(job)] < ATTEMPTS:
+                    say(f"ray: {_cause(e)}; trying again ({tries[id(job)]}/{ATTEMPTS})")
+                    queue.insert(0, job)
+                else:
+                    failed.append(_cause(e))
+            except ray.exceptions.RayActorError as e:   # its actor is gone for good (restarts used up)
+                failed.append(f"{job.arm.label} seed {job.seed}: its device actor died: {e}")
+                actor = None
+            except Exception as e:  # noqa: BLE001 - any other failure of one run: reported, the rest go on
+                cause = getattr(e, "cause", None) or e
+                failed.append(f"{job.arm.label} seed {job.seed}: {type(cause).__name__}: {_cause(e)}")
             if actor is not None and queue:
                 idle.append(actor)
             elif actor is not None:      # no device job left for it: its CPU goes to digital runs
@@ -130,12 +224,21 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
     finally:
         for actor in actors:
             ray.kill(actor)
+    if failed:
+        raise StudyError(f"{len(failed)} of {len(jobs)} runs did not finish; the others are kept and the same "
+                         "command resumes these: " + "; ".join(failed))
+
+
+def _cause(e: BaseException) -> str:
+    """The message of the exception a remote call raised (not Ray's wrapping with its traceback)."""
+    return str(getattr(e, "cause", None) or e)
 
 
 def _write_back(job: Job, files: dict[str, str]) -> None:
-    """A run's record in this machine's runs directory (a no-op where the worker shares it)."""
+    """A run's record in this machine's runs directory (a no-op where the worker shares it);
+    summary.json, the run's 'done' mark, last, and every file whole or not at all."""
     job.out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        path = job.out / name
+    for name in sorted(files, key=lambda n: n == "summary.json"):
+        path, text = job.out / name, files[name]
         if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+            write_atomic(path, text)

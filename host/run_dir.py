@@ -136,7 +136,9 @@ def trim_metrics(path: Path, step: int) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """``path`` holds ``text`` whole or its old contents, never part (a temporary of this
+    process's own, so writers in several processes never share one)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

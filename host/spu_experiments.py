@@ -83,7 +83,7 @@ def ensemble_chips(where: Path) -> dict[str, str]:
     """The chips of the ensemble table: spu-8 as assumed, and spu-8 with 6-bit coupling banks
     and no component mismatch (a profile file written for it), whose only error is the
     coupling quantisation that stochastic rounding addresses."""
-    from host.experiments import profile_file
+    from host.study_runs import profile_file
     fine = profile_file("spu-8", {"dac_bits_coupling": 6, "gain_sigma": 0.0, "cap_sigma": 0.0},
                         where)
     return {"spu-8": "spawn://?profile=spu-8",

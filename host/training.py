@@ -70,6 +70,10 @@ class TrainConfig:
     timeout: float | None = None  # device reply timeout (s); None: 30 s
     retries: int | None = None  # resends of an unanswered idempotent packet; None: driver default
     calibrate: bool = True  # calibrate a device whose CAL_VALID is 0 before training
+    #: where a device's saved trims are looked for and kept (None: the user's cache,
+    #: ``THERMOHIL_CALIBRATION_DIR``); a study gives each run its own, so no run's numbers
+    #: depend on which run happened to calibrate the shared chip first
+    calibration_dir: str | None = None
     lease_ms: int = 30_000  # the device lease; on a declared-slow link, packets fit a third of it
     model: Any = None
     loss: Any = None
@@ -96,6 +100,22 @@ class TrainingError(RuntimeError):
     """Training stopped; the last good checkpoint is kept."""
 
 
+class DeviceFailed(TrainingError):
+    """The device failed mid-run (it died, rebooted, was taken over or stopped answering): the
+    run is unfinished, not a result — resume it from its checkpoint. Training stopped by the
+    numbers themselves (a diverged chain, a curvature the device cannot hold) stays a plain
+    ``TrainingError``."""
+
+
+def session_seed(seed: int, from_step: int) -> int:
+    """The seed of a spawned device for a session that starts at ``from_step``: the run's seed
+    for the first, a fresh stream for a resumed one (the run's seed again would replay the
+    noise its first steps already used)."""
+    if from_step == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, from_step]).generate_state(1)[0] % 2**31)
+
+
 def device_url(url: str | None, n_params: int, rank: int, seed: int) -> str:
     """The embedded default spawns a device sized for the model (one cell per parameter)."""
     if url in (None, "", "none"):
@@ -111,7 +131,7 @@ def device_url(url: str | None, n_params: int, rank: int, seed: int) -> str:
 
 
 def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
-                     n_train: int) -> tuple[Any, Any]:
+                     n_train: int, from_step: int = 0) -> tuple[Any, Any]:
     spec = ALGORITHMS.get(cfg.algo)
     if spec is None:
         raise ValueError(f"unknown algorithm {cfg.algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
@@ -132,7 +152,7 @@ def _build_optimizer(cfg: TrainConfig, objective: Objective, out_dim: int,
                          f"{' × groups' if blocks > 1 else ''} = {rank}, above the emulator's limit "
                          f"{MAX_EMULATED_RANK}: use --batch-size <= {MAX_EMULATED_RANK // (out_dim * blocks)} "
                          f"{advice}")
-    url = device_url(cfg.device, model.n_params, rank, cfg.seed)
+    url = device_url(cfg.device, model.n_params, rank, session_seed(cfg.seed, from_step))
     dev = host.connect(url, timeout=cfg.timeout or 30.0, retries=cfg.retries, lease_ms=cfg.lease_ms,
                        wait_for_lease=LEASE_WAIT_S, on_wait=say_waiting)
     try:
@@ -207,7 +227,8 @@ def train(cfg: TrainConfig) -> dict:
     # everything that can be refused is checked (and the device connected) before the run
     # directory is touched, and the directory is only prepared once the first step has worked,
     # so a rejected command or a run that fails at once never damages an earlier run
-    optimizer, dev = _build_optimizer(cfg, problem.objective, problem.n_outputs, len(problem.data.X_train))
+    optimizer, dev = _build_optimizer(cfg, problem.objective, problem.n_outputs, len(problem.data.X_train),
+                                      saved_meta["step"] if saved_meta else 0)
     try:
         optimizer.check_model(problem.objective.model)   # e.g. a partition naming a layer the model lacks
         device = device_record(dev.info()) if dev is not None else None
@@ -217,7 +238,7 @@ def train(cfg: TrainConfig) -> dict:
             run_dir.prepare(out, config, saved, saved_meta, device)
 
         timing = dev.info().get("timing") if dev is not None else None
-        startup = _calibrate(dev) if dev is not None and cfg.calibrate else 0.0
+        startup = _calibrate(dev, cfg.calibration_dir) if dev is not None and cfg.calibrate else 0.0
         return _loop(cfg, problem, optimizer, out, ckpt, prepare, config["resolved"]["posterior_burn_in"],
                      timing, startup, link=(lambda: _link_stats(dev)) if dev is not None else None)
     finally:
@@ -241,10 +262,10 @@ def _check_options(cfg: TrainConfig) -> None:
                          f"got {cfg.posterior_burn_in}")
 
 
-def _calibrate(dev: Any) -> float:
+def _calibrate(dev: Any, where: str | None) -> float:
     """Calibrate a device whose calibration is not valid (saying so); the device time it took."""
     from host.calibration import ensure_calibrated
-    report = ensure_calibrated(dev, say=lambda m: print(f"thermohil: {m}", file=sys.stderr))
+    report = ensure_calibrated(dev, say=lambda m: print(f"thermohil: {m}", file=sys.stderr), where=where)
     return report.device_time if report is not None else 0.0
 
 
@@ -327,7 +348,7 @@ def _loop(cfg: TrainConfig, problem: Problem, optimizer: Any, out: Path, ckpt: P
         log.write({"step": state.step, "error": f"{type(e).__name__}: {e}"} | links())
         kept = (f"; the last completed epoch is checkpointed in {ckpt}: continue with --resume"
                 if ckpt.exists() else "; no epoch was completed, so there is no checkpoint")
-        raise TrainingError(f"the device failed at step {state.step}, training stopped: "
+        raise DeviceFailed(f"the device failed at step {state.step}, training stopped: "
                             f"{type(e).__name__}: {e}{kept}") from e
     finally:
         progress.close()

@@ -1,18 +1,22 @@
 """Studies on a local Ray cluster: the same numbers as the serial run, device runs on the
-device-owning actors, and a worker killed mid-run costing only the steps since its checkpoint."""
+device-owning actors, a worker killed mid-run costing only the steps since its checkpoint, and
+a run whose device dies handed to a device again rather than recorded as a result."""
 from __future__ import annotations
 
 import json
 import os
 import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from host import experiments  # noqa: E402
-from host.experiments import STUDIES, Job, run_study  # noqa: E402
+from host import study_runs  # noqa: E402
+from host.experiments import STUDIES, run_study  # noqa: E402
+from host.study_runs import Job, StudyError, run_jobs  # noqa: E402
 
 SMALL = dict(seeds=2, epochs=4, batch=25, eval_every=40, dataset="spiral", device="spawn://")
 ARMS = "AdLaLa,AdLaLa (device)"
@@ -34,7 +38,7 @@ def finals(result: dict) -> dict:
 def test_a_study_on_ray_gives_the_serial_numbers(cluster, tmp_path):
     serial = run_study("spiral-langevin", out=tmp_path / "a", runs_dir=tmp_path / "runs-a", only=ARMS, **SMALL)
     on_ray = run_study("spiral-langevin", out=tmp_path / "b", runs_dir=tmp_path / "runs-b", only=ARMS,
-                       ray="local", devices=2, **SMALL)
+                       ray_address="local", devices=2, **SMALL)
     assert finals(on_ray) == finals(serial)
     assert set(finals(serial)) == {"AdLaLa", "AdLaLa (device)"}
     # the device runs ran on a device (bytes went to a daemon), the digital ones did not
@@ -56,7 +60,7 @@ def test_a_killed_actor_costs_only_the_steps_since_its_checkpoint(cluster, tmp_p
     call = actor.run.remote(job)
     ckpt = job.out / "checkpoint.npz"
     deadline = time.monotonic() + 120
-    while not (ckpt.exists() and experiments._checkpoint_epochs(ckpt) >= 2):
+    while not (ckpt.exists() and study_runs._checkpoint_epochs(ckpt) >= 2):
         assert time.monotonic() < deadline, "no checkpoint within 2 min"
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
@@ -68,7 +72,7 @@ def test_a_killed_actor_costs_only_the_steps_since_its_checkpoint(cluster, tmp_p
     sessions = json.loads(files["config.json"])["resolved"]["sessions"]
     assert len(sessions) == 2 and sessions[1]["from_step"] >= 2 * 20
     whole = Job(arm, 0, str(tmp_path / "whole"), "spiral", 60, 25, 0, "spawn://")
-    uninterrupted = experiments.run_job(whole)
+    uninterrupted = study_runs.run_job(whole)
     resumed = json.loads(files["summary.json"])
     for key in ("final_test_loss", "final_train_loss", "test_accuracy", "iterations"):
         assert resumed[key] == uninterrupted[key], key
@@ -95,6 +99,7 @@ def test_a_cluster_without_devices_refuses_device_runs(tmp_path):
     from host import farm
     arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa (device)")
     job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 1, 25, 0, "spawn://")
+    was_up = ray.is_initialized()
     ray.shutdown()                       # (the module's cluster, if any: this one has no device)
     ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
     try:
@@ -102,7 +107,96 @@ def test_a_cluster_without_devices_refuses_device_runs(tmp_path):
             farm.run_on_ray([job])
     finally:
         ray.shutdown()
+        if was_up:                       # the module's cluster back, for the tests after this one
+            farm.start(None, devices=2)
     assert not job.out.exists()
+
+
+def test_a_board_url_as_the_study_device_is_refused_on_ray(tmp_path):
+    """On a cluster the device runs use the cluster's devices: one --device board URL for every
+    actor would have them all fight over one board. Refused before Ray is even asked."""
+    from host import farm
+    arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa (device)")
+    job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 1, 25, 0, "tcp://127.0.0.1:5555")
+    with pytest.raises(ValueError, match="THERMOHIL_DEVICE_URLS"):
+        farm.run_on_ray([job])
+    assert not job.out.exists()
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        out.add(pid)
+    return out
+
+
+def _kill_the_daemon_after(ckpt: Path, epochs: int) -> threading.Thread:
+    """In the background: once the run has checkpointed ``epochs`` epochs, SIGKILL the emulator
+    daemon this process started (directly, or through a Ray actor of this test's cluster)."""
+    me = os.getpid()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if ckpt.exists() and study_runs._checkpoint_epochs(ckpt) >= epochs:
+                for proc in Path("/proc").iterdir():
+                    if not proc.name.isdigit():
+                        continue
+                    try:
+                        cmd = (proc / "cmdline").read_bytes().split(b"\0")
+                    except OSError:
+                        continue
+                    if b"host.cli" in cmd and b"serve" in cmd and me in _ancestors(int(proc.name)):
+                        os.kill(int(proc.name), signal.SIGKILL)
+                        return
+            time.sleep(0.02)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _one_pass_each(run: Path, steps: int) -> list[dict]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "batch_loss" in r] == list(range(1, steps + 1))
+    return json.loads((run / "config.json").read_text())["resolved"]["sessions"]
+
+
+def test_a_run_whose_device_dies_is_unfinished_not_a_result_and_resumes(tmp_path):
+    """Serial: the emulator daemon of a device run is SIGKILLed after its second checkpoint. The
+    run is not recorded as diverged (no summary.json); the study ends with StudyError naming it;
+    the same command resumes it on a fresh device (a second session, with a seed of its own so
+    the noise is not replayed) and every step appears once."""
+    arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa (device)")
+    job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 40, 25, 0, "spawn://")
+    watcher = _kill_the_daemon_after(job.out / "checkpoint.npz", 2)
+    with pytest.raises(StudyError, match=r"AdLaLa \(device\) seed 0.*resumes"):
+        run_jobs([job])
+    watcher.join()
+    assert not job.done
+    run_jobs([job])
+    summary = json.loads((job.out / "summary.json").read_text())
+    assert "diverged" not in summary and summary["iterations"] == 40 * 20
+    sessions = _one_pass_each(job.out, 40 * 20)
+    assert len(sessions) == 2 and sessions[1]["from_step"] >= 2 * 20
+    assert sessions[0]["device"]["seed"] == 0 and sessions[1]["device"]["seed"] != 0
+
+
+def test_on_ray_a_run_whose_device_dies_goes_to_a_device_again(cluster, tmp_path):
+    """The same fault on the farm: the actor's run fails with DeviceFailed, the driver hands the
+    job to a device again, and it resumes from its checkpoint; the study completes."""
+    arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa (device)")
+    job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 40, 25, 0, "spawn://")
+    watcher = _kill_the_daemon_after(job.out / "checkpoint.npz", 2)
+    cluster.run_on_ray([job], devices=2)
+    watcher.join()
+    summary = json.loads((job.out / "summary.json").read_text())
+    assert "diverged" not in summary and summary["iterations"] == 40 * 20
+    sessions = _one_pass_each(job.out, 40 * 20)
+    assert len(sessions) == 2 and sessions[1]["from_step"] >= 2 * 20
 
 
 def test_the_tune_example_runs_and_reports_a_best_trial(tmp_path):

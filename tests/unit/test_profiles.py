@@ -114,7 +114,7 @@ def test_stochastic_rounding_is_unbiased_and_keeps_the_coupling_symmetric():
 
 
 def test_a_studys_variant_of_a_builtin_is_a_valid_profile_file(tmp_path):
-    from host.experiments import profile_file
+    from host.study_runs import profile_file
     for base in PROFILES:
         prof = load_profile(profile_file(base, {"dac_bits_coupling": 10, "gain_sigma": 0.02},
                                          tmp_path))
