@@ -78,7 +78,9 @@ class Backend:
             info.update(device_time=device_time + cal_t, calibration_time=cal_t,
                         bytes_sent=stats.bytes_sent - sent0 - cal_up,
                         bytes_received=stats.bytes_received - recv0 - cal_down,
-                        device_call_s=call_s + cal_s, saturation_retries=self.retries)
+                        device_call_s=call_s + cal_s)
+            if self.retries:            # (a row says so only when it happened)
+                info["saturation_retries"] = self.retries
         return value
 
     def calibration(self, check_only: bool) -> Any:
