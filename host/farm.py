@@ -77,11 +77,14 @@ def claim_board() -> tuple[str | None, Any]:
                        f"by another actor: the node declares more {DEVICE_RESOURCE} than it lists in {BOARDS_ENV}")
 
 
-def _run_files(job: Job, device: str | None) -> dict[str, str]:
-    """Train the job (one BLAS thread, as the serial study) and return its record's files."""
+def _run_files(job: Job, device: str | None, home: str) -> dict[str, str]:
+    """Train the job (one BLAS thread, as the serial study) and return its record's files — none
+    when this is the driver's machine (``home``), whose runs directory already holds them."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
         run_job(job, device)
+    if socket.gethostname() == home:
+        return {}
     return {name: (job.out / name).read_text() for name in RUN_FILES if (job.out / name).exists()}
 
 
@@ -96,14 +99,14 @@ class DeviceActor:
         """Which node, process and board (None: emulator slot) this actor is."""
         return {"node": socket.gethostname(), "pid": os.getpid(), "board": self.url}
 
-    def run(self, job: Job) -> dict[str, str]:
-        return _run_files(job, self.url)
+    def run(self, job: Job, home: str) -> dict[str, str]:
+        return _run_files(job, self.url, home)
 
 
 @ray.remote(max_retries=ATTEMPTS - 1)
-def _digital(job: Job) -> dict[str, str]:
+def _digital(job: Job, home: str) -> dict[str, str]:
     """A run that needs no device, as a plain task (retried if its worker dies)."""
-    return _run_files(job, None)
+    return _run_files(job, None, home)
 
 
 def start(address: str | None, devices: int) -> None:
@@ -180,8 +183,9 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
     say(f"ray: {len(jobs)} runs ({len(device_jobs)} on {len(actors)} devices, {len(digital_jobs)} digital) "
         f"on {int(ray.cluster_resources().get('CPU', 0))} CPUs")
     pending: dict[Any, tuple[Job, Any]] = {}
+    home = socket.gethostname()
     for job in digital_jobs:
-        pending[_digital.options(num_cpus=1).remote(job)] = (job, None)
+        pending[_digital.options(num_cpus=1).remote(job, home)] = (job, None)
     queue, idle, tries = list(device_jobs), list(actors), {id(j): 0 for j in device_jobs}
     failed: list[str] = []
     done, last_say = 0, time.monotonic()
@@ -190,7 +194,7 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
             while queue and idle:
                 actor, job = idle.pop(), queue.pop(0)
                 tries[id(job)] += 1
-                pending[actor.run.remote(job)] = (job, actor)
+                pending[actor.run.remote(job, home)] = (job, actor)
             if not pending:         # device runs left, and no device actor alive to take them
                 failed += [f"{j.arm.label} seed {j.seed}: no device left (every device actor died)" for j in queue]
                 break
@@ -235,8 +239,12 @@ def _cause(e: BaseException) -> str:
 
 
 def _write_back(job: Job, files: dict[str, str]) -> None:
-    """A run's record in this machine's runs directory (a no-op where the worker shares it);
+    """A run's record in this machine's runs directory (nothing to do for a run on this machine);
     summary.json, the run's 'done' mark, last, and every file whole or not at all."""
+    if not files:
+        if not job.done:
+            raise StudyError(f"{job.arm.label} seed {job.seed}: the run came back without its summary")
+        return
     job.out.mkdir(parents=True, exist_ok=True)
     for name in sorted(files, key=lambda n: n == "summary.json"):
         path, text = job.out / name, files[name]

@@ -73,7 +73,7 @@ def test_a_killed_actor_costs_only_the_steps_since_its_checkpoint(cluster, tmp_p
     job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 60, 25, 0, "spawn://")
     actor = cluster.DeviceActor.options(resources={cluster.DEVICE_RESOURCE: 1}).remote()
     pid = ray.get(actor.where.remote())["pid"]
-    call = actor.run.remote(job)
+    call = actor.run.remote(job, "a machine other than this one")     # so the files come back
     ckpt = job.out / "checkpoint.npz"
     deadline = time.monotonic() + 120
     while not (ckpt.exists() and study_runs._checkpoint_epochs(ckpt) >= 2):
@@ -89,6 +89,9 @@ def test_a_killed_actor_costs_only_the_steps_since_its_checkpoint(cluster, tmp_p
     assert len(sessions) == 2 and sessions[1]["from_step"] >= 2 * 20
     whole = Job(arm, 0, str(tmp_path / "whole"), "spiral", 60, 25, 0, "spawn://")
     uninterrupted = study_runs.run_job(whole)
+    driver = Job(arm, 0, str(tmp_path / "driver-runs"), "spiral", 60, 25, 0, "spawn://")   # another machine's
+    cluster._write_back(driver, files)                                                      # runs directory
+    assert driver.done and all((driver.out / name).read_text() == text for name, text in files.items())
     resumed = json.loads(files["summary.json"])
     for key in ("final_test_loss", "final_train_loss", "test_accuracy", "iterations"):
         assert resumed[key] == uninterrupted[key], key
