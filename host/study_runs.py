@@ -129,9 +129,11 @@ def run_job(job: Job, device: str | None = None) -> dict:
     try:
         summary = train(cfg)
     except (DeviceFailed, DeviceError) as e:     # not a result: the run stays unfinished, to be resumed
-        what = str(e) if isinstance(e, DeviceFailed) else f"the device failed before training: {type(e).__name__}: {e}"
-        raise DeviceFailed(f"{arm.label} seed {job.seed}: {what} (run the study again: the run resumes "
-                           "from its checkpoint, if it reached one)") from e
+        cause = e.__cause__ if isinstance(e, DeviceFailed) and e.__cause__ is not None else e
+        when = "" if isinstance(e, DeviceFailed) else " before training"
+        raise DeviceFailed(f"{arm.label} seed {job.seed}: the device failed{when}: {type(cause).__name__}: "
+                           f"{cause} — run the study again: the run resumes from its checkpoint, if it "
+                           "reached one") from e
     except TrainingError as e:   # a diverged chain is a result of the study, kept as such
         summary = {"diverged": str(e)}
         print(f"  {arm.label:<22} seed {job.seed}: diverged ({time.perf_counter() - t0:.0f} s): {e}",

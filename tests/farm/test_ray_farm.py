@@ -192,7 +192,7 @@ def test_a_run_whose_device_dies_is_unfinished_not_a_result_and_resumes(tmp_path
     arm = next(a for a in STUDIES["spiral-langevin"][1] if a.label == "AdLaLa (device)")
     job = Job(arm, 0, str(tmp_path / "runs"), "spiral", 40, 25, 0, "spawn://")
     watcher = _kill_the_daemon_after(job.out / "checkpoint.npz", 2)
-    with pytest.raises(StudyError, match=r"AdLaLa \(device\) seed 0.*resumes"):
+    with pytest.raises(StudyError, match=r"(?s)AdLaLa \(device\) seed 0: the device failed: DeviceDied.*resumes"):
         run_jobs([job])
     watcher.join()
     assert not job.done
