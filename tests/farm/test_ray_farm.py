@@ -153,25 +153,35 @@ def _ancestors(pid: int) -> set[int]:
     return out
 
 
+def _daemons_of(pid: int) -> set[int]:
+    """The emulator daemons (``host.cli serve``) that descend from process ``pid``."""
+    out = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"host.cli" in cmd and b"serve" in cmd and pid in _ancestors(int(proc.name)):
+            out.add(int(proc.name))
+    return out
+
+
 def _kill_the_daemon_after(ckpt: Path, epochs: int) -> threading.Thread:
     """In the background: once the run has checkpointed ``epochs`` epochs, SIGKILL the emulator
-    daemon this process started (directly, or through a Ray actor of this test's cluster)."""
+    daemon this process started for it (directly, or through a Ray actor of this test's
+    cluster) — a new one: daemons other tests' session fixtures keep are left alone."""
     me = os.getpid()
+    others = _daemons_of(me)
 
     def watch() -> None:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if ckpt.exists() and study_runs._checkpoint_epochs(ckpt) >= epochs:
-                for proc in Path("/proc").iterdir():
-                    if not proc.name.isdigit():
-                        continue
-                    try:
-                        cmd = (proc / "cmdline").read_bytes().split(b"\0")
-                    except OSError:
-                        continue
-                    if b"host.cli" in cmd and b"serve" in cmd and me in _ancestors(int(proc.name)):
-                        os.kill(int(proc.name), signal.SIGKILL)
-                        return
+                for pid in _daemons_of(me) - others:
+                    os.kill(pid, signal.SIGKILL)
+                    return
             time.sleep(0.02)
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
