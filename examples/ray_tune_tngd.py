@@ -57,12 +57,14 @@ def main() -> None:
     steps = a.epochs * math.ceil(len(load("digits").X_train) / BATCH)   # a trial's whole length
     space = {"lam": tune.loguniform(1e-3, 1.0), "t": tune.choice([5.0, 20.0, 50.0]),
              "epochs": a.epochs, "eval_every": 10, "seed": a.seed}
+    # ASHA's rungs in steps, its limit past a trial's last step: a trial that gets there
+    # finishes (summary, figures) rather than being stopped at its last report
     tuner = tune.Tuner(
         tune.with_resources(trial, {"cpu": 1, farm.DEVICE_RESOURCE: 1}),
         param_space=space,
         tune_config=tune.TuneConfig(metric="test_loss", mode="min", num_samples=a.samples,
                                     scheduler=ASHAScheduler(time_attr="step", grace_period=min(20, steps),
-                                                            max_t=steps)),
+                                                            max_t=steps + 1)),
         run_config=tune.RunConfig(storage_path=os.path.abspath(a.storage), name="tngd-lam-t", verbose=1))
     best = tuner.fit().get_best_result()
     print(f"best: lam = {best.config['lam']:.4g}, t = {best.config['t']:g}: test loss "

@@ -406,11 +406,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="run every arm × seed across a Ray cluster: its ADDRESS (e.g. ray://head:10001 "
                         "or auto), or none for a local cluster of this machine (pip install "
                         "'thermohil[ray]'; docs/cluster.md)")
-    p.add_argument("--devices", type=int, default=2,
-                   help="emulated devices of the local cluster (default 2); a cluster at an ADDRESS "
-                        "has the thermo_device resources its nodes declare")
+    p.add_argument("--devices", type=int, default=None,
+                   help="with --ray and no ADDRESS: emulated devices of the local cluster (default 2); "
+                        "a cluster at an ADDRESS has the thermo_device resources its nodes declare")
     a = p.parse_args(argv)
-    if a.devices < 1:
+    if a.devices is not None and (a.ray is None or a.ray != "local"):
+        p.error("--devices sizes the local cluster of --ray (without an ADDRESS); a cluster at an ADDRESS "
+                "has the devices its nodes declare, and a study without --ray runs in turn here")
+    if a.devices is not None and a.devices < 1:
         p.error("--devices must be >= 1")
     s = {"dataset": "digits", "seeds": 3, "epochs": 5, "batch": 32, "eval_every": 10,
          **SETTINGS.get(a.study, {})}
@@ -426,13 +429,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(a.study, seeds=a.seeds, epochs=a.epochs, batch=a.batch_size, eval_every=a.eval_every,
             out=Path(a.out), runs_dir=Path(a.runs), device=a.device, dataset=s["dataset"], only=a.only,
-            ray_address=a.ray, devices=a.devices)
+            ray_address=a.ray, devices=a.devices or 2)
     except (ValueError, ImportError) as e:     # e.g. an unknown --only label: one line, nothing run
         print(f"python -m host.experiments: error: {e}", file=sys.stderr)
         return 1
     except StudyError as e:                    # some runs unfinished: the rest are kept
         print(f"python -m host.experiments: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("python -m host.experiments: interrupted; finished runs are kept, and the same command "
+              "resumes the others from their checkpoints", file=sys.stderr)
+        return 130
     return 0
 
 

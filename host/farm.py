@@ -114,6 +114,7 @@ def start(address: str | None, devices: int) -> None:
     emulated devices (as many CPUs as the machine, at least one per device)."""
     if ray.is_initialized():
         return
+    _check_reachable(address)
     try:
         if address is None:
             ray.init(num_cpus=max(os.cpu_count() or 1, devices), resources={DEVICE_RESOURCE: devices},
@@ -122,9 +123,33 @@ def start(address: str | None, devices: int) -> None:
             ray.init(address=address, log_to_driver=True, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
-        hint = (" (is it up? `ray status` on its head node; --ray without an address starts a local one)"
-                if address else "")
+        if address and address.startswith("ray://") and "client" in str(e).lower():
+            hint = " (a ray:// address needs Ray's client: pip install 'ray[client]')"
+        elif address and isinstance(e, ConnectionError):
+            hint = " (is it up? `ray status` on its head node; --ray without an address starts a local one)"
+        else:
+            hint = ""
         raise StudyError(f"could not join {where}: {type(e).__name__}: {e}{hint}") from e
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) where nothing listens is refused at once: Ray itself
+    would go on retrying the connection for minutes."""
+    if not address or address == "auto":
+        return
+    u = urlparse(address if "://" in address else f"//{address}")
+    try:
+        host, port = u.hostname, u.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise StudyError(f"could not join the Ray cluster at {address!r}: nothing answers at {host}:{port} "
+                         f"({e.strerror or e}); is its head node up? (`ray status` there; --ray without an "
+                         "address starts a local cluster)") from e
 
 
 def _check_devices(device_jobs: list[Job]) -> None:
@@ -200,8 +225,9 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
             if not ready or time.monotonic() - last_say >= PROGRESS_EVERY_S:
-                running = ", ".join(f"{j.arm.label} s{j.seed}" for j, _ in list(pending.values())[:6])
-                say(f"ray: {done}/{len(jobs)} runs done; running {running}{' …' if len(pending) > 6 else ''}")
+                waiting = ", ".join(f"{j.arm.label} s{j.seed}" for j, _ in list(pending.values())[:6])
+                say(f"ray: {done}/{len(jobs)} runs done; running or queued for a CPU: {waiting}"
+                    f"{' …' if len(pending) > 6 else ''}{f'; {len(queue)} waiting for a device' if queue else ''}")
                 last_say = time.monotonic()
             if not ready:
                 continue
@@ -211,7 +237,9 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
                 done += 1
             except DeviceFailed as e:            # the run is unfinished: another go, from its checkpoint
                 if tries[id(job)] < ATTEMPTS:
-                    say(f"ray: {_cause(e)}; trying again ({tries[id(job)]}/{ATTEMPTS})")
+                    say(f"ray: {job.arm.label} seed {job.seed}: its device failed "
+                        f"({_device_error(e)}); handing it to a device again, from its checkpoint "
+                        f"(try {tries[id(job)] + 1} of {ATTEMPTS})")
                     queue.insert(0, job)
                 else:
                     failed.append(_cause(e))
@@ -231,6 +259,14 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
     if failed:
         raise StudyError(f"{len(failed)} of {len(jobs)} runs did not finish; the others are kept and the same "
                          "command resumes these: " + "; ".join(failed))
+
+
+def _device_error(e: BaseException) -> str:
+    """The device's own error behind a DeviceFailed (its first line), for the retry message."""
+    inner = getattr(e, "cause", None) or e
+    inner = inner.__cause__ if inner.__cause__ is not None else inner
+    inner = inner.__cause__ if inner.__cause__ is not None else inner
+    return f"{type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}"
 
 
 def _cause(e: BaseException) -> str:

@@ -242,3 +242,22 @@ def test_the_tune_example_runs_and_reports_a_best_trial(tmp_path):
     assert best and "test accuracy" in best[0], p.stdout[-2000:]
     runs = list((tmp_path / "tune").glob("tngd-lam-t/trial_*/run/metrics.jsonl"))
     assert len(runs) == 2 and all(json.loads(r.read_text().splitlines()[0])["step"] == 0 for r in runs)
+
+
+def test_an_address_where_nothing_listens_is_refused_at_once_in_one_line(tmp_path):
+    """Ray itself would retry the connection for minutes; the study says at once what is wrong."""
+    import socket
+    import subprocess
+    import sys
+    from support import REPO
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "host.experiments", "spiral-langevin", "--only", "AdLaLa", "--epochs", "1",
+                        "--seeds", "1", "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"),
+                        "--ray", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert f"nothing answers at 127.0.0.1:{port}" in p.stderr and "Traceback" not in p.stderr
+    assert time.monotonic() - t0 < 60
+    assert not list((tmp_path / "runs").glob("*/summary.json"))

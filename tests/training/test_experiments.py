@@ -50,6 +50,15 @@ def test_unknown_study_is_refused(capsys):
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--devices", "2"], ["--devices", "2", "--ray", "auto"], ["--ray", "--devices", "0"]])
+def test_devices_without_a_local_cluster_is_refused(args, tmp_path, capsys):
+    """--devices sizes the local cluster of a bare --ray: given anywhere else it would be ignored."""
+    with pytest.raises(SystemExit) as e:
+        main(["spiral-langevin", *args, "--out", str(tmp_path / "fig"), "--runs", str(tmp_path / "runs")])
+    assert e.value.code == 2 and "--devices" in capsys.readouterr().err
+    assert not (tmp_path / "fig").exists()
+
+
 def test_unknown_only_label_is_refused_and_nothing_runs(tmp_path, capsys):
     code = main(["spiral-step-sweep", "--only", "SGD,nope", "--out", str(tmp_path / "fig"),
                  "--runs", str(tmp_path / "runs")])
