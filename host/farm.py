@@ -242,13 +242,13 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
                         f"(try {tries[id(job)] + 1} of {ATTEMPTS})")
                     queue.insert(0, job)
                 else:
-                    failed.append(_cause(e))
+                    failed.append(str(_remote(e)))
             except ray.exceptions.RayActorError as e:   # its actor is gone for good (restarts used up)
                 failed.append(f"{job.arm.label} seed {job.seed}: its device actor died: {e}")
                 actor = None
             except Exception as e:  # noqa: BLE001 - any other failure of one run: reported, the rest go on
-                cause = getattr(e, "cause", None) or e
-                failed.append(f"{job.arm.label} seed {job.seed}: {type(cause).__name__}: {_cause(e)}")
+                cause = _remote(e)
+                failed.append(f"{job.arm.label} seed {job.seed}: {type(cause).__name__}: {cause}")
             if actor is not None and queue:
                 idle.append(actor)
             elif actor is not None:      # no device job left for it: its CPU goes to digital runs
@@ -261,17 +261,17 @@ def run_on_ray(jobs: list[Job], *, address: str | None = None, devices: int = 2,
                          "command resumes these: " + "; ".join(failed))
 
 
+def _remote(e: BaseException) -> BaseException:
+    """The exception a remote call raised, not Ray's wrapping of it with its traceback."""
+    return getattr(e, "cause", None) or e
+
+
 def _device_error(e: BaseException) -> str:
-    """The device's own error behind a DeviceFailed (its first line), for the retry message."""
-    inner = getattr(e, "cause", None) or e
-    inner = inner.__cause__ if inner.__cause__ is not None else inner
-    inner = inner.__cause__ if inner.__cause__ is not None else inner
-    return f"{type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}"
-
-
-def _cause(e: BaseException) -> str:
-    """The message of the exception a remote call raised (not Ray's wrapping with its traceback)."""
-    return str(getattr(e, "cause", None) or e)
+    """The device's own error at the bottom of a DeviceFailed's chain (its first line)."""
+    inner = _remote(e)
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    return f"{type(inner).__name__}: {(str(inner).splitlines() or [''])[0]}"
 
 
 def _write_back(job: Job, files: dict[str, str]) -> None:
